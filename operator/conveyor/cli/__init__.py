@@ -1,0 +1,1 @@
+"""Command-line entry points: ``conveyor`` (the operator) and, later, ``kubectl-conveyor``."""

@@ -1,0 +1,63 @@
+"""``conveyor``: the operator's command line.
+
+``conveyor version`` prints the version; ``conveyor run`` starts the operator with kopf against the
+current kubeconfig (or the in-cluster ServiceAccount).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from conveyor import __version__
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Imported here so `conveyor version` stays fast and works without a cluster.
+    from conveyor.handlers.operator import run_operator
+
+    run_operator(
+        namespaces=args.namespace or [],
+        liveness_endpoint=args.liveness,
+        metrics_port=args.metrics_port,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``conveyor`` argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="conveyor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("version", help="print the version and exit")
+    run = sub.add_parser("run", help="run the operator in the foreground")
+    run.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        help="watch only this namespace (repeatable); default: every namespace",
+    )
+    run.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="kopf liveness endpoint URL (default: %(default)s)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        help="port for Prometheus /metrics; 0 disables (default: %(default)s)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``conveyor`` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"conveyor {__version__}")
+        return 0
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure decisions: plain functions of plain data, no I/O, no kopf."""

@@ -1,0 +1,1 @@
+"""kopf wiring: thin handlers that read the world, call the core and apply the result."""

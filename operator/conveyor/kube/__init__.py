@@ -1,0 +1,1 @@
+"""Kubernetes API access: clients, patch helpers, Events."""

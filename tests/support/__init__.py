@@ -1,0 +1,1 @@
+"""Test support: the cluster under test and waiting helpers (never fixed sleeps)."""

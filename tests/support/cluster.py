@@ -1,0 +1,56 @@
+"""The cluster under test: the local control plane, or any cluster named by CONVEYOR_TEST_KUBECONFIG."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the tests' cluster is and how it was obtained."""
+
+    kubeconfig: Path
+    local: bool  # True: our hack/cluster control plane (kwok nodes, static test users)
+    cluster_dir: Path | None
+    started_here: bool
+
+    def user_token(self, name: str) -> str:
+        """The static bearer token of a test identity (local control plane only)."""
+        if not self.cluster_dir:
+            raise RuntimeError("test identities exist only on the local control plane")
+        return (self.cluster_dir / "users" / f"{name}.token").read_text().strip()
+
+
+def test_cluster_dir() -> Path:
+    """The local test cluster's folder: separate from the demo's .cluster so both can run."""
+    return Path(os.environ.get("CONVEYOR_CLUSTER_DIR") or REPO / ".cluster" / "test")
+
+
+def acquire() -> Cluster:
+    """Use CONVEYOR_TEST_KUBECONFIG when set, else start (or reuse) the local control plane."""
+    external = os.environ.get("CONVEYOR_TEST_KUBECONFIG")
+    if external:
+        return Cluster(Path(external), local=False, cluster_dir=None, started_here=False)
+    cdir = test_cluster_dir()
+    env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(cdir)}
+    running = (
+        subprocess.run(
+            [REPO / "hack" / "cluster", "status"], env=env, capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    if not running:
+        subprocess.run([REPO / "hack" / "cluster", "up"], env=env, check=True)
+    return Cluster(cdir / "kubeconfig", local=True, cluster_dir=cdir, started_here=not running)
+
+
+def release(cluster: Cluster) -> None:
+    """Stop the local control plane if this test session started it."""
+    if cluster.started_here and cluster.cluster_dir:
+        env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(cluster.cluster_dir)}
+        subprocess.run([REPO / "hack" / "cluster", "down"], env=env, check=True)

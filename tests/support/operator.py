@@ -1,0 +1,136 @@
+"""Run the operator as users run it: the `conveyor run` console script in its own process."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OperatorProcess:
+    """`conveyor run` as a subprocess, with its output captured line by line."""
+
+    def __init__(self, kubeconfig: Path, *extra_args: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.liveness_port = 0
+        self.metrics_port = 0
+
+    def start(self) -> OperatorProcess:
+        """Start the operator; returns at once (use wait_for_log to know it is up)."""
+        self.liveness_port, self.metrics_port = _free_port(), _free_port()
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [
+                str(REPO / ".venv" / "bin" / "conveyor"),
+                "run",
+                f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
+                f"--metrics-port={self.metrics_port}",
+                *self.extra_args,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc
+        assert self.proc.stdout
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for_log(self, pattern: str, timeout: float = 30.0) -> str:
+        """Block until a log line matches `pattern` (regex); fail naming the pattern on timeout."""
+        rx = re.compile(pattern)
+        for seen in self.lines:
+            if rx.search(seen):
+                return seen
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(
+                    f"operator exited ({self.proc.returncode if self.proc else '?'}) before "
+                    f"logging /{pattern}/; last lines:\n" + "\n".join(self.lines[-30:])
+                )
+            self.lines.append(line)
+            if rx.search(line):
+                return line
+        raise AssertionError(
+            f"timed out after {timeout:.0f}s waiting for a log line /{pattern}/; last lines:\n"
+            + "\n".join(self.lines[-30:])
+        )
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Wait until kopf's liveness endpoint answers 200 (it opens once the operator runs)."""
+        url = f"http://127.0.0.1:{self.liveness_port}/healthz"
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError(
+                    f"operator exited with {self.proc.returncode}; last lines:\n"
+                    + "\n".join(self.lines[-30:])
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+                    last = r.status
+            except OSError as e:  # not listening yet
+                last = e
+            time.sleep(0.1)  # the endpoint offers nothing to watch; polled until the deadline
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {url} to answer 200 (last: {last})")
+
+    def kill(self) -> None:
+        """SIGKILL: the operator gets no chance to clean up (the restart-safety case)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        """SIGTERM and wait for a clean exit; returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        # Drain what is left so a failing test can show it.
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.lines.append(line)
+        return self.proc.returncode
