@@ -1,42 +1,148 @@
-"""Operator process: kopf settings and the startup that announces the operator is alive."""
+"""The operator process: kopf settings, the watches that wake pipeline workers, startup and shutdown.
+
+Handlers here only route: a watch event says which pipeline should look again. Decisions happen in
+the core; reading and writing happen in one reconcile pass per pipeline (handlers/reconcile.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from conveyor import __version__
+from conveyor.api.common import GROUP, VERSION
+from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
+from conveyor.handlers.reconcile import reconcile_pipeline, report_orphan_approval, report_orphan_release
+from conveyor.handlers.workers import PipelineWorkers
+from conveyor.kube.client import Kube, load_api_client
+from conveyor.kube.record import JsonFormatter
 
 log = logging.getLogger("conveyor")
 
 # kopf keeps per-handler progress and the last-handled spec in annotations. The prefix is ours from
 # day one: changing it later would make kopf re-run every handler on every object.
 ANNOTATION_PREFIX = "conveyor.dev"
+RECONCILE_THREADS = 16
+
+
+def _stage_namespaces(body: Any) -> set[str]:
+    return {s.get("namespace", "") for s in (body.get("spec") or {}).get("stages") or []}
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Apply Conveyor's kopf settings and log that the operator is alive."""
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Apply Conveyor's kopf settings, connect, and log that the operator is alive."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
-    settings.posting.reporting_component = "conveyor"
+    # kopf would otherwise turn its own log lines into Events on every watched object (Deployments!).
+    settings.posting.enabled = False
     # Watches that go quiet are restarted rather than trusted forever.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.inactivity_timeout = 330
+    kube = Kube(load_api_client())
+    executor = ThreadPoolExecutor(max_workers=RECONCILE_THREADS, thread_name_prefix="reconcile")
+    memo.kube = kube
+    memo.executor = executor
+    memo.workers = PipelineWorkers(lambda ns, name: reconcile_pipeline(kube, ns, name), executor)
     log.info("conveyor %s is alive", __version__)
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the workers; a pass in flight simply ends (the next operator redoes it safely)."""
+    await memo.workers.stop()
+    memo.executor.shutdown(wait=False, cancel_futures=True)
+
+
+@kopf.on.event(GROUP, VERSION, "pipelines")
+async def pipeline_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Pipeline appeared, changed or went away: start, wake or stop its worker."""
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    if event["type"] == "DELETED":
+        memo.workers.forget(key)
+        return
+    memo.workers.ensure(key, _stage_namespaces(body))
+
+
+async def _ensure_pipeline(memo: kopf.Memo, namespace: str, name: str) -> bool:
+    """Wake the pipeline's worker, starting it if the pipeline exists; False when it does not."""
+    key = (namespace, name)
+    if key in memo.workers:
+        memo.workers.wake(key)
+        return True
+    loop = asyncio.get_running_loop()
+    obj = await loop.run_in_executor(memo.executor, memo.kube.get_custom, "pipelines", namespace, name)
+    if obj is None:
+        return False
+    memo.workers.ensure(key, _stage_namespaces(obj))
+    return True
+
+
+@kopf.on.event(GROUP, VERSION, "releases")
+async def release_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Release changed: its pipeline looks again (or the release learns its pipeline is missing)."""
+    namespace, pipeline = body.metadata.namespace or "", body.spec.get("pipeline", "")
+    if await _ensure_pipeline(memo, namespace, pipeline) or event["type"] == "DELETED":
+        return
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(memo.executor, report_orphan_release, memo.kube, dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, "approvals")
+async def approval_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """An Approval changed: the release's pipeline looks again (or the approval learns its release
+    is missing)."""
+    if event["type"] == "DELETED":
+        return
+    namespace, release_name = body.metadata.namespace or "", body.spec.get("release", "")
+    loop = asyncio.get_running_loop()
+    release = await loop.run_in_executor(
+        memo.executor, memo.kube.get_custom, "releases", namespace, release_name
+    )
+    if release is None:
+        await loop.run_in_executor(memo.executor, report_orphan_approval, memo.kube, dict(body))
+        return
+    await _ensure_pipeline(memo, namespace, release.get("spec", {}).get("pipeline", ""))
+
+
+@kopf.on.event("apps", "v1", "deployments")
+async def deployment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Deployment changed: pipelines with a stage in its namespace look again."""
+    memo.workers.wake_namespace(body.metadata.namespace or "")
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)
+async def job_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """One of Conveyor's Jobs changed: its pipeline looks again."""
+    namespace = body.metadata.annotations.get(PIPELINE_NAMESPACE_ANNOTATION, "")
+    pipeline = body.metadata.labels.get(PIPELINE_LABEL, "")
+    memo.workers.wake((namespace, pipeline))
+
+
+def configure_logging() -> None:
+    """JSON lines on stderr for everything; kopf's per-object chatter only when it matters."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("kopf._core.reactor.observation").setLevel(logging.WARNING)
 
 
 def run_operator(*, namespaces: list[str], liveness_endpoint: str | None, metrics_port: int) -> None:
     """Run the operator in the foreground until interrupted."""
     del metrics_port  # metrics arrive with the metrics issue; the flag is accepted already.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,

@@ -1,0 +1,44 @@
+"""Approval: one person's consent for one release to enter one stage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from conveyor.api.common import DNS_LABEL, DNS_SUBDOMAIN, Condition, KubeModel, ObjectMeta
+
+
+class ApprovalSpec(KubeModel):
+    """What is approved. Immutable."""
+
+    release: str = Field(
+        description="Name of the Release (same namespace) approved.", max_length=63, pattern=DNS_SUBDOMAIN
+    )
+    stage: str = Field(description="Stage the release may enter.", max_length=30, pattern=DNS_LABEL)
+    comment: str | None = Field(default=None, description="Why, in a sentence.", max_length=1024)
+
+
+class ApprovalStatus(KubeModel):
+    """Whether Conveyor counted the approval, and why (not)."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
+    counted: bool | None = Field(
+        default=None, description="True when this approval opened (or will open) the stage."
+    )
+    commit: str | None = Field(default=None, description="Commit of the approved release.")
+    used_at: datetime | None = Field(default=None, description="When the release entered the stage on it.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Counted: True, or False with the reason it does not count."
+    )
+
+
+class Approval(KubeModel):
+    """An Approval object."""
+
+    api_version: Literal["conveyor.dev/v1alpha1"] = "conveyor.dev/v1alpha1"
+    kind: Literal["Approval"] = "Approval"
+    metadata: ObjectMeta
+    spec: ApprovalSpec
+    status: ApprovalStatus = Field(default_factory=ApprovalStatus)

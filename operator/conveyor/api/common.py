@@ -1,0 +1,78 @@
+"""Building blocks shared by every Conveyor kind: the camelCase base model, conditions, metadata."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonDict
+
+GROUP = "conveyor.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def cel(rule: str, message: str | None = None, *, message_expression: str | None = None) -> JsonDict:
+    """One `x-kubernetes-validations` entry: a CEL rule the API server enforces."""
+    entry: JsonDict = {"rule": rule}
+    if message:
+        entry["message"] = message
+    if message_expression:
+        entry["messageExpression"] = message_expression
+    return entry
+
+
+def immutable(what: str) -> JsonDict:
+    """Schema extra making a field immutable once set (CEL transition rule)."""
+    return {"x-kubernetes-validations": [cel("self == oldSelf", f"{what} is immutable")]}
+
+
+class KubeModel(BaseModel):
+    """Base of every API model: camelCase on the wire, snake_case in Python, unknown fields kept out."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_enum_values=True,
+        validate_default=True,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, no unset optional fields."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(KubeModel):
+    """One aspect of the object's current state, per Kubernetes API conventions."""
+
+    type: str = Field(description="Condition type, e.g. Ready, Progressing, Failed, AwaitingApproval.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(description="Machine-readable CamelCase reason for the last transition.")
+    message: str = Field(default="", description="Human-readable details.", max_length=4096)
+    observed_generation: int | None = Field(
+        default=None, description="The .metadata.generation the condition was computed from."
+    )
+    last_transition_time: datetime = Field(description="When the status last changed.")
+
+
+class ObjectMeta(KubeModel):
+    """The few metadata fields Conveyor reads."""
+
+    name: str = Field(description="Object name.")
+    namespace: str = Field(default="", description="Object namespace.")
+    uid: str = Field(default="", description="Object UID.")
+    generation: int = Field(default=0, description="Spec generation.")
+    resource_version: str = Field(default="", description="Resource version.")
+    creation_timestamp: datetime | None = Field(default=None, description="Creation time.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")

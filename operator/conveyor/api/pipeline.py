@@ -1,0 +1,198 @@
+"""Pipeline: one application's road to production."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from conveyor.api.common import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    ENV_NAME,
+    Condition,
+    KubeModel,
+    ObjectMeta,
+    cel,
+)
+
+IMAGE_REPOSITORY = r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+
+
+class Target(KubeModel):
+    """A workload Conveyor updates in every stage: one container of one Deployment."""
+
+    deployment: str = Field(
+        description="Name of the Deployment, the same in every stage's namespace.",
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+    )
+    container: str = Field(
+        description="Name of the container in that Deployment whose image Conveyor sets.",
+        max_length=63,
+        pattern=DNS_LABEL,
+    )
+
+
+class EnvVar(KubeModel):
+    """An environment variable of a Job container, as in a Pod spec."""
+
+    name: str = Field(description="Variable name.", max_length=256, pattern=ENV_NAME)
+    value: str | None = Field(default=None, description="Literal value.", max_length=4096)
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        description="A reference to where the value lives (secretKeyRef, configMapKeyRef, fieldRef), "
+        "as in a Pod spec.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class JobTemplate(KubeModel):
+    """A Job defined once for every stage. The release's image is the default image; the stage's
+    variables and CONVEYOR_COMMIT, CONVEYOR_DIGEST, CONVEYOR_STAGE, CONVEYOR_RELEASE are injected."""
+
+    image: str | None = Field(
+        default=None,
+        description="Image to run; default: the release's own image (repository@digest).",
+        max_length=512,
+    )
+    command: list[str] = Field(default_factory=list, description="Entrypoint, as in a container spec.")
+    args: list[str] = Field(default_factory=list, description="Arguments, as in a container spec.")
+    env: list[EnvVar] = Field(
+        default_factory=list, description="Extra environment variables (secrets by reference only)."
+    )
+    env_from: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Sources of environment variables (secretRef, configMapRef), as in a container spec.",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    )
+    resources: dict[str, Any] | None = Field(
+        default=None,
+        description="Resource requests and limits, as in a container spec.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    service_account_name: str | None = Field(
+        default=None, description="ServiceAccount the Job's pod runs as.", max_length=253
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the Job's pod.")
+    deadline_seconds: int = Field(
+        default=600,
+        ge=1,
+        le=86400,
+        description="The Job fails when it runs longer than this (activeDeadlineSeconds). For the smoke "
+        "test, the stage's smokeTestDeadlineSeconds applies instead.",
+    )
+    backoff_limit: int = Field(
+        default=0, ge=0, le=10, description="Retries before the Job counts as failed (default none)."
+    )
+
+
+class Stage(KubeModel):
+    """One environment on the road to production, in order."""
+
+    name: str = Field(
+        description="Stage name, unique in the pipeline (DNS label, at most 30 characters).",
+        max_length=30,
+        pattern=DNS_LABEL,
+    )
+    namespace: str = Field(
+        description="Namespace holding this stage's Deployments; migration and smoke-test Jobs run here.",
+        max_length=63,
+        pattern=DNS_LABEL,
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-stage environment for the migration and smoke-test Jobs (e.g. BASE_URL).",
+        json_schema_extra={
+            "maxProperties": 64,
+            "x-kubernetes-validations": [
+                cel(
+                    "self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
+                    "variable names must be environment variable names ([A-Za-z_][A-Za-z0-9_]*)",
+                )
+            ],
+        },
+    )
+    requires_approval: bool = Field(
+        default=False, description="A release enters this stage only after an Approval for it."
+    )
+    rollout_deadline_seconds: int = Field(
+        default=120,
+        ge=5,
+        le=3600,
+        description="The rollout fails when the Deployments are not fully available this long after "
+        "Conveyor set the image (default 2 minutes).",
+    )
+    smoke_test_deadline_seconds: int = Field(
+        default=300, ge=5, le=86400, description="The smoke-test Job fails when it runs longer than this."
+    )
+
+
+class PipelineSpec(KubeModel):
+    """The desired road: which image, which workloads, which stages, which Jobs."""
+
+    image_repository: str = Field(
+        description="Image repository without tag or digest (e.g. ghcr.io/acme/shop); each Release "
+        "names a digest in it.",
+        max_length=255,
+        pattern=IMAGE_REPOSITORY,
+    )
+    targets: list[Target] = Field(
+        min_length=1,
+        max_length=20,
+        description="Workloads to update in every stage.",
+    )
+    stages: list[Stage] = Field(
+        min_length=1,
+        max_length=10,
+        description="Stages in promotion order; the last one is production.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    migration: JobTemplate | None = Field(
+        default=None, description="Database migration Job, run in each stage before the rollout."
+    )
+    smoke_test: JobTemplate | None = Field(
+        default=None, description="Smoke-test Job, run in each stage after the rollout."
+    )
+
+
+class StageState(KubeModel):
+    """What runs in one stage, as Conveyor last verified it."""
+
+    name: str = Field(description="Stage name.")
+    namespace: str = Field(description="Stage namespace.")
+    release: str | None = Field(default=None, description="Release last verified in this stage.")
+    commit: str | None = Field(default=None, description="Its full commit SHA.")
+    short_commit: str | None = Field(default=None, description="Its commit, first 7 characters.")
+    digest: str | None = Field(default=None, description="Its image digest.")
+    since: datetime | None = Field(default=None, description="When it was verified in this stage.")
+    in_flight: str | None = Field(default=None, description="Release being promoted into this stage now.")
+
+
+class PipelineStatus(KubeModel):
+    """Where each commit is."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
+    stages: list[StageState] = Field(default_factory=list, description="Per stage, what runs there.")
+    summary: str | None = Field(
+        default=None, description="One line: each stage's short commit, e.g. staging=ab12cd3 prod=9f8e7d6."
+    )
+    production_commit: str | None = Field(
+        default=None, description="Short commit verified in the last stage."
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Ready: every target resolves.")
+
+
+class Pipeline(KubeModel):
+    """A Pipeline object."""
+
+    api_version: Literal["conveyor.dev/v1alpha1"] = "conveyor.dev/v1alpha1"
+    kind: Literal["Pipeline"] = "Pipeline"
+    metadata: ObjectMeta
+    spec: PipelineSpec
+    status: PipelineStatus = Field(default_factory=PipelineStatus)
+
+    def stage(self, name: str) -> Stage | None:
+        """The stage called `name`, if any."""
+        return next((s for s in self.spec.stages if s.name == name), None)

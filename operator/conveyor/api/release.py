@@ -1,0 +1,165 @@
+"""Release: one commit's immutable image on its way to production."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from conveyor.api.common import DNS_LABEL, DNS_SUBDOMAIN, Condition, KubeModel, ObjectMeta, cel
+
+
+class SchemaChange(StrEnum):
+    """How the release changes the database schema; decides how a rollback undoes it."""
+
+    NONE = "none"
+    BACKWARD_COMPATIBLE = "backwardCompatible"
+    BREAKING = "breaking"
+
+
+class Source(KubeModel):
+    """Facts CI declares about where the artifact came from (declared, not verified)."""
+
+    repository: str | None = Field(default=None, description="Source repository URL.", max_length=512)
+    commit_time: datetime | None = Field(default=None, description="When the commit was made.")
+    author: str | None = Field(default=None, description="Commit author as CI reports it.", max_length=256)
+    ci_run_id: str | None = Field(default=None, description="CI run identifier.", max_length=128)
+    ci_run_url: str | None = Field(default=None, description="Link to the CI run.", max_length=1024)
+
+
+class ReleaseSpec(KubeModel):
+    """The artifact and its facts. Immutable: a Release is a record."""
+
+    pipeline: str = Field(
+        description="Name of the Pipeline (same namespace) this release travels.",
+        max_length=63,
+        pattern=DNS_SUBDOMAIN,
+    )
+    commit: str = Field(
+        description="Full 40-character git commit SHA the image was built from.",
+        max_length=40,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.matches('^[0-9a-f]{40}$')", "must be the full 40-character lowercase hex commit SHA"
+                )
+            ]
+        },
+    )
+    digest: str = Field(
+        description="Image digest (sha256:<64 hex>) in the pipeline's repository. Tags are refused: "
+        "the bytes verified in staging are the bytes that reach production.",
+        max_length=128,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.matches('^sha256:[0-9a-f]{64}$')",
+                    message_expression="'must be an image digest, sha256: followed by 64 lowercase hex "
+                    "characters; tags are refused' + (self == 'latest' || self.endsWith(':latest') "
+                    "? ' (latest above all: it names a different image tomorrow)' : '')",
+                )
+            ]
+        },
+    )
+    source: Source = Field(default_factory=Source, description="Where the artifact came from.")
+    schema_change: SchemaChange = Field(
+        default=SchemaChange.NONE,
+        description="Database schema change: none, backwardCompatible, or breaking (needs a "
+        "down-migration to roll back).",
+    )
+    target_stage: str | None = Field(
+        default=None,
+        description="Stop after this stage (default: the pipeline's last stage).",
+        max_length=30,
+        pattern=DNS_LABEL,
+    )
+
+
+class Phase(StrEnum):
+    """Where a release is in its life."""
+
+    PENDING = "Pending"
+    WAITING = "Waiting"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    PROGRESSING = "Progressing"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUPERSEDED = "Superseded"
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.SUPERSEDED})
+
+
+class StagePhase(StrEnum):
+    """Where a release is within one stage."""
+
+    AWAITING_APPROVAL = "AwaitingApproval"
+    MIGRATING = "Migrating"
+    ROLLING_OUT = "RollingOut"
+    SMOKE_TESTING = "SmokeTesting"
+    VERIFIED = "Verified"
+    FAILED = "Failed"
+
+
+class StageRecord(KubeModel):
+    """One stage of one release: what happened, when (sub-second timestamps), with which Jobs."""
+
+    name: str = Field(description="Stage name.")
+    phase: StagePhase | None = Field(default=None, description="Where the release is in this stage.")
+    approval: str | None = Field(default=None, description="Approval that opened this stage.")
+    approved_at: datetime | None = Field(default=None, description="When that Approval was created.")
+    started_at: datetime | None = Field(default=None, description="When the release entered the stage.")
+    migration_job: str | None = Field(default=None, description="Name of the migration Job.")
+    migration_result: str | None = Field(default=None, description="Succeeded or Failed.")
+    migrated_at: datetime | None = Field(default=None, description="When the migration finished.")
+    deployed_at: datetime | None = Field(default=None, description="When Conveyor set the image.")
+    rolled_out_at: datetime | None = Field(default=None, description="When every target was available.")
+    smoke_test_job: str | None = Field(default=None, description="Name of the smoke-test Job.")
+    smoke_test_started_at: datetime | None = Field(default=None, description="When the smoke test started.")
+    smoke_test_result: str | None = Field(default=None, description="Succeeded or Failed.")
+    verified_at: datetime | None = Field(default=None, description="When the stage was verified.")
+    finished_at: datetime | None = Field(default=None, description="When the stage ended (either way).")
+    message: str | None = Field(default=None, description="Last word on this stage.", max_length=1024)
+
+
+class HistoryEntry(KubeModel):
+    """One transition, kept in status (Events expire; this does not)."""
+
+    time: datetime = Field(description="When it happened.")
+    reason: str = Field(description="CamelCase reason, the same as the Event's.")
+    stage: str | None = Field(default=None, description="Stage concerned, if any.")
+    message: str = Field(default="", description="What happened.", max_length=1024)
+
+
+class ReleaseStatus(KubeModel):
+    """Where the release is and how it got there."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
+    phase: Phase | None = Field(
+        default=None,
+        description="Pending, Waiting, AwaitingApproval, Progressing, Succeeded, Failed or Superseded.",
+    )
+    current_stage: str | None = Field(default=None, description="Stage the release is in or waiting for.")
+    short_commit: str | None = Field(default=None, description="Commit, first 7 characters.")
+    image: str | None = Field(default=None, description="repository@digest, the image promoted.")
+    approved_by: str | None = Field(default=None, description="Who approved the latest gated stage.")
+    message: str | None = Field(default=None, description="The latest word, in one line.", max_length=1024)
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Progressing, Failed, AwaitingApproval."
+    )
+    stages: list[StageRecord] = Field(default_factory=list, description="Per-stage records, in order.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list, description="The latest transitions, oldest first (bounded)."
+    )
+
+
+class Release(KubeModel):
+    """A Release object."""
+
+    api_version: Literal["conveyor.dev/v1alpha1"] = "conveyor.dev/v1alpha1"
+    kind: Literal["Release"] = "Release"
+    metadata: ObjectMeta
+    spec: ReleaseSpec
+    status: ReleaseStatus = Field(default_factory=ReleaseStatus)

@@ -1,0 +1,116 @@
+"""Deterministic names and manifests of the Jobs Conveyor runs (migration, smoke test)."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import Any
+
+from conveyor.api.pipeline import JobTemplate, Pipeline, Stage
+from conveyor.api.release import Release
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "conveyor"}
+PIPELINE_LABEL = "conveyor.dev/pipeline"
+RELEASE_LABEL = "conveyor.dev/release"
+STAGE_LABEL = "conveyor.dev/stage"
+JOB_KIND_LABEL = "conveyor.dev/job"
+RELEASE_UID_ANNOTATION = "conveyor.dev/release-uid"
+PIPELINE_NAMESPACE_ANNOTATION = "conveyor.dev/pipeline-namespace"
+
+
+class JobKind(StrEnum):
+    """The Jobs Conveyor runs in a stage."""
+
+    MIGRATION = "migrate"
+    SMOKE_TEST = "smoke"
+
+
+def short_commit(commit: str) -> str:
+    """The 7-character form people read."""
+    return commit[:7]
+
+
+def image_ref(pipeline: Pipeline, release: Release) -> str:
+    """The one immutable image a release promotes: repository@digest."""
+    return f"{pipeline.spec.image_repository}@{release.spec.digest}"
+
+
+def job_name(release: str, stage: str, kind: JobKind) -> str:
+    """`<release>-<stage>-<kind>`, shortened with a hash when it would pass 63 characters.
+
+    Deterministic, so a restarted operator finds the Job it created instead of creating another.
+    """
+    name = f"{release}-{stage}-{kind.value}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    keep = 63 - len(stage) - len(kind.value) - len(digest) - 3
+    return f"{release[:keep].rstrip('-.')}-{digest}-{stage}-{kind.value}"
+
+
+def _env(template: JobTemplate, stage: Stage, release: Release) -> list[dict[str, Any]]:
+    """Template env, then stage variables, then CONVEYOR_* (each later source wins on a name)."""
+    merged: dict[str, dict[str, Any]] = {e.name: e.wire() for e in template.env}
+    for name, value in sorted(stage.variables.items()):
+        merged[name] = {"name": name, "value": value}
+    for name, value in (
+        ("CONVEYOR_COMMIT", release.spec.commit),
+        ("CONVEYOR_DIGEST", release.spec.digest),
+        ("CONVEYOR_STAGE", stage.name),
+        ("CONVEYOR_RELEASE", release.metadata.name),
+    ):
+        merged[name] = {"name": name, "value": value}
+    return list(merged.values())
+
+
+def job_manifest(pipeline: Pipeline, release: Release, stage: Stage, kind: JobKind) -> dict[str, Any]:
+    """The Job to create for `kind` in `stage` of `release` (the template must exist)."""
+    template = pipeline.spec.migration if kind is JobKind.MIGRATION else pipeline.spec.smoke_test
+    if template is None:
+        raise ValueError(f"pipeline {pipeline.metadata.name} defines no {kind.value} Job")
+    deadline = stage.smoke_test_deadline_seconds if kind is JobKind.SMOKE_TEST else template.deadline_seconds
+    labels = {
+        **MANAGED_BY,
+        PIPELINE_LABEL: pipeline.metadata.name,
+        RELEASE_LABEL: release.metadata.name,
+        STAGE_LABEL: stage.name,
+        JOB_KIND_LABEL: kind.value,
+    }
+    container: dict[str, Any] = {
+        "name": "migration" if kind is JobKind.MIGRATION else "smoke-test",
+        "image": template.image or image_ref(pipeline, release),
+        "env": _env(template, stage, release),
+    }
+    if template.command:
+        container["command"] = list(template.command)
+    if template.args:
+        container["args"] = list(template.args)
+    if template.env_from:
+        container["envFrom"] = list(template.env_from)
+    if template.resources:
+        container["resources"] = dict(template.resources)
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if template.service_account_name:
+        pod_spec["serviceAccountName"] = template.service_account_name
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(release.metadata.name, stage.name, kind),
+            "namespace": stage.namespace,
+            "labels": labels,
+            "annotations": {
+                RELEASE_UID_ANNOTATION: release.metadata.uid,
+                PIPELINE_NAMESPACE_ANNOTATION: pipeline.metadata.namespace,
+                "conveyor.dev/commit": release.spec.commit,
+            },
+        },
+        "spec": {
+            "backoffLimit": template.backoff_limit,
+            "activeDeadlineSeconds": deadline,
+            "template": {
+                "metadata": {"labels": {**template.labels, **labels}},
+                "spec": pod_spec,
+            },
+        },
+    }

@@ -1,0 +1,134 @@
+"""What the operator observed of the cluster, reduced to the facts decisions need.
+
+The shell reads Deployments, Jobs and Namespaces as plain dicts and builds these views with the
+`from_object` constructors; the core decides on the views only. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RELEASE_ANNOTATION = "conveyor.dev/release"
+COMMIT_ANNOTATION = "conveyor.dev/commit"
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """A Deployment's rollout-relevant facts."""
+
+    name: str
+    generation: int
+    images: dict[str, str]  # container name -> image
+    release_annotation: str | None
+    template_release_annotation: str | None
+    replicas: int
+    observed_generation: int
+    updated_replicas: int
+    available_replicas: int
+    ready_replicas: int
+    total_replicas: int
+    unavailable_replicas: int
+    progress_deadline_exceeded: bool
+    progressing_message: str = ""
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> DeploymentView:
+        """Build the view from a Deployment as the API server returns it."""
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        template = spec.get("template") or {}
+        containers = (template.get("spec") or {}).get("containers") or []
+        progressing = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), None
+        )
+        exceeded = bool(
+            progressing
+            and progressing.get("status") == "False"
+            and progressing.get("reason") == "ProgressDeadlineExceeded"
+        )
+        return cls(
+            name=meta.get("name", ""),
+            generation=int(meta.get("generation") or 0),
+            images={c.get("name", ""): c.get("image", "") for c in containers},
+            release_annotation=(meta.get("annotations") or {}).get(RELEASE_ANNOTATION),
+            template_release_annotation=((template.get("metadata") or {}).get("annotations") or {}).get(
+                RELEASE_ANNOTATION
+            ),
+            replicas=int(spec["replicas"]) if spec.get("replicas") is not None else 1,
+            observed_generation=int(status.get("observedGeneration") or 0),
+            updated_replicas=int(status.get("updatedReplicas") or 0),
+            available_replicas=int(status.get("availableReplicas") or 0),
+            ready_replicas=int(status.get("readyReplicas") or 0),
+            total_replicas=int(status.get("replicas") or 0),
+            unavailable_replicas=int(status.get("unavailableReplicas") or 0),
+            progress_deadline_exceeded=exceeded,
+            progressing_message=(progressing or {}).get("message", ""),
+        )
+
+    def rolled_out(self) -> bool:
+        """The latest spec is observed and every replica runs it and is available (kubectl's test)."""
+        return (
+            self.observed_generation >= self.generation
+            and self.updated_replicas >= self.replicas
+            and self.total_replicas <= self.updated_replicas
+            and self.available_replicas >= self.replicas
+            and self.unavailable_replicas == 0
+        )
+
+    def rollout_failed(self) -> bool:
+        """Kubernetes itself gave up on the latest spec (ProgressDeadlineExceeded)."""
+        return self.observed_generation >= self.generation and self.progress_deadline_exceeded
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A Job's outcome."""
+
+    name: str
+    complete: bool
+    failed: bool
+    failure_reason: str = ""
+    failure_message: str = ""
+    release_uid: str | None = None
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> JobView:
+        """Build the view from a Job as the API server returns it."""
+        conditions = (obj.get("status") or {}).get("conditions") or []
+
+        def true(kind: str) -> dict[str, Any] | None:
+            return next((c for c in conditions if c.get("type") == kind and c.get("status") == "True"), None)
+
+        failed = true("Failed")
+        meta = obj.get("metadata") or {}
+        return cls(
+            name=meta.get("name", ""),
+            complete=true("Complete") is not None,
+            failed=failed is not None,
+            failure_reason=(failed or {}).get("reason", ""),
+            failure_message=(failed or {}).get("message", ""),
+            release_uid=(meta.get("annotations") or {}).get("conveyor.dev/release-uid"),
+        )
+
+
+@dataclass
+class StageWorld:
+    """One stage's namespace as observed: does it exist, its target Deployments, Conveyor's Jobs."""
+
+    namespace: str
+    namespace_exists: bool = True
+    deployments: dict[str, DeploymentView | None] = field(default_factory=dict)  # None: not found
+    jobs: dict[str, JobView] = field(default_factory=dict)
+
+
+@dataclass
+class World:
+    """Every stage of one pipeline, as observed in one reconcile pass."""
+
+    stages: dict[str, StageWorld] = field(default_factory=dict)
+
+    def stage(self, name: str, namespace: str) -> StageWorld:
+        """The observed stage (an empty, existing namespace when it was not observed)."""
+        return self.stages.get(name) or StageWorld(namespace=namespace)

@@ -1,0 +1,103 @@
+"""One worker per Pipeline: the single writer for that pipeline's releases, approvals and status.
+
+A worker sleeps until something relevant changes (a watch event wakes it) or a deadline it asked
+for comes due, then runs one reconcile pass in a thread. Bursts of events coalesce into one pass.
+Pipelines never wait for each other: each has its own task, and a failing pass only backs off its
+own pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+log = logging.getLogger("conveyor.workers")
+
+Key = tuple[str, str]  # (namespace, pipeline name)
+Pass = Callable[[str, str], tuple[bool, float | None]]
+
+RESYNC_SECONDS = 300.0  # a full look even when nothing announced a change
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class PipelineWorkers:
+    """The registry of pipeline workers and the namespaces each one cares about."""
+
+    def __init__(self, reconcile_pass: Pass, executor: ThreadPoolExecutor) -> None:
+        self._pass = reconcile_pass
+        self._executor = executor
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._wakeups: dict[Key, asyncio.Event] = {}
+        self._namespaces: dict[Key, set[str]] = {}
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._tasks
+
+    def ensure(self, key: Key, stage_namespaces: set[str]) -> None:
+        """Start the pipeline's worker if needed, remember its stage namespaces, and wake it."""
+        self._namespaces[key] = stage_namespaces
+        if key not in self._tasks or self._tasks[key].done():
+            self._wakeups[key] = asyncio.Event()
+            self._tasks[key] = asyncio.create_task(self._run(key), name=f"pipeline {key[0]}/{key[1]}")
+        self.wake(key)
+
+    def wake(self, key: Key) -> None:
+        """Ask for a pass soon (no-op for unknown pipelines)."""
+        event = self._wakeups.get(key)
+        if event is not None:
+            event.set()
+
+    def wake_namespace(self, namespace: str) -> None:
+        """Wake every pipeline with a stage in this namespace."""
+        for key, namespaces in self._namespaces.items():
+            if namespace in namespaces:
+                self.wake(key)
+
+    def forget(self, key: Key) -> None:
+        """Stop the worker of a deleted pipeline."""
+        task = self._tasks.pop(key, None)
+        self._wakeups.pop(key, None)
+        self._namespaces.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    async def stop(self) -> None:
+        """Cancel every worker (operator shutdown)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, key: Key) -> None:
+        namespace, name = key
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            wakeup = self._wakeups.get(key)
+            if wakeup is None:
+                return
+            wakeup.clear()
+            try:
+                exists, requeue = await loop.run_in_executor(self._executor, self._pass, namespace, name)
+                failures = 0
+            except Exception:
+                failures += 1
+                requeue = min(MAX_BACKOFF_SECONDS, 0.5 * 2**failures)
+                exists = True
+                log.exception(
+                    "pipeline %s/%s: reconcile failed (attempt %d); retrying in %.1fs",
+                    namespace,
+                    name,
+                    failures,
+                    requeue,
+                )
+            if not exists:
+                log.info("pipeline %s/%s is gone; its worker stops", namespace, name)
+                self.forget(key)
+                return
+            timeout = requeue if requeue is not None else RESYNC_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), timeout=timeout)

@@ -1,0 +1,168 @@
+"""Builders of API objects and observed worlds, for unit tests of the pure core and for e2e stories."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from conveyor.api.approval import Approval
+from conveyor.api.pipeline import Pipeline
+from conveyor.api.release import Release
+from conveyor.core.world import DeploymentView, JobView, StageWorld, World
+
+T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+REPO = "ghcr.io/acme/shop"
+
+
+def commit_of(label: str) -> str:
+    """A deterministic 40-hex commit SHA for a readable label."""
+    return hashlib.sha1(label.encode()).hexdigest()  # noqa: S324 — a name generator, not security
+
+
+def digest_of(label: str, prefix: str = "") -> str:
+    """A deterministic image digest; `prefix` (hex) makes kwok simulate e.g. fa11 or dead."""
+    return "sha256:" + (prefix + hashlib.sha256(label.encode()).hexdigest())[:64]
+
+
+def pipeline_dict(
+    name: str = "shop",
+    namespace: str = "apps",
+    *,
+    stages: list[dict[str, Any]] | None = None,
+    migration: dict[str, Any] | None = None,
+    smoke_test: dict[str, Any] | None = None,
+    targets: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A Pipeline as the API server would store it."""
+    spec: dict[str, Any] = {
+        "imageRepository": REPO,
+        "targets": targets or [{"deployment": "shop", "container": "web"}],
+        "stages": stages
+        or [
+            {"name": "staging", "namespace": "shop-staging"},
+            {"name": "prod", "namespace": "shop-prod", "requiresApproval": True},
+        ],
+    }
+    if migration is not None:
+        spec["migration"] = migration
+    if smoke_test is not None:
+        spec["smokeTest"] = smoke_test
+    return {
+        "apiVersion": "conveyor.dev/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def pipeline(**kwargs: Any) -> Pipeline:
+    """A Pipeline model (metadata filled for the pure core)."""
+    obj = pipeline_dict(**kwargs)
+    obj["metadata"].update(uid="uid-pipeline", generation=1, creationTimestamp=T0.isoformat())
+    return Pipeline.model_validate(obj)
+
+
+def release_dict(
+    name: str,
+    *,
+    pipeline: str = "shop",
+    namespace: str = "apps",
+    label: str | None = None,
+    digest_prefix: str = "",
+    target_stage: str | None = None,
+) -> dict[str, Any]:
+    """A Release as CI would create it."""
+    label = label or name
+    spec: dict[str, Any] = {
+        "pipeline": pipeline,
+        "commit": commit_of(label),
+        "digest": digest_of(label, digest_prefix),
+        "source": {"repository": "https://github.com/acme/shop", "author": "Jo", "ciRunId": f"run-{label}"},
+    }
+    if target_stage:
+        spec["targetStage"] = target_stage
+    return {
+        "apiVersion": "conveyor.dev/v1alpha1",
+        "kind": "Release",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def release(name: str, *, created: datetime = T0, status: dict[str, Any] | None = None, **kwargs: Any) -> Release:
+    """A Release model created at `created`."""
+    obj = release_dict(name, **kwargs)
+    obj["metadata"].update(uid=f"uid-{name}", generation=1, creationTimestamp=created.isoformat())
+    if status:
+        obj["status"] = status
+    return Release.model_validate(obj)
+
+
+def approval(name: str, release_name: str, stage: str, *, created: datetime = T0) -> Approval:
+    """An Approval model."""
+    return Approval.model_validate(
+        {
+            "metadata": {"name": name, "namespace": "apps", "uid": f"uid-{name}", "generation": 1,
+                         "creationTimestamp": created.isoformat()},
+            "spec": {"release": release_name, "stage": stage},
+        }
+    )
+
+
+def deployment_view(
+    image: str,
+    *,
+    release_name: str | None = None,
+    replicas: int = 2,
+    generation: int = 2,
+    rolled_out: bool = True,
+    deadline_exceeded: bool = False,
+    name: str = "shop",
+    container: str = "web",
+) -> DeploymentView:
+    """A Deployment view: rolled out (or not) on `image`, annotated with `release_name`."""
+    return DeploymentView(
+        name=name,
+        generation=generation,
+        images={container: image},
+        release_annotation=release_name,
+        template_release_annotation=release_name,
+        replicas=replicas,
+        observed_generation=generation,
+        updated_replicas=replicas if rolled_out else 0,
+        available_replicas=replicas if rolled_out else 0,
+        ready_replicas=replicas if rolled_out else 0,
+        total_replicas=replicas,
+        unavailable_replicas=0 if rolled_out else replicas,
+        progress_deadline_exceeded=deadline_exceeded,
+    )
+
+
+def world(
+    *,
+    staging: DeploymentView | None = None,
+    prod: DeploymentView | None = None,
+    jobs: dict[str, JobView] | None = None,
+    missing_namespace: str | None = None,
+) -> World:
+    """A two-stage world; Deployments default to an older image, rolled out."""
+    old = deployment_view(f"{REPO}@{digest_of('old')}")
+    w = World()
+    for stage, ns, dep in (("staging", "shop-staging", staging or old), ("prod", "shop-prod", prod or old)):
+        sw = StageWorld(namespace=ns, deployments={"shop": dep})
+        if missing_namespace == ns:
+            sw = StageWorld(namespace=ns, namespace_exists=False, deployments={"shop": None})
+        sw.jobs = {k: v for k, v in (jobs or {}).items() if f"-{stage}-" in k}
+        w.stages[stage] = sw
+    return w
+
+
+def job(name: str, *, complete: bool = False, failed: bool = False, reason: str = "") -> JobView:
+    """A Job view."""
+    return JobView(name=name, complete=complete, failed=failed, failure_reason=reason)
+
+
+def later(seconds: float) -> datetime:
+    """T0 plus some seconds."""
+    return T0 + timedelta(seconds=seconds)
