@@ -8,6 +8,7 @@ local control plane once per session (or uses CONVEYOR_TEST_KUBECONFIG).
 from __future__ import annotations
 
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +16,7 @@ import pytest
 from kubernetes import client, config
 
 from support import cluster as cluster_mod
+from support.story import Story
 from support.wait import wait_for_object
 
 
@@ -74,3 +76,66 @@ def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterato
     name = make_namespace(core, prefix)
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def crds(api_client: client.ApiClient, cluster: cluster_mod.Cluster) -> None:
+    """Conveyor's CRDs from crds/, applied server-side and Established."""
+    kubectl = str(cluster_mod.kubectl_binary())
+    subprocess.run(
+        [
+            kubectl,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(cluster_mod.REPO / "crds"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            kubectl,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "wait",
+            "--for=condition=Established",
+            "-f",
+            str(cluster_mod.REPO / "crds"),
+            "--timeout=60s",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def story(
+    api_client: client.ApiClient,
+    core: client.CoreV1Api,
+    cluster: cluster_mod.Cluster,
+    crds: None,
+    request: pytest.FixtureRequest,
+) -> Iterator[Story]:
+    """A Given/When/Then story with its own pipeline, staging and prod namespaces."""
+    base = re.sub("[^a-z0-9-]+", "-", request.node.name.lower())[:24].strip("-")
+    names = {role: make_namespace(core, f"{base}-{role[:4]}") for role in ("pipeline", "staging", "prod")}
+    s = Story(api_client, cluster.kubeconfig, names)
+    yield s
+    if s.operator is not None:
+        s.operator.stop()
+        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+            print("\n--- operator output (last 80 lines) ---\n" + "\n".join(s.operator.lines[-80:]))
+    for ns in names.values():
+        core.delete_namespace(ns)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Keep each phase's report on the item, so fixtures can show operator logs on failure."""
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from support.cluster import kubectl_binary
 from support.wait import condition, has_condition, wait_for_object
 
 pytestmark = pytest.mark.cluster
@@ -232,12 +233,3 @@ def test_kubectl_works_with_the_kubeconfig(cluster, namespace):
         check=True,
     )
     assert out.stdout.strip() == "serviceaccount/default"
-
-
-def kubectl_binary() -> str:
-    """The kubectl built with the control plane (falls back to PATH for external clusters)."""
-    out = subprocess.run(
-        [REPO / "hack" / "build-binaries", "--print"], capture_output=True, text=True, check=True
-    )
-    kube_dir = Path(dict(line.split("=", 1) for line in out.stdout.split())["KUBE_BIN"])
-    return str(kube_dir / "kubectl") if (kube_dir / "kubectl").exists() else "kubectl"

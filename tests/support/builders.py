@@ -90,7 +90,9 @@ def release_dict(
     }
 
 
-def release(name: str, *, created: datetime = T0, status: dict[str, Any] | None = None, **kwargs: Any) -> Release:
+def release(
+    name: str, *, created: datetime = T0, status: dict[str, Any] | None = None, **kwargs: Any
+) -> Release:
     """A Release model created at `created`."""
     obj = release_dict(name, **kwargs)
     obj["metadata"].update(uid=f"uid-{name}", generation=1, creationTimestamp=created.isoformat())
@@ -103,8 +105,13 @@ def approval(name: str, release_name: str, stage: str, *, created: datetime = T0
     """An Approval model."""
     return Approval.model_validate(
         {
-            "metadata": {"name": name, "namespace": "apps", "uid": f"uid-{name}", "generation": 1,
-                         "creationTimestamp": created.isoformat()},
+            "metadata": {
+                "name": name,
+                "namespace": "apps",
+                "uid": f"uid-{name}",
+                "generation": 1,
+                "creationTimestamp": created.isoformat(),
+            },
             "spec": {"release": release_name, "stage": stage},
         }
     )

@@ -54,3 +54,12 @@ def release(cluster: Cluster) -> None:
     if cluster.started_here and cluster.cluster_dir:
         env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(cluster.cluster_dir)}
         subprocess.run([REPO / "hack" / "cluster", "down"], env=env, check=True)
+
+
+def kubectl_binary() -> str:
+    """kubectl from the binary cache (the API server's version), else whatever is on PATH."""
+    out = subprocess.run(
+        [REPO / "hack" / "build-binaries", "--print"], capture_output=True, text=True, check=True
+    )
+    kube = Path(dict(line.split("=", 1) for line in out.stdout.split())["KUBE_BIN"]) / "kubectl"
+    return str(kube) if kube.exists() else "kubectl"

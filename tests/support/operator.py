@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import socket
@@ -30,7 +29,8 @@ class OperatorProcess:
         self.extra_args = extra_args
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._changed = threading.Condition()
+        self._ended = False
         self.liveness_port = 0
         self.metrics_port = 0
 
@@ -59,33 +59,37 @@ class OperatorProcess:
         assert self.proc
         assert self.proc.stdout
         for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
 
     def wait_for_log(self, pattern: str, timeout: float = 30.0) -> str:
         """Block until a log line matches `pattern` (regex); fail naming the pattern on timeout."""
         rx = re.compile(pattern)
-        for seen in self.lines:
-            if rx.search(seen):
-                return seen
         deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                raise AssertionError(
-                    f"operator exited ({self.proc.returncode if self.proc else '?'}) before "
-                    f"logging /{pattern}/; last lines:\n" + "\n".join(self.lines[-30:])
-                )
-            self.lines.append(line)
-            if rx.search(line):
-                return line
-        raise AssertionError(
-            f"timed out after {timeout:.0f}s waiting for a log line /{pattern}/; last lines:\n"
-            + "\n".join(self.lines[-30:])
-        )
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    if rx.search(line):
+                        return line
+                seen = len(self.lines)
+                if self._ended:
+                    code = self.proc.poll() if self.proc else None
+                    raise AssertionError(
+                        f"operator exited ({code}) before logging /{pattern}/; last lines:\n"
+                        + "\n".join(self.lines[-30:])
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"timed out after {timeout:.0f}s waiting for a log line /{pattern}/; "
+                        "last lines:\n" + "\n".join(self.lines[-30:])
+                    )
+                self._changed.wait(remaining)
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Wait until kopf's liveness endpoint answers 200 (it opens once the operator runs)."""
@@ -125,12 +129,4 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=30)
-        # Drain what is left so a failing test can show it.
-        while True:
-            try:
-                line = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self.lines.append(line)
         return self.proc.returncode

@@ -72,6 +72,44 @@ def wait_for_object(
     raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {_brief(last)}")
 
 
+def wait_for_list(
+    list_fn: Callable[..., Any],
+    predicate: Callable[[list[Any]], bool],
+    *,
+    what: str,
+    timeout: float = 60.0,
+    **list_kwargs: Any,
+) -> list[Any]:
+    """Wait until the listed items (re-listed after each watch event) satisfy `predicate`."""
+    deadline = time.monotonic() + timeout
+    items: list[Any] = []
+    while True:
+        listing = list_fn(**list_kwargs)
+        items = listing["items"] if isinstance(listing, dict) else listing.items
+        if predicate(items):
+            return items
+        rv = (
+            listing["metadata"]["resourceVersion"]
+            if isinstance(listing, dict)
+            else listing.metadata.resource_version
+        )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}; saw {len(items)} items")
+        w = watch.Watch()
+        try:
+            # Any change is a reason to list again; the first event is enough.
+            for _ in w.stream(
+                list_fn, resource_version=rv, timeout_seconds=max(1, int(remaining) + 1), **list_kwargs
+            ):
+                break
+        except ApiException as e:
+            if e.status != 410:
+                raise
+        finally:
+            w.stop()
+
+
 def _brief(obj: Any) -> str:
     if obj is None:
         return "<absent>"

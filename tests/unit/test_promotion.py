@@ -28,7 +28,9 @@ SMOKE = {"command": ["smoke"]}
 def carry(releases: list[Release], plan: Plan) -> list[Release]:
     """The releases as the next pass sees them: with the statuses this plan wrote."""
     return [
-        r.model_copy(update={"status": plan.releases[r.metadata.name]}) if r.metadata.name in plan.releases else r
+        r.model_copy(update={"status": plan.releases[r.metadata.name]})
+        if r.metadata.name in plan.releases
+        else r
         for r in releases
     ]
 
@@ -50,8 +52,13 @@ def test_new_release_without_jobs_patches_staging_and_waits_for_the_rollout():
     r = release("r1")
     plan = reconcile(p, [r], [], world(), later(0))
     assert plan.actions == [
-        SetImage("r1", "shop-staging", "shop", {"web": image("r1")},
-                 {"conveyor.dev/release": "r1", "conveyor.dev/commit": r.spec.commit})
+        SetImage(
+            "r1",
+            "shop-staging",
+            "shop",
+            {"web": image("r1")},
+            {"conveyor.dev/release": "r1", "conveyor.dev/commit": r.spec.commit},
+        )
     ]
     status = plan.releases["r1"]
     assert status.phase == Phase.PROGRESSING
@@ -121,8 +128,9 @@ def test_failed_migration_fails_the_release_and_no_rollout_happens():
     rs = [release("r1")]
     rs = carry(rs, reconcile(p, rs, [], world(), later(0)))
     name = job_name("r1", "staging", JobKind.MIGRATION)
-    plan = reconcile(p, rs, [], world(jobs={name: job(name, failed=True, reason="BackoffLimitExceeded")}),
-                     later(3))
+    plan = reconcile(
+        p, rs, [], world(jobs={name: job(name, failed=True, reason="BackoffLimitExceeded")}), later(3)
+    )
     status = plan.releases["r1"]
     assert status.phase == Phase.FAILED
     assert condition(status, "Failed").reason == "MigrationFailed"
@@ -153,14 +161,16 @@ def test_rollout_deadline_gives_a_verdict():
     status = plan.releases["r1"]
     assert status.phase == Phase.FAILED
     assert condition(status, "Failed").reason == "RolloutTimedOut"
-    assert "0/2 available" in status.message
+    assert "0/2 replicas updated, 2 unavailable" in status.message
     assert status.current_stage == "staging"
 
 
 def test_progress_deadline_exceeded_fails_at_once():
     p = pipeline()
     rs = carry([release("r1")], reconcile(p, [release("r1")], [], world(), later(0)))
-    w = world(staging=deployment_view(image("r1"), release_name="r1", rolled_out=False, deadline_exceeded=True))
+    w = world(
+        staging=deployment_view(image("r1"), release_name="r1", rolled_out=False, deadline_exceeded=True)
+    )
     plan = reconcile(p, rs, [], w, later(10))
     assert condition(plan.releases["r1"], "Failed").reason == "RolloutFailed"
 
@@ -174,8 +184,10 @@ def test_smoke_test_failure_fails_the_stage_and_later_stages_never_start():
     assert [type(a) for a in plan.actions] == [CreateJob]
     rs = carry(rs, plan)
     name = job_name("r1", "staging", JobKind.SMOKE_TEST)
-    failed = world(staging=deployment_view(image("r1"), release_name="r1"),
-                   jobs={name: job(name, failed=True, reason="BackoffLimitExceeded")})
+    failed = world(
+        staging=deployment_view(image("r1"), release_name="r1"),
+        jobs={name: job(name, failed=True, reason="BackoffLimitExceeded")},
+    )
     plan = reconcile(p, rs, [approval("a1", "r1", "prod")], failed, later(4))
     status = plan.releases["r1"]
     assert condition(status, "Failed").reason == "SmokeTestFailed"
@@ -186,7 +198,9 @@ def test_approval_opens_the_gate_and_is_recorded():
     p = pipeline()
     rs = [release("r1")]
     for t in range(2):
-        rs = carry(rs, reconcile(p, rs, [], world(staging=deployment_view(image("r1"), release_name="r1")), later(t)))
+        rs = carry(
+            rs, reconcile(p, rs, [], world(staging=deployment_view(image("r1"), release_name="r1")), later(t))
+        )
     assert rs[0].status.phase == Phase.AWAITING_APPROVAL
     a = approval("a1", "r1", "prod", created=later(3))
     plan = reconcile(p, rs, [a], world(staging=deployment_view(image("r1"), release_name="r1")), later(4))
@@ -223,7 +237,9 @@ def test_a_release_waiting_for_prod_approval_is_superseded_when_a_newer_one_arri
     r1, r2 = release("r1", created=later(0)), release("r2", created=later(1))
     r1 = r1.model_copy(update={"status": _awaiting_prod(r1)})
     r2 = r2.model_copy(update={"status": _awaiting_prod(r2)})
-    plan = reconcile(p, [r1, r2], [], world(staging=deployment_view(image("r2"), release_name="r2")), later(5))
+    plan = reconcile(
+        p, [r1, r2], [], world(staging=deployment_view(image("r2"), release_name="r2")), later(5)
+    )
     assert plan.releases["r1"].phase == Phase.SUPERSEDED
     assert plan.releases["r2"].phase == Phase.AWAITING_APPROVAL
 
@@ -301,8 +317,12 @@ def _awaiting_prod(r: Release):
             "phase": "AwaitingApproval",
             "currentStage": "prod",
             "stages": [
-                {"name": "staging", "phase": "Verified", "startedAt": later(0).isoformat(),
-                 "verifiedAt": later(1).isoformat()},
+                {
+                    "name": "staging",
+                    "phase": "Verified",
+                    "startedAt": later(0).isoformat(),
+                    "verifiedAt": later(1).isoformat(),
+                },
                 {"name": "prod", "phase": "AwaitingApproval"},
             ],
         }

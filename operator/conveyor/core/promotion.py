@@ -553,7 +553,8 @@ def rollout_timeout_message(pipeline: Pipeline, sw: StageWorld, stage: Stage) ->
         v = sw.deployments.get(t.deployment)
         if v is not None and not v.rolled_out():
             parts.append(
-                f"{t.deployment}: {v.available_replicas}/{v.replicas} available, {v.updated_replicas} updated"
+                f"{t.deployment}: {v.updated_replicas}/{v.replicas} replicas updated, "
+                f"{v.unavailable_replicas} unavailable"
             )
     detail = "; ".join(parts) or "targets not available"
     return f"not available within {stage.rollout_deadline_seconds}s ({detail})"

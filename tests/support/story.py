@@ -1,0 +1,280 @@
+"""Given / When / Then over the real control plane and a real operator process.
+
+A `Story` owns a pipeline namespace plus one namespace per stage, creates the Deployments a
+pipeline targets, runs `conveyor run` scoped to those namespaces, and waits on watches (never
+sleeps) for what the test expects — saying what it waited for when time runs out.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from conveyor.api.common import GROUP, VERSION
+from support.builders import REPO, commit_of, digest_of, pipeline_dict, release_dict
+from support.cluster import kubectl_binary
+from support.operator import OperatorProcess
+from support.wait import has_condition, wait_for_list, wait_for_object
+
+OLD_IMAGE = f"{REPO}@{digest_of('initial')}"
+
+
+class Story:
+    """One test's world: namespaces, objects, the operator, and waits."""
+
+    def __init__(self, api_client: client.ApiClient, kubeconfig: Path, namespaces: dict[str, str]) -> None:
+        self.api = api_client
+        self.kubeconfig = kubeconfig
+        self.ns = namespaces["pipeline"]
+        self.stage_ns = {k: v for k, v in namespaces.items() if k != "pipeline"}
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.operator: OperatorProcess | None = None
+
+    # --- given
+
+    def given_deployments(
+        self,
+        replicas: int = 2,
+        *,
+        name: str = "shop",
+        containers: tuple[str, ...] = ("web",),
+        progress_deadline: int = 600,
+        stages: list[str] | None = None,
+    ) -> None:
+        """The application's Deployment in every stage namespace, rolled out on an initial image."""
+        for stage, ns in self.stage_ns.items():
+            if stages is not None and stage not in stages:
+                continue
+            self.create_deployment(
+                ns, name, replicas=replicas, containers=containers, progress_deadline=progress_deadline
+            )
+        for stage, ns in self.stage_ns.items():
+            if stages is None or stage in stages:
+                self.wait_deployment_available(ns, name)
+
+    def create_deployment(
+        self,
+        ns: str,
+        name: str,
+        *,
+        replicas: int = 2,
+        containers: tuple[str, ...] = ("web",),
+        progress_deadline: int = 600,
+    ) -> None:
+        """One Deployment on the initial image."""
+        self.apps.create_namespaced_deployment(
+            ns,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name},
+                "spec": {
+                    "replicas": replicas,
+                    "progressDeadlineSeconds": progress_deadline,
+                    "selector": {"matchLabels": {"app": name}},
+                    "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {"containers": [{"name": c, "image": OLD_IMAGE} for c in containers]},
+                    },
+                },
+            },
+        )
+
+    def wait_deployment_available(self, ns: str, name: str) -> None:
+        """Wait until the Deployment reports Available=True."""
+        wait_for_object(
+            self.apps.list_namespaced_deployment,
+            name,
+            has_condition("Available"),
+            namespace=ns,
+            what=f"Deployment {ns}/{name} Available",
+        )
+
+    def given_pipeline(
+        self, name: str = "shop", *, stages: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """A Pipeline over this story's stage namespaces (staging, then prod behind an approval)."""
+        if stages is None:
+            stages = [
+                {"name": "staging", "namespace": self.stage_ns["staging"], "rolloutDeadlineSeconds": 60},
+                {
+                    "name": "prod",
+                    "namespace": self.stage_ns["prod"],
+                    "requiresApproval": True,
+                    "rolloutDeadlineSeconds": 60,
+                },
+            ]
+        body = pipeline_dict(name, self.ns, stages=stages, **kwargs)
+        return self.create("pipelines", body)
+
+    def given_operator(self, *, clusterwide: bool = False) -> OperatorProcess:
+        """`conveyor run`, scoped to this story's namespaces, up and healthy."""
+        args = [] if clusterwide else [a for ns in (self.ns, *self.stage_ns.values()) for a in ("-n", ns)]
+        self.operator = OperatorProcess(self.kubeconfig, *args).start()
+        self.operator.wait_for_log(r"is alive")
+        self.operator.wait_healthy()
+        return self.operator
+
+    def restart_operator(self) -> None:
+        """SIGKILL the operator and start a new one (nothing is shared but the API server)."""
+        assert self.operator is not None
+        self.operator.kill()
+        self.given_operator()
+
+    # --- when
+
+    def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Conveyor object in the pipeline namespace."""
+        body = {**body, "metadata": {**body["metadata"], "namespace": self.ns}}
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.ns, plural, body
+        )
+        return result
+
+    def when_release(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        """CI creates a Release (commit and digest derived from the name, or `label`)."""
+        return self.create("releases", release_dict(name, namespace=self.ns, **kwargs))
+
+    def when_approved(self, release: str, stage: str = "prod", name: str | None = None) -> dict[str, Any]:
+        """Someone creates an Approval."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Approval",
+            "metadata": {"name": name or f"{release}-{stage}"},
+            "spec": {"release": release, "stage": stage},
+        }
+        return self.create("approvals", body)
+
+    # --- then
+
+    def lister(self, plural: str) -> Callable[..., Any]:
+        """A list function for wait_for_object over Conveyor objects (dicts)."""
+        return functools.partial(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.ns, plural)
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        """The object as it is now."""
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.ns, plural, name
+        )
+        return result
+
+    def then_release(
+        self, name: str, predicate: Callable[[Any], bool], what: str, timeout: float = 60
+    ) -> dict[str, Any]:
+        """Wait until the release satisfies `predicate`."""
+        obj: dict[str, Any] = wait_for_object(
+            self.lister("releases"), name, predicate, what=f"release {name}: {what}", timeout=timeout
+        )
+        return obj
+
+    def then_release_phase(self, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
+        """Wait until the release's phase is `phase`."""
+        return self.then_release(
+            name,
+            lambda o: o is not None and (o.get("status") or {}).get("phase") == phase,
+            f"phase {phase}",
+            timeout,
+        )
+
+    def then_condition(
+        self,
+        plural: str,
+        name: str,
+        ctype: str,
+        *,
+        status: str = "True",
+        reason: str | None = None,
+        timeout: float = 60,
+    ) -> dict[str, Any]:
+        """Wait until the object carries the condition."""
+        obj: dict[str, Any] = wait_for_object(
+            self.lister(plural),
+            name,
+            has_condition(ctype, status, reason),
+            what=f"{plural}/{name} {ctype}={status}" + (f" ({reason})" if reason else ""),
+            timeout=timeout,
+        )
+        return obj
+
+    def deployment_image(self, stage: str, name: str = "shop", container: str = "web") -> str:
+        """The image a stage's Deployment runs now."""
+        dep = self.apps.read_namespaced_deployment(name, self.stage_ns[stage])
+        return next(c.image for c in dep.spec.template.spec.containers if c.name == container)
+
+    def jobs(self, stage: str) -> list[str]:
+        """Names of Conveyor's Jobs in a stage namespace."""
+        return sorted(
+            j.metadata.name
+            for j in self.batch.list_namespaced_job(
+                self.stage_ns[stage], label_selector="app.kubernetes.io/managed-by=conveyor"
+            ).items
+        )
+
+    def events(self, name: str) -> list[str]:
+        """Reasons of the Events about an object in the pipeline namespace, oldest first."""
+        items = self.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
+        items.sort(key=lambda e: (e.event_time or e.first_timestamp, e.metadata.name))
+        return [e.reason for e in items]
+
+    def then_event(self, name: str, reason: str, timeout: float = 30) -> None:
+        """Wait until an Event with `reason` about the object exists."""
+        wait_for_list(
+            self.core.list_namespaced_event,
+            lambda items: any(e.reason == reason for e in items),
+            what=f"an Event {reason} about {name}",
+            timeout=timeout,
+            namespace=self.ns,
+            field_selector=f"involvedObject.name={name}",
+        )
+
+    def kubectl(self, *args: str) -> str:
+        """Run kubectl against the cluster, in the pipeline namespace."""
+        out = subprocess.run(
+            [kubectl_binary(), "--kubeconfig", str(self.kubeconfig), "-n", self.ns, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout
+
+    def audit_lines(self) -> list[dict[str, Any]]:
+        """The operator's structured audit log lines so far."""
+        assert self.operator is not None
+        out = []
+        for line in self.operator.lines:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if data.get("logger") == "conveyor.audit":
+                out.append(data)
+        return out
+
+
+def image_of(label: str, prefix: str = "") -> str:
+    """The image a release with this label promotes."""
+    return f"{REPO}@{digest_of(label, prefix)}"
+
+
+def short(label: str) -> str:
+    """The short commit of a label."""
+    return commit_of(label)[:7]
+
+
+def status(obj: dict[str, Any]) -> dict[str, Any]:
+    """The status of an object (empty when none yet)."""
+    return obj.get("status") or {}
+
+
+def stage_record(obj: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The release's record of one stage."""
+    return next((s for s in status(obj).get("stages", []) if s["name"] == stage), {})
