@@ -32,6 +32,7 @@ def pipeline_dict(
     stages: list[dict[str, Any]] | None = None,
     migration: dict[str, Any] | None = None,
     smoke_test: dict[str, Any] | None = None,
+    down_migration: dict[str, Any] | None = None,
     targets: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """A Pipeline as the API server would store it."""
@@ -48,6 +49,8 @@ def pipeline_dict(
         spec["migration"] = migration
     if smoke_test is not None:
         spec["smokeTest"] = smoke_test
+    if down_migration is not None:
+        spec["downMigration"] = down_migration
     return {
         "apiVersion": "conveyor.dev/v1alpha1",
         "kind": "Pipeline",
@@ -173,3 +176,52 @@ def job(name: str, *, complete: bool = False, failed: bool = False, reason: str 
 def later(seconds: float) -> datetime:
     """T0 plus some seconds."""
     return T0 + timedelta(seconds=seconds)
+
+
+def verified_in(*stages: str, at: float = 0, deployed: bool = True) -> dict[str, Any]:
+    """A release status: verified in each of `stages` at T0+`at` seconds (Succeeded at the last)."""
+    recs = []
+    for s in stages:
+        rec: dict[str, Any] = {
+            "name": s,
+            "phase": "Verified",
+            "startedAt": later(at).isoformat(),
+            "verifiedAt": later(at + 1).isoformat(),
+            "finishedAt": later(at + 1).isoformat(),
+        }
+        if deployed:
+            rec["deployedAt"] = later(at + 0.5).isoformat()
+        recs.append(rec)
+    return {"phase": "Succeeded", "currentStage": stages[-1], "stages": recs}
+
+
+def rollback(
+    name: str,
+    *,
+    stage: str | None = "prod",
+    to: str | None = None,
+    created: datetime = T0,
+    status: dict[str, Any] | None = None,
+    verify: bool = True,
+) -> Any:
+    """A Rollback model."""
+    from conveyor.api.rollback import Rollback
+
+    spec: dict[str, Any] = {"pipeline": "shop", "reason": "bad deploy", "verify": verify}
+    if stage:
+        spec["stage"] = stage
+    if to:
+        spec["toRelease"] = to
+    obj: dict[str, Any] = {
+        "metadata": {
+            "name": name,
+            "namespace": "apps",
+            "uid": f"uid-{name}",
+            "generation": 1,
+            "creationTimestamp": created.isoformat(),
+        },
+        "spec": spec,
+    }
+    if status:
+        obj["status"] = status
+    return Rollback.model_validate(obj)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from conveyor.api.release import Phase, Release
 from conveyor.core.jobs import JobKind, job_name
-from conveyor.core.promotion import CreateJob, Plan, SetImage, reconcile
+from conveyor.core.plan import CreateJob, Plan, SetImage
+from conveyor.core.promotion import reconcile
 from support.builders import (
     REPO,
     approval,
@@ -57,7 +58,11 @@ def test_new_release_without_jobs_patches_staging_and_waits_for_the_rollout():
             "shop-staging",
             "shop",
             {"web": image("r1")},
-            {"conveyor.dev/release": "r1", "conveyor.dev/commit": r.spec.commit},
+            {
+                "conveyor.dev/release": "r1",
+                "conveyor.dev/commit": r.spec.commit,
+                "conveyor.dev/rollback": None,
+            },
         )
     ]
     status = plan.releases["r1"]

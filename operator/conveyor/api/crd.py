@@ -18,6 +18,7 @@ from conveyor.api.approval import ApprovalSpec, ApprovalStatus
 from conveyor.api.common import GROUP, VERSION, cel
 from conveyor.api.pipeline import PipelineSpec, PipelineStatus
 from conveyor.api.release import ReleaseSpec, ReleaseStatus
+from conveyor.api.rollback import RollbackSpec, RollbackStatus
 
 # Keywords a structural schema may carry; everything else pydantic emits (title, $defs…) is dropped.
 _KEEP = {
@@ -135,6 +136,7 @@ KINDS: list[Kind] = [
             _col("Commit", ".status.shortCommit"),
             _col("Stage", ".status.currentStage", desc="Stage the release is in or waiting for"),
             _col("Phase", ".status.phase"),
+            _col("Vetoed", ".status.vetoed", type_="boolean", desc="Rolled away from: never promoted again"),
             AGE,
             _col("Digest", ".spec.digest", priority=1),
             _col("CI Run", ".spec.source.ciRunId", priority=1),
@@ -162,6 +164,31 @@ KINDS: list[Kind] = [
         ],
         immutable_spec=True,
         selectable_fields=[".spec.release"],
+    ),
+    Kind(
+        kind="Rollback",
+        plural="rollbacks",
+        short_names=["rb"],
+        spec=RollbackSpec,
+        status=RollbackStatus,
+        description="A request to put a stage back on an earlier release (by default the previous one "
+        "verified there). The status records the plan, the from/to commits and digests, timings and "
+        "the verdict. Immutable.",
+        columns=[
+            _col("Pipeline", ".spec.pipeline"),
+            _col("Stage", ".status.plan.stage"),
+            _col("From", ".status.fromShortCommit"),
+            _col("To", ".status.toShortCommit"),
+            _col("Plan", ".status.plan.action"),
+            _col("Phase", ".status.phase"),
+            _col("Duration", ".status.durationSeconds", type_="number", desc="Seconds, planned to finished"),
+            AGE,
+            _col("Reason", ".spec.reason", priority=1),
+            _col("Message", ".status.message", priority=1),
+        ],
+        immutable_spec=True,
+        selectable_fields=[".spec.pipeline"],
+        root_rules=[_NAME_FITS_A_LABEL],
     ),
 ]
 

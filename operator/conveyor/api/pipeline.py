@@ -127,6 +127,12 @@ class Stage(KubeModel):
     smoke_test_deadline_seconds: int = Field(
         default=300, ge=5, le=86400, description="The smoke-test Job fails when it runs longer than this."
     )
+    on_failure: Literal["hold", "rollback"] = Field(
+        default="hold",
+        description="When a release fails here after changing something (migration ran or image set): "
+        "hold (leave the stage as it is, default) or rollback (Conveyor creates a Rollback of this "
+        "stage to the previous verified release).",
+    )
 
 
 class PipelineSpec(KubeModel):
@@ -155,6 +161,11 @@ class PipelineSpec(KubeModel):
     smoke_test: JobTemplate | None = Field(
         default=None, description="Smoke-test Job, run in each stage after the rollout."
     )
+    down_migration: JobTemplate | None = Field(
+        default=None,
+        description="Down-migration Job, run by a rollback away from a release whose schemaChange is "
+        "breaking, with that (newer) release's image: it knows how to undo its own schema change.",
+    )
 
 
 class StageState(KubeModel):
@@ -168,6 +179,20 @@ class StageState(KubeModel):
     digest: str | None = Field(default=None, description="Its image digest.")
     since: datetime | None = Field(default=None, description="When it was verified in this stage.")
     in_flight: str | None = Field(default=None, description="Release being promoted into this stage now.")
+    pinned_by: str | None = Field(
+        default=None,
+        description="Rollback that put the stage on its release; only releases created after it enter.",
+    )
+
+
+class VetoRecord(KubeModel):
+    """An artifact Conveyor will never promote again, and why."""
+
+    digest: str = Field(description="Image digest vetoed.")
+    commit: str = Field(description="Its commit.")
+    release: str = Field(description="Release it was rolled away as.")
+    rollback: str = Field(description="Rollback that vetoed it.")
+    at: datetime = Field(description="When.")
 
 
 class PipelineStatus(KubeModel):
@@ -180,6 +205,9 @@ class PipelineStatus(KubeModel):
     )
     production_commit: str | None = Field(
         default=None, description="Short commit verified in the last stage."
+    )
+    vetoed: list[VetoRecord] = Field(
+        default_factory=list, description="Artifacts rolled away from: never promoted again (latest 100)."
     )
     conditions: list[Condition] = Field(default_factory=list, description="Ready: every target resolves.")
 

@@ -87,9 +87,14 @@ class Phase(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SUPERSEDED = "Superseded"
+    ROLLED_BACK = "RolledBack"
+    CANCELLED = "Cancelled"
+    VETOED = "Vetoed"
 
 
-TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.SUPERSEDED})
+TERMINAL_PHASES = frozenset(
+    {Phase.SUCCEEDED, Phase.FAILED, Phase.SUPERSEDED, Phase.ROLLED_BACK, Phase.CANCELLED, Phase.VETOED}
+)
 
 
 class StagePhase(StrEnum):
@@ -139,13 +144,19 @@ class ReleaseStatus(KubeModel):
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
     phase: Phase | None = Field(
         default=None,
-        description="Pending, Waiting, AwaitingApproval, Progressing, Succeeded, Failed or Superseded.",
+        description="Pending, Waiting, AwaitingApproval, Progressing, Succeeded, Failed, Superseded, "
+        "RolledBack (stopped by a rollback after changing a stage), Cancelled (stopped before) or "
+        "Vetoed (its artifact was rolled away from).",
     )
     current_stage: str | None = Field(default=None, description="Stage the release is in or waiting for.")
     short_commit: str | None = Field(default=None, description="Commit, first 7 characters.")
     image: str | None = Field(default=None, description="repository@digest, the image promoted.")
     approved_by: str | None = Field(default=None, description="Who approved the latest gated stage.")
     message: str | None = Field(default=None, description="The latest word, in one line.", max_length=1024)
+    vetoed: bool | None = Field(
+        default=None, description="True once a rollback rolled away from it: never promoted again."
+    )
+    vetoed_by: str | None = Field(default=None, description="The Rollback that vetoed it.")
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Progressing, Failed, AwaitingApproval."
     )

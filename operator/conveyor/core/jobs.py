@@ -23,6 +23,15 @@ class JobKind(StrEnum):
 
     MIGRATION = "migrate"
     SMOKE_TEST = "smoke"
+    DOWN_MIGRATION = "down"
+
+
+ROLLBACK_LABEL = "conveyor.dev/rollback"
+_CONTAINER = {
+    JobKind.MIGRATION: "migration",
+    JobKind.SMOKE_TEST: "smoke-test",
+    JobKind.DOWN_MIGRATION: "down-migration",
+}
 
 
 def short_commit(commit: str) -> str:
@@ -35,17 +44,21 @@ def image_ref(pipeline: Pipeline, release: Release) -> str:
     return f"{pipeline.spec.image_repository}@{release.spec.digest}"
 
 
-def job_name(release: str, stage: str, kind: JobKind) -> str:
-    """`<release>-<stage>-<kind>`, shortened with a hash when it would pass 63 characters.
+def job_name(owner: str, stage: str, kind: JobKind) -> str:
+    """`<owner>-<stage>-<kind>` (owner: a release or a rollback), shortened with a hash past 63
+    characters. Deterministic, so a restarted operator finds the Job it created instead of creating
+    another."""
+    return bounded_name(owner, f"{stage}-{kind.value}")
 
-    Deterministic, so a restarted operator finds the Job it created instead of creating another.
-    """
-    name = f"{release}-{stage}-{kind.value}"
-    if len(name) <= 63:
+
+def bounded_name(prefix: str, suffix: str, limit: int = 63) -> str:
+    """`<prefix>-<suffix>`, with the prefix cut and a hash added when it would pass `limit`."""
+    name = f"{prefix}-{suffix}"
+    if len(name) <= limit:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:6]
-    keep = 63 - len(stage) - len(kind.value) - len(digest) - 3
-    return f"{release[:keep].rstrip('-.')}-{digest}-{stage}-{kind.value}"
+    keep = limit - len(suffix) - len(digest) - 2
+    return f"{prefix[:keep].rstrip('-.')}-{digest}-{suffix}"
 
 
 def _env(template: JobTemplate, stage: Stage, release: Release) -> list[dict[str, Any]]:
@@ -63,9 +76,30 @@ def _env(template: JobTemplate, stage: Stage, release: Release) -> list[dict[str
     return list(merged.values())
 
 
-def job_manifest(pipeline: Pipeline, release: Release, stage: Stage, kind: JobKind) -> dict[str, Any]:
-    """The Job to create for `kind` in `stage` of `release` (the template must exist)."""
-    template = pipeline.spec.migration if kind is JobKind.MIGRATION else pipeline.spec.smoke_test
+def template_for(pipeline: Pipeline, kind: JobKind) -> JobTemplate | None:
+    """The pipeline's template for a kind of Job."""
+    return {
+        JobKind.MIGRATION: pipeline.spec.migration,
+        JobKind.SMOKE_TEST: pipeline.spec.smoke_test,
+        JobKind.DOWN_MIGRATION: pipeline.spec.down_migration,
+    }[kind]
+
+
+def job_manifest(
+    pipeline: Pipeline,
+    release: Release,
+    stage: Stage,
+    kind: JobKind,
+    *,
+    rollback: str | None = None,
+    owner_uid: str | None = None,
+) -> dict[str, Any]:
+    """The Job to create for `kind` in `stage`, running `release`'s image and facts.
+
+    A rollback's Jobs are named after the rollback (a release's own smoke-test Job already exists)
+    and owned by its uid.
+    """
+    template = template_for(pipeline, kind)
     if template is None:
         raise ValueError(f"pipeline {pipeline.metadata.name} defines no {kind.value} Job")
     deadline = stage.smoke_test_deadline_seconds if kind is JobKind.SMOKE_TEST else template.deadline_seconds
@@ -76,8 +110,10 @@ def job_manifest(pipeline: Pipeline, release: Release, stage: Stage, kind: JobKi
         STAGE_LABEL: stage.name,
         JOB_KIND_LABEL: kind.value,
     }
+    if rollback:
+        labels[ROLLBACK_LABEL] = rollback
     container: dict[str, Any] = {
-        "name": "migration" if kind is JobKind.MIGRATION else "smoke-test",
+        "name": _CONTAINER[kind],
         "image": template.image or image_ref(pipeline, release),
         "env": _env(template, stage, release),
     }
@@ -96,11 +132,11 @@ def job_manifest(pipeline: Pipeline, release: Release, stage: Stage, kind: JobKi
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(release.metadata.name, stage.name, kind),
+            "name": job_name(rollback or release.metadata.name, stage.name, kind),
             "namespace": stage.namespace,
             "labels": labels,
             "annotations": {
-                RELEASE_UID_ANNOTATION: release.metadata.uid,
+                RELEASE_UID_ANNOTATION: owner_uid or release.metadata.uid,
                 PIPELINE_NAMESPACE_ANNOTATION: pipeline.metadata.namespace,
                 "conveyor.dev/commit": release.spec.commit,
             },

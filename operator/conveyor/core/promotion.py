@@ -1,127 +1,77 @@
-"""The promotion engine: given one pipeline, its releases and approvals, and the observed world,
-decide what happens next. Pure: plain data in, a `Plan` out; the shell performs it.
+"""The promotion engine: given one pipeline, its releases, approvals and rollbacks, and the observed
+world, decide what happens next. Pure: plain data in, a `Plan` out; the shell performs it.
 
 Per stage, in order: approval (if required) -> migration Job -> image patch -> rollout -> smoke-test
 Job -> verified. At most one release is in flight per stage; releases waiting for a stage go in
-creation order, and a newer one supersedes older waiting ones. Every decision is recomputed from
-status + world on each pass, so a restarted operator continues exactly where the last one stopped.
+creation order, and a newer one supersedes older waiting ones. Rollbacks go first in every pass:
+an active rollback holds its stage, and a completed one pins it (see rollback.py). Every decision
+is recomputed from status + world on each pass, so a restarted operator continues exactly where
+the last one stopped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import datetime
 
 from conveyor.api.approval import Approval, ApprovalStatus
-from conveyor.api.common import ConditionStatus
 from conveyor.api.pipeline import Pipeline, PipelineStatus, Stage, StageState
-from conveyor.api.release import (
-    TERMINAL_PHASES,
-    HistoryEntry,
-    Phase,
-    Release,
-    ReleaseStatus,
-    StagePhase,
-    StageRecord,
-)
+from conveyor.api.release import TERMINAL_PHASES, Phase, Release, ReleaseStatus, StagePhase, StageRecord
+from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback, RollbackPhase
 from conveyor.core.conditions import set_condition, truncate
-from conveyor.core.jobs import JobKind, image_ref, job_manifest, job_name, short_commit
-from conveyor.core.world import DeploymentView, StageWorld, World
+from conveyor.core.jobs import (
+    JobKind,
+    bounded_name,
+    image_ref,
+    job_manifest,
+    job_name,
+    short_commit,
+    template_for,
+)
+from conveyor.core.plan import (
+    BLOCKED_RETRY_SECONDS,
+    CreateJob,
+    CreateRollback,
+    Pass,
+    Plan,
+    SetImage,
+    current_index,
+    order_key,
+    path_of,
+)
+from conveyor.core.release_status import Verdict, apply_verdict
+from conveyor.core.rollback import RollbackStep, pins_and_vetoes
+from conveyor.core.steps import (
+    JobState,
+    RolloutState,
+    check_job,
+    check_rollout,
+    resolve_targets,
+    set_image_annotations,
+)
+from conveyor.core.world import World
 
-HISTORY_LIMIT = 50
-BLOCKED_RETRY_SECONDS = 15.0
-# The Job's own activeDeadlineSeconds normally ends a smoke test; this grace covers a Job controller
-# that is slow to say so.
-SMOKE_GRACE_SECONDS = 30.0
-
-
-# --- the plan -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CreateJob:
-    """Create a Job (AlreadyExists means an earlier pass did: fine)."""
-
-    release: str
-    namespace: str
-    manifest: dict[str, object]
-
-
-@dataclass(frozen=True)
-class SetImage:
-    """Point containers of one Deployment at the release's image, and annotate who put it there."""
-
-    release: str
-    namespace: str
-    deployment: str
-    images: dict[str, str]  # container -> image
-    annotations: dict[str, str]
-
-
-Action = CreateJob | SetImage
-
-
-@dataclass(frozen=True)
-class Emit:
-    """One transition to announce: an Event on the object, a history line, a JSON log line."""
-
-    kind: Literal["Release", "Pipeline", "Approval"]
-    name: str
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-    stage: str | None = None
-    release: str | None = None
-    commit: str | None = None
-
-
-@dataclass
-class Plan:
-    """Everything one reconcile pass decided."""
-
-    actions: list[Action] = field(default_factory=list)
-    releases: dict[str, ReleaseStatus] = field(default_factory=dict)
-    approvals: dict[str, ApprovalStatus] = field(default_factory=dict)
-    pipeline: PipelineStatus = field(default_factory=PipelineStatus)
-    events: list[Emit] = field(default_factory=list)
-    requeue_after: float | None = None
-
-    def requeue(self, seconds: float) -> None:
-        """Ask to be called again within `seconds` (the earliest request wins)."""
-        seconds = max(0.1, seconds)
-        self.requeue_after = seconds if self.requeue_after is None else min(self.requeue_after, seconds)
-
-
-# --- ordering -----------------------------------------------------------------------------------
-
-
-def order_key(release: Release) -> tuple[datetime, str]:
-    """Creation order (name breaks ties within the API server's one-second timestamps)."""
-    created = release.metadata.creation_timestamp or datetime.min
-    return (created, release.metadata.name)
-
-
-def path_of(pipeline: Pipeline, release: Release) -> list[Stage] | None:
-    """The stages this release travels: up to its targetStage (None when that stage is unknown)."""
-    stages = pipeline.spec.stages
-    if release.spec.target_stage is None:
-        return list(stages)
-    names = [s.name for s in stages]
-    if release.spec.target_stage not in names:
-        return None
-    return list(stages[: names.index(release.spec.target_stage) + 1])
+__all__ = [
+    "Plan",
+    "approval_statuses",
+    "current_stage",
+    "jobs_to_observe",
+    "reconcile",
+    "unknown_pipeline_release",
+    "unknown_release_approval",
+]
 
 
 def current_stage(pipeline: Pipeline, release: Release) -> Stage | None:
     """The stage a release is in or waiting for (None: all verified, or unknown target)."""
     path = path_of(pipeline, release) or []
-    index = _current_index_from(release.status, path)
+    index = current_index(release, path)
     return path[index] if index < len(path) else None
 
 
-def jobs_to_observe(pipeline: Pipeline, releases: list[Release]) -> list[tuple[str, str, str]]:
-    """(stage, namespace, job name) of every Job a live release may own in its current stage."""
+def jobs_to_observe(
+    pipeline: Pipeline, releases: list[Release], rollbacks: list[Rollback] | None = None
+) -> list[tuple[str, str, str]]:
+    """(stage, namespace, job name) of every Job a live release or rollback may own."""
     out = []
     for release in releases:
         if release.status.phase in TERMINAL_PHASES:
@@ -129,31 +79,21 @@ def jobs_to_observe(pipeline: Pipeline, releases: list[Release]) -> list[tuple[s
         stage = current_stage(pipeline, release)
         if stage is None:
             continue
-        for kind, template in (
-            (JobKind.MIGRATION, pipeline.spec.migration),
-            (JobKind.SMOKE_TEST, pipeline.spec.smoke_test),
-        ):
-            if template is not None:
+        for kind in (JobKind.MIGRATION, JobKind.SMOKE_TEST):
+            if template_for(pipeline, kind) is not None:
                 out.append((stage.name, stage.namespace, job_name(release.metadata.name, stage.name, kind)))
+    for rb in rollbacks or []:
+        plan = rb.status.plan
+        if (
+            rb.status.phase in ROLLBACK_TERMINAL
+            or plan is None
+            or plan.stage is None
+            or plan.namespace is None
+        ):
+            continue
+        for kind in (JobKind.DOWN_MIGRATION, JobKind.SMOKE_TEST):
+            out.append((plan.stage, plan.namespace, job_name(rb.metadata.name, plan.stage, kind)))
     return out
-
-
-def _record(status: ReleaseStatus, stage: str) -> StageRecord:
-    rec = next((r for r in status.stages if r.name == stage), None)
-    if rec is None:
-        rec = StageRecord(name=stage)
-        status.stages.append(rec)
-    return rec
-
-
-def _current_index(pipeline: Pipeline, release: Release) -> int:
-    """Index of the first stage of its path not yet verified (len(path) when all are)."""
-    path = path_of(pipeline, release) or []
-    verified = {r.name for r in release.status.stages if r.phase == StagePhase.VERIFIED}
-    for i, s in enumerate(path):
-        if s.name not in verified:
-            return i
-    return len(path)
 
 
 def _in_flight(releases: list[Release]) -> dict[str, str]:
@@ -168,85 +108,99 @@ def _in_flight(releases: list[Release]) -> dict[str, str]:
     return out
 
 
-# --- one release ----------------------------------------------------------------------------------
+def _record(status: ReleaseStatus, stage: str) -> StageRecord:
+    rec = next((r for r in status.stages if r.name == stage), None)
+    if rec is None:
+        rec = StageRecord(name=stage)
+        status.stages.append(rec)
+    return rec
 
 
-@dataclass
-class _Pass:
-    """Shared state of one reconcile pass over a pipeline."""
-
-    pipeline: Pipeline
-    world: World
-    approvals: list[Approval]
-    now: datetime
-    plan: Plan
-    in_flight: dict[str, str]
-    position: dict[str, int]  # release -> current stage index, as of this pass
-    by_name: dict[str, Release]
+def auto_rollback_name(release: str, stage: str) -> str:
+    """The automatic rollback's name: one per failed release and stage, whatever restarts happen."""
+    return bounded_name(release, f"{stage}-rollback")
 
 
-@dataclass
-class _Verdict:
-    """How a release's pass ended: its phase and the reason/message its conditions carry."""
-
-    phase: Phase
-    reason: str
-    message: str
-    progressing: ConditionStatus | None = None  # override (e.g. blocked while in a stage)
-
-
-class _ReleaseStep:
+class ReleaseStep:
     """Advance one release as far as the world allows in this pass."""
 
-    def __init__(self, ctx: _Pass, release: Release) -> None:
+    def __init__(self, ctx: Pass, release: Release) -> None:
         self.ctx = ctx
         self.release = release
-        self.status = release.status.model_copy(deep=True)
+        self.status = release.status  # the pass's working copy
         self.name = release.metadata.name
         self.commit = release.spec.commit
         self.image = image_ref(ctx.pipeline, release)
 
-    # -- announcements
-
     def emit(self, reason: str, message: str, stage: str | None = None, *, warning: bool = False) -> None:
-        message = truncate(message)
-        self.ctx.plan.events.append(
-            Emit(
-                kind="Release",
-                name=self.name,
-                type="Warning" if warning else "Normal",
-                reason=reason,
-                message=message,
-                stage=stage,
-                release=self.name,
-                commit=self.commit,
-            )
+        self.ctx.emit(
+            "Release",
+            self.name,
+            reason,
+            message,
+            warning=warning,
+            stage=stage,
+            release=self.name,
+            commit=self.commit,
+            history=self.status.history,
         )
-        self.status.history.append(
-            HistoryEntry(time=self.ctx.now, reason=reason, stage=stage, message=message)
-        )
-        del self.status.history[:-HISTORY_LIMIT]
 
-    # -- outcomes
-
-    def fail(self, stage: Stage, rec: StageRecord, reason: str, message: str) -> _Verdict:
+    def fail(self, stage: Stage, rec: StageRecord, reason: str, message: str) -> Verdict:
         rec.phase = StagePhase.FAILED
         rec.finished_at = self.ctx.now
         rec.message = truncate(message)
         self.ctx.in_flight.pop(stage.name, None)
         self.emit(reason, message, stage.name, warning=True)
-        return _Verdict(Phase.FAILED, reason, f"{stage.name}: {message}")
+        changed = rec.deployed_at is not None or rec.migration_job is not None
+        if stage.on_failure == "rollback" and changed:
+            self.request_rollback(stage, reason)
+        return Verdict(Phase.FAILED, reason, f"{stage.name}: {message}")
 
-    # -- the walk
+    def request_rollback(self, stage: Stage, reason: str) -> None:
+        """onFailure: rollback — one Rollback object, the same mechanism and audit trail as a manual one."""
+        name = auto_rollback_name(self.name, stage.name)
+        manifest = {
+            "apiVersion": "conveyor.dev/v1alpha1",
+            "kind": "Rollback",
+            "metadata": {
+                "name": name,
+                "namespace": self.ctx.pipeline.metadata.namespace,
+                "labels": {
+                    "conveyor.dev/automatic": "true",
+                    "conveyor.dev/pipeline": self.ctx.pipeline.metadata.name,
+                },
+            },
+            "spec": {
+                "pipeline": self.ctx.pipeline.metadata.name,
+                "stage": stage.name,
+                "reason": f"automatic: release {self.name} failed in {stage.name} ({reason})",
+            },
+        }
+        self.ctx.plan.actions.append(CreateRollback(self.name, manifest))
+        self.emit("RollbackRequested", f"stage {stage.name} fails over: Rollback {name} created", stage.name)
 
-    def run(self) -> _Verdict:
+    def blocked(self, stage: Stage, reason: str, message: str) -> Verdict:
+        """The world is not as the pipeline says; wait (never fail) and look again soon."""
+        self.ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
+        return Verdict(Phase.PROGRESSING, reason, f"{stage.name}: {message}", progressing="False")
+
+    def run(self) -> Verdict:
         ctx, status = self.ctx, self.status
         status.short_commit = short_commit(self.commit)
         status.image = self.image
+        veto = ctx.vetoed.get(self.release.spec.digest)
+        if veto is not None:
+            msg = (
+                f"image {self.release.spec.digest} was rolled away from by {veto.rollback} (as release "
+                f"{veto.release}); Conveyor never promotes it again"
+            )
+            status.vetoed, status.vetoed_by = True, veto.rollback
+            self.emit("ReleaseVetoed", msg)
+            return Verdict(Phase.VETOED, "Vetoed", msg)
         path = path_of(ctx.pipeline, self.release)
         if path is None:
             names = ", ".join(s.name for s in ctx.pipeline.spec.stages)
-            return _Verdict(
+            return Verdict(
                 Phase.PENDING,
                 "UnknownTargetStage",
                 f"targetStage {self.release.spec.target_stage!r} is not a stage of pipeline "
@@ -259,12 +213,12 @@ class _ReleaseStep:
                 f"{' -> '.join(s.name for s in path)}",
             )
         while True:
-            index = _current_index_from(status, path)
+            index = current_index(self.release, path)
             ctx.position[self.name] = index
             if index == len(path):
                 last = path[-1].name
                 self.emit("ReleaseSucceeded", f"verified in every stage up to {last}", last)
-                return _Verdict(Phase.SUCCEEDED, "Promoted", f"verified in {last}")
+                return Verdict(Phase.SUCCEEDED, "Promoted", f"verified in {last}")
             stage = path[index]
             status.current_stage = stage.name
             rec = _record(status, stage.name)
@@ -276,15 +230,24 @@ class _ReleaseStep:
             if verdict is not None:
                 return verdict
 
-    def enter(self, stage: Stage, rec: StageRecord, index: int) -> _Verdict | None:
-        """Gatekeeping before a stage: supersede, approval, one release at a time."""
+    def enter(self, stage: Stage, rec: StageRecord, index: int) -> Verdict | None:
+        """Gatekeeping before a stage: pins, supersede, approval, rollbacks, one release at a time."""
         ctx = self.ctx
+        pin = ctx.pins.get(stage.name)
+        created = self.release.metadata.creation_timestamp
+        if pin is not None and (created is None or created < pin.since):
+            msg = (
+                f"stage {stage.name} was rolled back to {pin.release} by {pin.rollback}; only releases "
+                "created after that enter it"
+            )
+            self.emit("Superseded", msg, stage.name)
+            return Verdict(Phase.SUPERSEDED, "PinnedByRollback", msg)
         newer = self.newer_reaching(stage, index)
         if newer is not None:
             msg = f"release {newer} (newer) reached stage {stage.name} first; this one will not be promoted"
             self.emit("Superseded", msg, stage.name)
             rec.message = msg
-            return _Verdict(Phase.SUPERSEDED, "Superseded", msg)
+            return Verdict(Phase.SUPERSEDED, "Superseded", msg)
         if stage.requires_approval and rec.approval is None:
             approval = self.approval_for(stage)
             if approval is None:
@@ -295,7 +258,7 @@ class _ReleaseStep:
                         f"stage {stage.name} needs an Approval for release {self.name}",
                         stage.name,
                     )
-                return _Verdict(
+                return Verdict(
                     Phase.AWAITING_APPROVAL,
                     "AwaitingApproval",
                     f"create an Approval with release={self.name} stage={stage.name} to promote "
@@ -306,9 +269,14 @@ class _ReleaseStep:
             self.emit(
                 "ApprovalGranted", f"approval {approval.metadata.name} opens stage {stage.name}", stage.name
             )
+        hold = ctx.holds.get(stage.name)
+        if hold is not None:
+            return Verdict(
+                Phase.WAITING, "RollbackInProgress", f"waiting for rollback {hold} of {stage.name}"
+            )
         busy = ctx.in_flight.get(stage.name)
         if busy is not None and busy != self.name:
-            return _Verdict(
+            return Verdict(
                 Phase.WAITING, "StageBusy", f"waiting for release {busy} to finish in {stage.name}"
             )
         rec.started_at = ctx.now
@@ -324,15 +292,21 @@ class _ReleaseStep:
     def newer_reaching(self, stage: Stage, index: int) -> str | None:
         """A newer, still-live release that has reached this stage (waiting, in it, or past it)."""
         mine = order_key(self.release)
-        for other in self.ctx.by_name.values():
+        for other in self.ctx.releases.values():
             if other.metadata.name == self.name or order_key(other) <= mine:
                 continue
-            if other.status.phase in (Phase.FAILED, Phase.SUPERSEDED):
+            if other.status.phase in (
+                Phase.FAILED,
+                Phase.SUPERSEDED,
+                Phase.ROLLED_BACK,
+                Phase.CANCELLED,
+                Phase.VETOED,
+            ):
                 continue
             other_path = path_of(self.ctx.pipeline, other)
             if other_path is None or stage.name not in [s.name for s in other_path]:
                 continue
-            position = self.ctx.position.get(other.metadata.name, _current_index(self.ctx.pipeline, other))
+            position = self.ctx.position.get(other.metadata.name, current_index(other, other_path))
             if position >= index:
                 return other.metadata.name
         return None
@@ -345,254 +319,145 @@ class _ReleaseStep:
         matching.sort(key=lambda a: (a.metadata.creation_timestamp or datetime.min, a.metadata.name))
         return matching[0] if matching else None
 
-    def in_stage(self, stage: Stage, rec: StageRecord) -> _Verdict | None:
+    def in_stage(self, stage: Stage, rec: StageRecord) -> Verdict | None:
         """Migration -> rollout -> smoke test -> verified. None: the stage is verified, go on."""
         ctx = self.ctx
-        sw = ctx.world.stage(stage.name, stage.namespace)
         pipeline = ctx.pipeline
         if pipeline.spec.migration is not None and rec.migration_result is None:
-            verdict = self.job_step(stage, rec, sw, JobKind.MIGRATION)
+            verdict = self.job_step(stage, rec, JobKind.MIGRATION)
             if verdict is not None:
                 return verdict
         if rec.rolled_out_at is None:
-            verdict = self.rollout_step(stage, rec, sw)
+            verdict = self.rollout_step(stage, rec)
             if verdict is not None:
                 return verdict
         if pipeline.spec.smoke_test is not None and rec.smoke_test_result is None:
-            verdict = self.job_step(stage, rec, sw, JobKind.SMOKE_TEST)
+            verdict = self.job_step(stage, rec, JobKind.SMOKE_TEST)
             if verdict is not None:
                 return verdict
         rec.phase = StagePhase.VERIFIED
         rec.verified_at = rec.finished_at = ctx.now
         ctx.in_flight.pop(stage.name, None)
         self.emit("StageVerified", f"{short_commit(self.commit)} verified in {stage.name}", stage.name)
-        ctx.plan.events.append(
-            Emit(
-                kind="Pipeline",
-                name=pipeline.metadata.name,
-                type="Normal",
-                reason="StagePromoted",
-                message=f"{stage.name} now runs {short_commit(self.commit)} (release {self.name})",
-                stage=stage.name,
-                release=self.name,
-                commit=self.commit,
-            )
+        ctx.emit(
+            "Pipeline",
+            pipeline.metadata.name,
+            "StagePromoted",
+            f"{stage.name} now runs {short_commit(self.commit)} (release {self.name})",
+            stage=stage.name,
+            release=self.name,
+            commit=self.commit,
         )
         return None
 
-    def job_step(self, stage: Stage, rec: StageRecord, sw: StageWorld, kind: JobKind) -> _Verdict | None:
+    def job_step(self, stage: Stage, rec: StageRecord, kind: JobKind) -> Verdict | None:
         """Create the Job once, then wait for its verdict. None: it succeeded."""
         ctx = self.ctx
         migration = kind is JobKind.MIGRATION
         label = "migration" if migration else "smoke test"
+        event = "Migration" if migration else "SmokeTest"
+        sw = ctx.world.stage(stage.name, stage.namespace)
         name = job_name(self.name, stage.name, kind)
-        recorded = rec.migration_job if migration else rec.smoke_test_job
-        job = sw.jobs.get(name)
-        if job is not None and job.release_uid not in (None, self.release.metadata.uid):
-            return self.fail(
-                stage,
-                rec,
-                "JobNameConflict",
-                f"Job {stage.namespace}/{name} exists but belongs to another release object",
-            )
-        if recorded is None:
-            if not sw.namespace_exists:
-                return self.blocked(stage, "NamespaceNotFound", f"namespace {stage.namespace} does not exist")
-            if job is None:
-                manifest = job_manifest(ctx.pipeline, self.release, stage, kind)
-                ctx.plan.actions.append(CreateJob(self.name, stage.namespace, manifest))
+        recorded = (rec.migration_job if migration else rec.smoke_test_job) is not None
+        running = Verdict(Phase.PROGRESSING, f"{event}Running", f"{stage.name}: {label} Job {name} running")
+        if not recorded and not sw.namespace_exists:
+            return self.blocked(stage, "NamespaceNotFound", f"namespace {stage.namespace} does not exist")
+        check = check_job(
+            sw,
+            name,
+            recorded=recorded,
+            owner_uid=self.release.metadata.uid,
+            started_at=None if migration else rec.smoke_test_started_at,
+            deadline_seconds=None if migration else stage.smoke_test_deadline_seconds,
+            now=ctx.now,
+        )
+        if check.state is JobState.CREATE or check.adopt:
+            if check.state is JobState.CREATE:
+                ctx.plan.actions.append(
+                    CreateJob(
+                        self.name, stage.namespace, job_manifest(ctx.pipeline, self.release, stage, kind)
+                    )
+                )
             if migration:
                 rec.migration_job, rec.phase = name, StagePhase.MIGRATING
-                self.emit(
-                    "MigrationStarted", f"migration Job {name} started in {stage.namespace}", stage.name
-                )
             else:
-                rec.smoke_test_job, rec.phase = name, StagePhase.SMOKE_TESTING
-                rec.smoke_test_started_at = ctx.now
-                self.emit(
-                    "SmokeTestStarted", f"smoke-test Job {name} started in {stage.namespace}", stage.name
+                rec.smoke_test_job, rec.phase, rec.smoke_test_started_at = (
+                    name,
+                    StagePhase.SMOKE_TESTING,
+                    ctx.now,
                 )
-            if job is None:
-                return _Verdict(
-                    Phase.PROGRESSING,
-                    "MigrationRunning" if migration else "SmokeTestRunning",
-                    f"{stage.name}: {label} Job {name} running",
-                )
-        if job is None:
-            return self.fail(
-                stage,
-                rec,
-                "MigrationJobMissing" if migration else "SmokeTestJobMissing",
-                f"{label} Job {stage.namespace}/{name} disappeared before it finished; "
-                "Conveyor never runs it twice",
-            )
-        if job.complete:
+            self.emit(f"{event}Started", f"{label} Job {name} started in {stage.namespace}", stage.name)
+            if check.state is JobState.CREATE:
+                return running
+        if check.state is JobState.SUCCEEDED:
             if migration:
                 rec.migration_result, rec.migrated_at = "Succeeded", ctx.now
-                self.emit("MigrationSucceeded", f"migration Job {name} completed", stage.name)
             else:
                 rec.smoke_test_result = "Succeeded"
-                self.emit("SmokeTestSucceeded", f"smoke-test Job {name} completed", stage.name)
+            self.emit(f"{event}Succeeded", f"{label} Job {name} completed", stage.name)
             return None
-        if job.failed:
-            detail = f"{label} Job {stage.namespace}/{name} failed: {job.failure_reason or 'Failed'}"
-            if job.failure_message:
-                detail += f" ({job.failure_message})"
-            if migration:
-                rec.migration_result = "Failed"
-                return self.fail(stage, rec, "MigrationFailed", detail + "; the rollout did not start")
+        if check.state is JobState.RUNNING:
+            ctx.plan.requeue(check.requeue_after)
+            return running
+        if migration:
+            rec.migration_result = "Failed"
+        else:
             rec.smoke_test_result = "Failed"
-            timed_out = job.failure_reason == "DeadlineExceeded"
-            return self.fail(stage, rec, "SmokeTestTimedOut" if timed_out else "SmokeTestFailed", detail)
-        if not migration and rec.smoke_test_started_at is not None:
-            limit = rec.smoke_test_started_at + timedelta(
-                seconds=stage.smoke_test_deadline_seconds + SMOKE_GRACE_SECONDS
-            )
-            if ctx.now >= limit:
-                rec.smoke_test_result = "Failed"
-                return self.fail(
-                    stage,
-                    rec,
-                    "SmokeTestTimedOut",
-                    f"smoke-test Job {name} ran past {stage.smoke_test_deadline_seconds}s",
-                )
-            ctx.plan.requeue((limit - ctx.now).total_seconds())
-        return _Verdict(
-            Phase.PROGRESSING,
-            "MigrationRunning" if migration else "SmokeTestRunning",
-            f"{stage.name}: {label} Job {name} running",
-        )
+        reason = {
+            JobState.CONFLICT: "JobNameConflict",
+            JobState.MISSING: f"{event}JobMissing",
+            JobState.TIMED_OUT: f"{event}TimedOut",
+            JobState.FAILED: f"{event}Failed",
+        }[check.state]
+        detail = check.detail
+        if check.state is JobState.MISSING:
+            detail += "; Conveyor never runs it twice"
+        if migration and check.state is not JobState.MISSING:
+            detail += "; the rollout did not start"
+        return self.fail(stage, rec, reason, detail)
 
-    def blocked(self, stage: Stage, reason: str, message: str) -> _Verdict:
-        """The world is not as the pipeline says; wait (never fail) and look again soon."""
-        self.ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
-        return _Verdict(Phase.PROGRESSING, reason, f"{stage.name}: {message}", progressing="False")
-
-    def rollout_step(self, stage: Stage, rec: StageRecord, sw: StageWorld) -> _Verdict | None:
+    def rollout_step(self, stage: Stage, rec: StageRecord) -> Verdict | None:
         """Set the image once, then wait for every target to be available, within the deadline."""
         ctx = self.ctx
-        problem = resolve_targets(ctx.pipeline, sw)
-        if problem is not None:
-            return self.blocked(stage, *problem)
-        annotations = {"conveyor.dev/release": self.name, "conveyor.dev/commit": self.commit}
-        patches: dict[str, dict[str, str]] = {}
-        for t in ctx.pipeline.spec.targets:
-            dep = sw.deployments[t.deployment]
-            assert dep is not None  # resolve_targets checked
-            if dep.images.get(t.container) != self.image or not _annotated(dep, self.name):
-                patches.setdefault(t.deployment, {})[t.container] = self.image
-        for deployment, images in patches.items():
-            ctx.plan.actions.append(SetImage(self.name, stage.namespace, deployment, images, annotations))
+        sw = ctx.world.stage(stage.name, stage.namespace)
+        check = check_rollout(
+            ctx.pipeline,
+            sw,
+            image=self.image,
+            release=self.name,
+            patched_at=rec.deployed_at,
+            deadline_seconds=stage.rollout_deadline_seconds,
+            now=ctx.now,
+        )
+        if check.state is RolloutState.BLOCKED:
+            return self.blocked(stage, check.reason, check.detail)
+        if check.state is RolloutState.PATCH:
+            annotations = set_image_annotations(self.name, self.commit)
+            for deployment, images in check.patches.items():
+                ctx.plan.actions.append(SetImage(self.name, stage.namespace, deployment, images, annotations))
         if rec.deployed_at is None:
             rec.deployed_at, rec.phase = ctx.now, StagePhase.ROLLING_OUT
+            targets = ", ".join(sorted({t.deployment for t in ctx.pipeline.spec.targets}))
+            self.emit("RolloutStarted", f"set {targets} to {self.image}", stage.name)
+        if check.state is RolloutState.DONE:
+            rec.rolled_out_at = ctx.now
+            took = (ctx.now - rec.deployed_at).total_seconds()
             self.emit(
-                "RolloutStarted",
-                f"set {', '.join(sorted({t.deployment for t in ctx.pipeline.spec.targets}))} to {self.image}",
-                stage.name,
+                "RolloutSucceeded", f"every target available in {stage.name} after {took:.1f}s", stage.name
             )
-        deadline = rec.deployed_at + timedelta(seconds=stage.rollout_deadline_seconds)
-        if not patches:
-            views = [sw.deployments[t.deployment] for t in ctx.pipeline.spec.targets]
-            if all(v is not None and v.rolled_out() for v in views):
-                rec.rolled_out_at = ctx.now
-                took = (ctx.now - rec.deployed_at).total_seconds()
-                self.emit(
-                    "RolloutSucceeded",
-                    f"every target available in {stage.name} after {took:.1f}s",
-                    stage.name,
-                )
-                return None
-            failed = [v for v in views if v is not None and v.rollout_failed()]
-            if failed:
-                v = failed[0]
-                return self.fail(
-                    stage,
-                    rec,
-                    "RolloutFailed",
-                    f"Deployment {stage.namespace}/{v.name}: ProgressDeadlineExceeded "
-                    f"({v.progressing_message or 'no progress'})",
-                )
-        if ctx.now >= deadline:
-            return self.fail(stage, rec, "RolloutTimedOut", rollout_timeout_message(ctx.pipeline, sw, stage))
-        ctx.plan.requeue((deadline - ctx.now).total_seconds())
-        return _Verdict(
+            return None
+        if check.state is RolloutState.FAILED:
+            return self.fail(stage, rec, "RolloutFailed", check.detail)
+        if check.state is RolloutState.TIMED_OUT:
+            return self.fail(stage, rec, "RolloutTimedOut", check.detail)
+        ctx.plan.requeue(
+            check.requeue_after
+            if check.state is RolloutState.WAITING
+            else float(stage.rollout_deadline_seconds)
+        )
+        return Verdict(
             Phase.PROGRESSING, "RolloutInProgress", f"{stage.name}: rolling out {short_commit(self.commit)}"
         )
-
-
-def _annotated(dep: DeploymentView, release: str) -> bool:
-    return dep.release_annotation == release and dep.template_release_annotation == release
-
-
-def _current_index_from(status: ReleaseStatus, path: list[Stage]) -> int:
-    verified = {r.name for r in status.stages if r.phase == StagePhase.VERIFIED}
-    return next((i for i, s in enumerate(path) if s.name not in verified), len(path))
-
-
-def resolve_targets(pipeline: Pipeline, sw: StageWorld) -> tuple[str, str] | None:
-    """(reason, message) when a stage's targets do not exist as the pipeline says; None when they do."""
-    if not sw.namespace_exists:
-        return "NamespaceNotFound", f"namespace {sw.namespace} does not exist"
-    for t in pipeline.spec.targets:
-        dep = sw.deployments.get(t.deployment)
-        if dep is None:
-            return "DeploymentNotFound", f"Deployment {sw.namespace}/{t.deployment} does not exist"
-        if t.container not in dep.images:
-            return (
-                "ContainerNotFound",
-                f"Deployment {sw.namespace}/{t.deployment} has no container {t.container!r} "
-                f"(containers: {', '.join(sorted(dep.images)) or 'none'})",
-            )
-    return None
-
-
-def rollout_timeout_message(pipeline: Pipeline, sw: StageWorld, stage: Stage) -> str:
-    """What was still missing when the rollout deadline passed."""
-    parts = []
-    for t in pipeline.spec.targets:
-        v = sw.deployments.get(t.deployment)
-        if v is not None and not v.rolled_out():
-            parts.append(
-                f"{t.deployment}: {v.updated_replicas}/{v.replicas} replicas updated, "
-                f"{v.unavailable_replicas} unavailable"
-            )
-    detail = "; ".join(parts) or "targets not available"
-    return f"not available within {stage.rollout_deadline_seconds}s ({detail})"
-
-
-# --- conditions and status --------------------------------------------------------------------------
-
-_CONDITIONS: dict[Phase, tuple[ConditionStatus, ConditionStatus, ConditionStatus, ConditionStatus]] = {
-    # phase: (Ready, Progressing, Failed, AwaitingApproval)
-    Phase.PENDING: ("False", "False", "False", "False"),
-    Phase.WAITING: ("False", "False", "False", "False"),
-    Phase.AWAITING_APPROVAL: ("False", "False", "False", "True"),
-    Phase.PROGRESSING: ("False", "True", "False", "False"),
-    Phase.SUCCEEDED: ("True", "False", "False", "False"),
-    Phase.FAILED: ("False", "False", "True", "False"),
-    Phase.SUPERSEDED: ("False", "False", "False", "False"),
-}
-
-
-def apply_verdict(status: ReleaseStatus, verdict: _Verdict, generation: int, now: datetime) -> None:
-    """Write phase, message and the four conditions from a verdict."""
-    status.phase = verdict.phase
-    status.message = truncate(verdict.message)
-    status.observed_generation = generation
-    ready, progressing, failed, awaiting = _CONDITIONS[verdict.phase]
-    if verdict.progressing is not None:
-        progressing = verdict.progressing
-    conds = status.conditions
-    for ctype, value in (
-        ("Ready", ready),
-        ("Progressing", progressing),
-        ("Failed", failed),
-        ("AwaitingApproval", awaiting),
-    ):
-        conds = set_condition(
-            conds, ctype, value, verdict.reason, verdict.message, generation=generation, now=now
-        )
-    status.conditions = conds
 
 
 # --- the pass -----------------------------------------------------------------------------------------
@@ -604,31 +469,50 @@ def reconcile(
     approvals: list[Approval],
     world: World,
     now: datetime,
+    *,
+    rollbacks: list[Rollback] | None = None,
 ) -> Plan:
     """Decide one pass over a pipeline: actions to take and the status every object should have."""
     plan = Plan()
     ordered = sorted(releases, key=order_key)
-    ctx = _Pass(
+    working = {
+        r.metadata.name: r.model_copy(update={"status": r.status.model_copy(deep=True)}) for r in ordered
+    }
+    rbs = sorted(rollbacks or [], key=order_key)
+    ctx = Pass(
         pipeline=pipeline,
         world=world,
         approvals=approvals,
         now=now,
         plan=plan,
+        releases=working,
+        rollbacks=rbs,
         in_flight=_in_flight(ordered),
-        position={},
-        by_name={r.metadata.name: r for r in ordered},
     )
-    for release in ordered:
+    ctx.pins, ctx.vetoed = pins_and_vetoes(pipeline, rbs)
+    # Rollbacks first: they stop releases in flight, hold stages, and veto artifacts.
+    for rb in rbs:
+        if rb.status.phase in ROLLBACK_TERMINAL:
+            continue
+        plan.rollbacks[rb.metadata.name] = RollbackStep(ctx, rb).run()
+    ctx.pins, ctx.vetoed = pins_and_vetoes(pipeline, rbs, plan.rollbacks, ctx.vetoed)
+    for name in [r.metadata.name for r in ordered]:
+        release = working[name]
         if release.status.phase in TERMINAL_PHASES:
-            continue  # a record now; nothing moves it (rollbacks act through their own objects)
-        step = _ReleaseStep(ctx, release)
-        verdict = step.run()
-        apply_verdict(step.status, verdict, release.metadata.generation, now)
-        plan.releases[release.metadata.name] = step.status
-        # Later releases in this pass see this one's new state (for supersede decisions).
-        ctx.by_name[release.metadata.name] = release.model_copy(update={"status": step.status})
-    plan.approvals = approval_statuses(pipeline, list(ctx.by_name.values()), approvals, now)
-    plan.pipeline = pipeline_status(pipeline, list(ctx.by_name.values()), world, ctx.in_flight, now)
+            continue  # a record now; only a rollback's veto marks it further
+        step = ReleaseStep(ctx, release)
+        apply_verdict(step.status, step.run(), release.metadata.generation, now)
+    originals = {r.metadata.name: r.status for r in ordered}
+    # Every live release, and any record a rollback marked (the shell writes only what changed).
+    plan.releases = {
+        n: r.status
+        for n, r in working.items()
+        if r.status != originals[n] or originals[n].phase not in TERMINAL_PHASES
+    }
+    plan.approvals = approval_statuses(pipeline, list(working.values()), approvals, now)
+    plan.pipeline = pipeline_status(
+        pipeline, list(working.values()), rollbacks=rbs, plan=plan, ctx=ctx, now=now
+    )
     return plan
 
 
@@ -667,7 +551,7 @@ def approval_statuses(
                 counted, reason, msg = (
                     True,
                     "Accepted",
-                    (f"release {release.metadata.name} may enter {stage.name}"),
+                    f"release {release.metadata.name} may enter {stage.name}",
                 )
         status.counted = counted
         status.observed_generation = a.metadata.generation
@@ -707,7 +591,7 @@ def unknown_pipeline_release(release: Release, now: datetime) -> ReleaseStatus:
     status.short_commit = short_commit(release.spec.commit)
     apply_verdict(
         status,
-        _Verdict(
+        Verdict(
             Phase.PENDING,
             "PipelineNotFound",
             f"no Pipeline {release.spec.pipeline!r} in namespace {release.metadata.namespace}",
@@ -719,38 +603,61 @@ def unknown_pipeline_release(release: Release, now: datetime) -> ReleaseStatus:
 
 
 def pipeline_status(
-    pipeline: Pipeline, releases: list[Release], world: World, in_flight: dict[str, str], now: datetime
+    pipeline: Pipeline,
+    releases: list[Release],
+    *,
+    rollbacks: list[Rollback],
+    plan: Plan,
+    ctx: Pass,
+    now: datetime,
 ) -> PipelineStatus:
-    """Per stage, the release last verified there; a one-line summary; Ready when targets resolve."""
+    """Per stage, the release running there (last verified, or rolled back to); Ready when targets resolve."""
     status = pipeline.status.model_copy(deep=True)
+    by_name = {r.metadata.name: r for r in releases}
     states: list[StageState] = []
     for stage in pipeline.spec.stages:
-        best: tuple[datetime, Release] | None = None
+        best: tuple[datetime, Release, str | None] | None = None
         for r in releases:
             rec = next((x for x in r.status.stages if x.name == stage.name), None)
             if rec and rec.verified_at and (best is None or rec.verified_at > best[0]):
-                best = (rec.verified_at, r)
-        state = StageState(name=stage.name, namespace=stage.namespace, in_flight=in_flight.get(stage.name))
+                best = (rec.verified_at, r, None)
+        for rb in rollbacks:
+            rbs = plan.rollbacks.get(rb.metadata.name, rb.status)
+            p = rbs.plan
+            if rbs.phase == RollbackPhase.SUCCEEDED and p and p.stage == stage.name and rbs.finished_at:
+                target = by_name.get(p.to_release or "")
+                if target is not None and (best is None or rbs.finished_at > best[0]):
+                    best = (rbs.finished_at, target, rb.metadata.name)
+        state = StageState(
+            name=stage.name, namespace=stage.namespace, in_flight=ctx.in_flight.get(stage.name)
+        )
         if best is not None:
-            since, r = best
+            since, r, pinned_by = best
             state.release, state.commit = r.metadata.name, r.spec.commit
             state.short_commit, state.digest, state.since = short_commit(r.spec.commit), r.spec.digest, since
+            state.pinned_by = pinned_by
         states.append(state)
     status.stages = states
     status.summary = " ".join(f"{s.name}={s.short_commit or '-'}" for s in states)
     status.production_commit = states[-1].short_commit if states else None
+    status.vetoed = sorted(ctx.vetoed.values(), key=lambda v: v.at)[-100:]
     status.observed_generation = pipeline.metadata.generation
     problems = []
     for stage in pipeline.spec.stages:
-        if stage.name in world.stages:
-            problem = resolve_targets(pipeline, world.stages[stage.name])
+        if stage.name in ctx.world.stages:
+            problem = resolve_targets(pipeline, ctx.world.stages[stage.name])
             if problem is not None:
                 problems.append((stage.name, *problem))
     if problems:
-        reason = problems[0][1]
         msg = "; ".join(f"{s}: {m}" for s, _, m in problems)
         status.conditions = set_condition(
-            status.conditions, "Ready", "False", reason, msg, generation=pipeline.metadata.generation, now=now
+            status.conditions,
+            "Ready",
+            "False",
+            problems[0][1],
+            msg,
+            generation=pipeline.metadata.generation,
+            now=now,
         )
     else:
         status.conditions = set_condition(

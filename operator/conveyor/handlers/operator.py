@@ -17,7 +17,12 @@ import kopf
 from conveyor import __version__
 from conveyor.api.common import GROUP, VERSION
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
-from conveyor.handlers.reconcile import reconcile_pipeline, report_orphan_approval, report_orphan_release
+from conveyor.handlers.reconcile import (
+    reconcile_pipeline,
+    report_orphan_approval,
+    report_orphan_release,
+    report_orphan_rollback,
+)
 from conveyor.handlers.workers import PipelineWorkers
 from conveyor.kube.client import Kube, load_api_client
 from conveyor.kube.record import JsonFormatter
@@ -95,6 +100,16 @@ async def release_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo
         return
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(memo.executor, report_orphan_release, memo.kube, dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, "rollbacks")
+async def rollback_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Rollback changed: its pipeline acts on it at once (or it learns its pipeline is missing)."""
+    namespace, pipeline = body.metadata.namespace or "", body.spec.get("pipeline", "")
+    if await _ensure_pipeline(memo, namespace, pipeline) or event["type"] == "DELETED":
+        return
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(memo.executor, report_orphan_rollback, memo.kube, dict(body))
 
 
 @kopf.on.event(GROUP, VERSION, "approvals")

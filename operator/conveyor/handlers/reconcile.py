@@ -20,16 +20,16 @@ from conveyor.api.approval import Approval
 from conveyor.api.common import KubeModel
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
+from conveyor.api.rollback import Rollback
 from conveyor.core.patch import merge_patch
+from conveyor.core.plan import CreateJob, CreateRollback, LabelRelease, Plan, SetImage
 from conveyor.core.promotion import (
-    CreateJob,
-    Plan,
-    SetImage,
     jobs_to_observe,
     reconcile,
     unknown_pipeline_release,
     unknown_release_approval,
 )
+from conveyor.core.rollback import unknown_pipeline_rollback
 from conveyor.core.world import DeploymentView, JobView, StageWorld, World
 from conveyor.kube.client import Kube
 from conveyor.kube.record import announce
@@ -52,8 +52,8 @@ def _parse(model: type[KubeModel], obj: dict[str, Any]) -> Any:
         return None
 
 
-def observe(kube: Kube, pipeline: Pipeline, releases: list[Release]) -> World:
-    """Read each stage's target Deployments, and the Jobs that active releases may own."""
+def observe(kube: Kube, pipeline: Pipeline, releases: list[Release], rollbacks: list[Rollback]) -> World:
+    """Read each stage's target Deployments, and the Jobs that live releases and rollbacks may own."""
     world = World()
     for stage in pipeline.spec.stages:
         sw = StageWorld(namespace=stage.namespace)
@@ -64,12 +64,12 @@ def observe(kube: Kube, pipeline: Pipeline, releases: list[Release]) -> World:
         if any(v is None for v in sw.deployments.values()):
             sw.namespace_exists = kube.namespace_exists(stage.namespace)
         world.stages[stage.name] = sw
-    for stage_name, namespace, name in jobs_to_observe(pipeline, releases):
-        sw = world.stages[stage_name]
-        if sw.namespace_exists:
+    for stage_name, namespace, name in jobs_to_observe(pipeline, releases, rollbacks):
+        seen = world.stages.get(stage_name)
+        if seen is not None and seen.namespace_exists:
             obj = kube.get_job(namespace, name)
             if obj is not None:
-                sw.jobs[name] = JobView.from_object(obj)
+                seen.jobs[name] = JobView.from_object(obj)
     return world
 
 
@@ -83,6 +83,23 @@ def _set_image_patch(action: SetImage) -> dict[str, Any]:
             }
         },
     }
+
+
+def _perform(
+    kube: Kube, namespace: str, action: CreateJob | SetImage | CreateRollback | LabelRelease
+) -> None:
+    if isinstance(action, CreateJob):
+        if kube.create_job(action.namespace, action.manifest):
+            WRITES.add("job_create")
+    elif isinstance(action, SetImage):
+        kube.patch_deployment(action.namespace, action.deployment, _set_image_patch(action))
+        WRITES.add("deployment_patch")
+    elif isinstance(action, CreateRollback):
+        if kube.create_custom("rollbacks", namespace, action.manifest):
+            WRITES.add("rollback_create")
+    else:
+        kube.label_custom("releases", namespace, action.release, action.labels)
+        WRITES.add("release_label")
 
 
 class Counters:
@@ -105,57 +122,48 @@ def apply_plan(
     pipeline: Pipeline,
     releases: list[Release],
     approvals: list[Approval],
+    rollbacks: list[Rollback],
     plan: Plan,
     now: datetime,
 ) -> bool:
-    """Perform the plan. Returns False when some write failed (the caller backs off and retries)."""
+    """Perform the plan: child objects, then status (rollbacks' first: a plan is recorded before
+    it is acted on), then Events. Returns False when some write failed (the caller backs off)."""
     ns = pipeline.metadata.namespace
     ok = True
-    failed_releases: set[str] = set()
+    failed: set[str] = set()  # owners (release or rollback) whose actions failed: their status waits
     for action in plan.actions:
-        if action.release in failed_releases:
+        if action.owner in failed:
             continue
         try:
-            if isinstance(action, CreateJob):
-                if kube.create_job(action.namespace, action.manifest):
-                    WRITES.add("job_create")
-            else:
-                kube.patch_deployment(action.namespace, action.deployment, _set_image_patch(action))
-                WRITES.add("deployment_patch")
+            _perform(kube, ns, action)
         except Exception:
             log.warning(
-                "release %s/%s: %s failed; will retry",
-                ns,
-                action.release,
-                type(action).__name__,
-                exc_info=True,
+                "%s/%s: %s failed; will retry", ns, action.owner, type(action).__name__, exc_info=True
             )
-            failed_releases.add(action.release)
+            failed.add(action.owner)
             ok = False
+    writes: list[tuple[str, str, KubeModel, KubeModel]] = []
+    by_rb = {r.metadata.name: r for r in rollbacks}
+    writes += [("rollbacks", n, by_rb[n].status, st) for n, st in plan.rollbacks.items()]
     current = {r.metadata.name: r for r in releases}
-    patched: set[str] = set()
-    for name, status in plan.releases.items():
-        if name in failed_releases:
+    writes += [("releases", n, current[n].status, st) for n, st in plan.releases.items()]
+    by_appr = {a.metadata.name: a for a in approvals}
+    writes += [("approvals", n, by_appr[n].status, st) for n, st in plan.approvals.items()]
+    writes.append(("pipelines", pipeline.metadata.name, pipeline.status, plan.pipeline))
+    for plural, name, old, new in writes:
+        if name in failed:
             continue
-        patch = merge_patch(current[name].status.wire(), status.wire())
+        patch = merge_patch(old.wire(), new.wire())
         if patch:
-            kube.patch_custom_status("releases", ns, name, patch)
+            kube.patch_custom_status(plural, ns, name, patch)
             WRITES.add("status_patch")
-            patched.add(name)
-    by_name = {a.metadata.name: a for a in approvals}
-    for name, astatus in plan.approvals.items():
-        patch = merge_patch(by_name[name].status.wire(), astatus.wire())
-        if patch:
-            kube.patch_custom_status("approvals", ns, name, patch)
-            WRITES.add("status_patch")
-    patch = merge_patch(pipeline.status.wire(), plan.pipeline.wire())
-    if patch:
-        kube.patch_custom_status("pipelines", ns, pipeline.metadata.name, patch)
-        WRITES.add("status_patch")
+    uids = {pipeline.metadata.name: pipeline.metadata.uid}
+    uids.update({r.metadata.name: r.metadata.uid for r in releases})
+    uids.update({r.metadata.name: r.metadata.uid for r in rollbacks})
     for event in plan.events:
-        if event.release in failed_releases:
+        if event.name in failed:
             continue
-        uid = pipeline.metadata.uid if event.kind == "Pipeline" else current[event.name].metadata.uid
+        uid = uids.get(event.name, "") if event.kind != "Pipeline" else pipeline.metadata.uid
         announce(
             kube,
             namespace=ns,
@@ -175,6 +183,16 @@ def apply_plan(
     return ok
 
 
+def _list(
+    kube: Kube, model: type[KubeModel], plural: str, namespace: str, selector: str | None = None
+) -> list[Any]:
+    return [
+        o
+        for o in (_parse(model, x) for x in kube.list_custom(plural, namespace, field_selector=selector))
+        if o is not None
+    ]
+
+
 def reconcile_pipeline(
     kube: Kube, namespace: str, name: str, clock: Clock = utcnow
 ) -> tuple[bool, float | None]:
@@ -185,24 +203,22 @@ def reconcile_pipeline(
     pipeline = _parse(Pipeline, obj)
     if pipeline is None:
         return True, None
-    releases = [
-        r
-        for r in (
-            _parse(Release, o)
-            for o in kube.list_custom("releases", namespace, field_selector=f"spec.pipeline={name}")
-        )
-        if r is not None
-    ]
+    releases: list[Release] = _list(kube, Release, "releases", namespace, f"spec.pipeline={name}")
     names = {r.metadata.name for r in releases}
-    approvals = [
-        a
-        for a in (_parse(Approval, o) for o in kube.list_custom("approvals", namespace))
-        if a is not None and a.spec.release in names
-    ]
-    world = observe(kube, pipeline, releases)
+    approvals = [a for a in _list(kube, Approval, "approvals", namespace) if a.spec.release in names]
+    rollbacks: list[Rollback] = _list(kube, Rollback, "rollbacks", namespace, f"spec.pipeline={name}")
+    world = observe(kube, pipeline, releases, rollbacks)
     now = clock()
-    plan = reconcile(pipeline, releases, approvals, world, now)
-    if not apply_plan(kube, pipeline=pipeline, releases=releases, approvals=approvals, plan=plan, now=now):
+    plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks)
+    if not apply_plan(
+        kube,
+        pipeline=pipeline,
+        releases=releases,
+        approvals=approvals,
+        rollbacks=rollbacks,
+        plan=plan,
+        now=now,
+    ):
         return True, 2.0
     return True, plan.requeue_after
 
@@ -228,4 +244,16 @@ def report_orphan_approval(kube: Kube, obj: dict[str, Any], clock: Clock = utcno
     patch = merge_patch(approval.status.wire(), status.wire())
     if patch:
         kube.patch_custom_status("approvals", approval.metadata.namespace, approval.metadata.name, patch)
+        WRITES.add("status_patch")
+
+
+def report_orphan_rollback(kube: Kube, obj: dict[str, Any], clock: Clock = utcnow) -> None:
+    """A Rollback whose Pipeline does not exist: say so in its status."""
+    rollback = _parse(Rollback, obj)
+    if rollback is None or rollback.status.phase in ("Succeeded", "Failed"):
+        return
+    status = unknown_pipeline_rollback(rollback, clock())
+    patch = merge_patch(rollback.status.wire(), status.wire())
+    if patch:
+        kube.patch_custom_status("rollbacks", rollback.metadata.namespace, rollback.metadata.name, patch)
         WRITES.add("status_patch")

@@ -101,6 +101,31 @@ class Kube:
             if e.status != 404:
                 raise
 
+    def create_custom(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
+        """Create a Conveyor object; False when it already exists (deterministic names)."""
+        try:
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, body, _preload_content=False
+            )
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    def label_custom(self, plural: str, namespace: str, name: str, labels: dict[str, str]) -> None:
+        """Merge labels into a Conveyor object's metadata (never its spec)."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"metadata": {"labels": labels}},
+            _content_type="application/merge-patch+json",
+            _preload_content=False,
+        )
+
     # --- workloads
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:

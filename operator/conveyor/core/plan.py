@@ -1,0 +1,179 @@
+"""What a reconcile pass decides (the `Plan`), and the state one pass shares between the objects it
+walks. Pure data and small helpers; promotion.py and rollback.py make the decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from conveyor.api.approval import Approval, ApprovalStatus
+from conveyor.api.pipeline import Pipeline, PipelineStatus, Stage, VetoRecord
+from conveyor.api.release import HistoryEntry, Release, StagePhase
+from conveyor.api.rollback import Rollback, RollbackStatus
+from conveyor.core.conditions import truncate
+from conveyor.core.world import World
+
+HISTORY_LIMIT = 50
+BLOCKED_RETRY_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    """Create a Job (AlreadyExists means an earlier pass did: fine)."""
+
+    owner: str  # the release or rollback this action serves
+    namespace: str
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SetImage:
+    """Point containers of one Deployment at an image, and annotate whose image it is."""
+
+    owner: str
+    namespace: str
+    deployment: str
+    images: dict[str, str]  # container -> image
+    annotations: dict[str, str | None]  # None removes the annotation
+
+
+@dataclass(frozen=True)
+class CreateRollback:
+    """Create a Rollback object (automatic rollback; a deterministic name makes it once)."""
+
+    owner: str
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LabelRelease:
+    """Set labels on a Release's metadata (never its spec)."""
+
+    owner: str
+    release: str
+    labels: dict[str, str]
+
+
+Action = CreateJob | SetImage | CreateRollback | LabelRelease
+Kind = Literal["Release", "Pipeline", "Approval", "Rollback"]
+
+
+@dataclass(frozen=True)
+class Emit:
+    """One transition to announce: an Event on the object, and a JSON audit log line."""
+
+    kind: Kind
+    name: str
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+    stage: str | None = None
+    release: str | None = None
+    commit: str | None = None
+
+
+@dataclass
+class Plan:
+    """Everything one reconcile pass decided."""
+
+    actions: list[Action] = field(default_factory=list)
+    releases: dict[str, Any] = field(default_factory=dict)  # name -> ReleaseStatus
+    approvals: dict[str, ApprovalStatus] = field(default_factory=dict)
+    rollbacks: dict[str, RollbackStatus] = field(default_factory=dict)
+    pipeline: PipelineStatus = field(default_factory=PipelineStatus)
+    events: list[Emit] = field(default_factory=list)
+    requeue_after: float | None = None
+
+    def requeue(self, seconds: float | None) -> None:
+        """Ask to be called again within `seconds` (the earliest request wins)."""
+        if seconds is None:
+            return
+        seconds = max(0.05, seconds)
+        self.requeue_after = seconds if self.requeue_after is None else min(self.requeue_after, seconds)
+
+
+def order_key(obj: Release | Rollback) -> tuple[datetime, str]:
+    """Creation order (name breaks ties within the API server's one-second timestamps)."""
+    created = obj.metadata.creation_timestamp or datetime.min
+    return (created, obj.metadata.name)
+
+
+def path_of(pipeline: Pipeline, release: Release) -> list[Stage] | None:
+    """The stages this release travels: up to its targetStage (None when that stage is unknown)."""
+    stages = pipeline.spec.stages
+    if release.spec.target_stage is None:
+        return list(stages)
+    names = [s.name for s in stages]
+    if release.spec.target_stage not in names:
+        return None
+    return list(stages[: names.index(release.spec.target_stage) + 1])
+
+
+def current_index(release: Release, path: list[Stage]) -> int:
+    """Index of the first stage of `path` not yet verified (len(path) when all are)."""
+    verified = {r.name for r in release.status.stages if r.phase == StagePhase.VERIFIED}
+    return next((i for i, s in enumerate(path) if s.name not in verified), len(path))
+
+
+def stage_record(release: Release, stage: str) -> Any:
+    """The release's record of a stage, or None."""
+    return next((r for r in release.status.stages if r.name == stage), None)
+
+
+@dataclass
+class Pin:
+    """A stage put back on a release by a completed rollback: older releases no longer enter it."""
+
+    rollback: str
+    release: str
+    since: datetime
+
+
+@dataclass
+class Pass:
+    """State shared by one reconcile pass over a pipeline."""
+
+    pipeline: Pipeline
+    world: World
+    approvals: list[Approval]
+    now: datetime
+    plan: Plan
+    releases: dict[str, Release]  # working copies: statuses change as the pass goes
+    rollbacks: list[Rollback]
+    in_flight: dict[str, str] = field(default_factory=dict)  # stage -> release in it
+    position: dict[str, int] = field(default_factory=dict)  # release -> current stage index
+    holds: dict[str, str] = field(default_factory=dict)  # stage -> active rollback
+    pins: dict[str, Pin] = field(default_factory=dict)  # stage -> completed rollback
+    vetoed: dict[str, VetoRecord] = field(default_factory=dict)  # digest -> veto
+
+    def emit(
+        self,
+        kind: Kind,
+        name: str,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        stage: str | None = None,
+        release: str | None = None,
+        commit: str | None = None,
+        history: list[HistoryEntry] | None = None,
+    ) -> None:
+        """Announce a transition (Event + audit line) and append it to `history` when given."""
+        message = truncate(message)
+        self.plan.events.append(
+            Emit(
+                kind=kind,
+                name=name,
+                type="Warning" if warning else "Normal",
+                reason=reason,
+                message=message,
+                stage=stage,
+                release=release,
+                commit=commit,
+            )
+        )
+        if history is not None:
+            history.append(HistoryEntry(time=self.now, reason=reason, stage=stage, message=message))
+            del history[:-HISTORY_LIMIT]

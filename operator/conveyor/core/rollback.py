@@ -1,0 +1,572 @@
+"""Rollbacks: plan first (recorded before anything changes), then act, then record — pure decisions.
+
+Plan, from the release being rolled away from (the one that last changed the stage):
+  schemaChange none / backwardCompatible -> ImageOnly
+  breaking, with a downMigration template -> DownMigrationThenImage (run with the *newer* image)
+  breaking, without one                   -> Refused (RollbackBlocked says exactly what is missing)
+A target never verified in the stage, an unknown one, or none at all is refused the same way.
+
+Act: stop the release in flight in the stage (RolledBack, or Cancelled if it changed nothing),
+veto the release rolled away from, run the down-migration once, set every target back to the
+target's digest, wait for the rollout, smoke-test if asked. A completed rollback pins the stage:
+only releases created after it enter, and a vetoed digest is never promoted again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from conveyor.api.common import ConditionStatus
+from conveyor.api.pipeline import Pipeline, Stage, VetoRecord
+from conveyor.api.release import TERMINAL_PHASES, Phase, Release, SchemaChange, StagePhase
+from conveyor.api.rollback import (
+    ROLLBACK_TERMINAL,
+    PlanAction,
+    Rollback,
+    RollbackPhase,
+    RollbackPlan,
+    RollbackStatus,
+)
+from conveyor.core.conditions import set_condition, truncate
+from conveyor.core.jobs import JobKind, image_ref, job_manifest, job_name, short_commit
+from conveyor.core.plan import (
+    BLOCKED_RETRY_SECONDS,
+    CreateJob,
+    LabelRelease,
+    Pass,
+    Pin,
+    SetImage,
+    stage_record,
+)
+from conveyor.core.release_status import Verdict, apply_verdict
+from conveyor.core.steps import JobState, RolloutState, check_job, check_rollout, set_image_annotations
+
+VETOED_LABEL = "conveyor.dev/vetoed"
+
+
+def _refuse(code: str, message: str, stage: Stage | None = None) -> tuple[RollbackPlan, str]:
+    return RollbackPlan(
+        action=PlanAction.REFUSED,
+        reason=message,
+        stage=stage.name if stage else None,
+        namespace=stage.namespace if stage else None,
+    ), code
+
+
+def _changed_at(release: Release, stage: str) -> datetime | None:
+    """When the release last changed the stage: its image set, or (failing before) its migration."""
+    rec = stage_record(release, stage)
+    if rec is None:
+        return None
+    if rec.deployed_at is not None:
+        return rec.deployed_at
+    return rec.started_at if rec.migration_job is not None else None
+
+
+def occupant(stage: str, releases: dict[str, Release], rollbacks: list[Rollback], exclude: str) -> str | None:
+    """The release whose work the stage runs now: the latest to change it, by promotion or rollback."""
+    best: tuple[datetime, str] | None = None
+    for r in releases.values():
+        t = _changed_at(r, stage)
+        if t is not None and (best is None or t > best[0]):
+            best = (t, r.metadata.name)
+    for rb in rollbacks:
+        p, st = rb.status.plan, rb.status
+        if (
+            rb.metadata.name == exclude
+            or p is None
+            or p.stage != stage
+            or st.patched_at is None
+            or not p.to_release
+        ):
+            continue
+        if best is None or st.patched_at > best[0]:
+            best = (st.patched_at, p.to_release)
+    return best[1] if best else None
+
+
+def plan_rollback(
+    pipeline: Pipeline, rollback: Rollback, releases: dict[str, Release], rollbacks: list[Rollback]
+) -> tuple[RollbackPlan, str]:
+    """Decide the plan (and a CamelCase code for the condition reason)."""
+    stage_name = rollback.spec.stage or pipeline.spec.stages[-1].name
+    stage = pipeline.stage(stage_name)
+    if stage is None:
+        names = ", ".join(s.name for s in pipeline.spec.stages)
+        return _refuse(
+            "UnknownStage", f"pipeline {pipeline.metadata.name} has no stage {stage_name!r} (stages: {names})"
+        )
+    current = occupant(stage.name, releases, rollbacks, rollback.metadata.name)
+    if current is None:
+        return _refuse(
+            "NothingToRollBack",
+            f"Conveyor has never changed stage {stage.name}: there is no release to roll away from",
+            stage,
+        )
+    src = releases.get(current)
+    if src is None:
+        return _refuse(
+            "UnknownRelease", f"release {current}, which runs in {stage.name}, no longer exists", stage
+        )
+
+    def verified_at(r: Release) -> datetime | None:
+        rec = stage_record(r, stage.name)
+        return rec.verified_at if rec is not None else None
+
+    if rollback.spec.to_release:
+        target = releases.get(rollback.spec.to_release)
+        if target is None:
+            return _refuse(
+                "UnknownRelease",
+                f"no release {rollback.spec.to_release!r} in pipeline {pipeline.metadata.name}",
+                stage,
+            )
+        if verified_at(target) is None:
+            return _refuse(
+                "NotVerifiedInStage",
+                f"release {target.metadata.name} was never verified in "
+                f"{stage.name}: Conveyor only rolls back to a release proven there",
+                stage,
+            )
+        if target.status.vetoed:
+            return _refuse(
+                "TargetVetoed",
+                f"release {target.metadata.name} was itself rolled away from (by {target.status.vetoed_by})",
+                stage,
+            )
+    else:
+        candidates = [
+            r
+            for r in releases.values()
+            if r.metadata.name != src.metadata.name
+            and verified_at(r) is not None
+            and not r.status.vetoed
+            and r.spec.digest != src.spec.digest
+        ]
+        if not candidates:
+            return _refuse(
+                "NoPreviousRelease",
+                f"no release other than {src.metadata.name} was ever verified in "
+                f"{stage.name}: there is nothing to go back to",
+                stage,
+            )
+        target = max(candidates, key=lambda r: verified_at(r) or datetime.min)
+    base = {
+        "stage": stage.name,
+        "namespace": stage.namespace,
+        "from_release": src.metadata.name,
+        "from_commit": src.spec.commit,
+        "from_digest": src.spec.digest,
+        "schema_change": src.spec.schema_change,
+        "to_release": target.metadata.name,
+        "to_commit": target.spec.commit,
+        "to_digest": target.spec.digest,
+    }
+    if target.metadata.name == src.metadata.name:
+        return RollbackPlan(
+            action=PlanAction.NOTHING, reason=f"{stage.name} already runs {target.metadata.name}", **base
+        ), "AlreadyThere"
+    target_at = verified_at(target) or datetime.min
+    between = [
+        r
+        for r in releases.values()
+        if r.metadata.name not in (src.metadata.name, target.metadata.name)
+        and r.spec.schema_change == SchemaChange.BREAKING
+        and (_changed_at(r, stage.name) or datetime.min) > target_at
+    ]
+    if between:
+        names = ", ".join(sorted(r.metadata.name for r in between))
+        plan = RollbackPlan(
+            action=PlanAction.REFUSED,
+            reason=f"going back to {target.metadata.name} would "
+            f"undo more than one breaking schema change ({names} too): roll back one release "
+            "at a time",
+            **base,
+        )
+        return plan, "MultipleBreakingChanges"
+    if src.spec.schema_change == SchemaChange.BREAKING:
+        if pipeline.spec.down_migration is None:
+            plan = RollbackPlan(
+                action=PlanAction.REFUSED,
+                reason=f"release {src.metadata.name} declares "
+                "schemaChange: breaking and pipeline "
+                f"{pipeline.metadata.name} defines no spec.downMigration Job: add one (it runs "
+                f"with {src.metadata.name}'s image and must undo its schema change), or roll "
+                "forward with a fixed release",
+                **base,
+            )
+            return plan, "NoDownMigration"
+        return RollbackPlan(
+            action=PlanAction.DOWN_MIGRATION_THEN_IMAGE,
+            reason=f"{src.metadata.name} made a breaking schema change: run the down-migration "
+            "with its image, then set the image back",
+            **base,
+        ), "DownMigrationThenImage"
+    return RollbackPlan(
+        action=PlanAction.IMAGE_ONLY,
+        reason=f"{src.metadata.name}'s schema change is "
+        f"{src.spec.schema_change}: the older image works with the current schema",
+        **base,
+    ), "ImageOnly"
+
+
+def pins_and_vetoes(
+    pipeline: Pipeline,
+    rollbacks: list[Rollback],
+    updated: dict[str, RollbackStatus] | None = None,
+    vetoed: dict[str, VetoRecord] | None = None,
+) -> tuple[dict[str, Pin], dict[str, VetoRecord]]:
+    """Stages pinned by completed rollbacks (the latest per stage), and every vetoed digest."""
+    pins: dict[str, Pin] = {}
+    out = dict(vetoed or {v.digest: v for v in pipeline.status.vetoed})
+    for rb in rollbacks:
+        st = (updated or {}).get(rb.metadata.name, rb.status)
+        p = st.plan
+        if p is None or p.stage is None or p.action in (PlanAction.REFUSED, PlanAction.NOTHING):
+            continue
+        if p.from_digest and p.from_digest not in out and p.from_release and p.from_commit:
+            out[p.from_digest] = VetoRecord(
+                digest=p.from_digest,
+                commit=p.from_commit,
+                release=p.from_release,
+                rollback=rb.metadata.name,
+                at=st.planned_at or datetime.min,
+            )
+        if st.phase == RollbackPhase.SUCCEEDED and st.finished_at and p.to_release:
+            pin = pins.get(p.stage)
+            if pin is None or st.finished_at > pin.since:
+                pins[p.stage] = Pin(rollback=rb.metadata.name, release=p.to_release, since=st.finished_at)
+    return pins, out
+
+
+class RollbackStep:
+    """Advance one rollback as far as the world allows in this pass."""
+
+    def __init__(self, ctx: Pass, rollback: Rollback) -> None:
+        self.ctx = ctx
+        self.rb = rollback
+        self.name = rollback.metadata.name
+        self.status = rollback.status.model_copy(deep=True)
+
+    def emit(self, reason: str, message: str, *, warning: bool = False) -> None:
+        p = self.status.plan
+        self.ctx.emit(
+            "Rollback",
+            self.name,
+            reason,
+            message,
+            warning=warning,
+            stage=p.stage if p else None,
+            release=p.from_release if p else None,
+            commit=p.from_commit if p else None,
+            history=self.status.history,
+        )
+
+    def set_state(self, phase: RollbackPhase, reason: str, message: str) -> None:
+        """Phase, message and the four conditions, together."""
+        st, now, gen = self.status, self.ctx.now, self.rb.metadata.generation
+        st.phase, st.message, st.observed_generation = phase, truncate(message), gen
+        flags: dict[str, ConditionStatus] = {
+            "Ready": "True" if phase == RollbackPhase.SUCCEEDED else "False",
+            "Progressing": "True"
+            if phase
+            in (
+                RollbackPhase.PENDING,
+                RollbackPhase.MIGRATING_DOWN,
+                RollbackPhase.ROLLING_BACK,
+                RollbackPhase.VERIFYING,
+            )
+            else "False",
+            "Failed": "True" if phase == RollbackPhase.FAILED else "False",
+            "RollbackBlocked": "True" if phase == RollbackPhase.BLOCKED else "False",
+        }
+        for ctype, value in flags.items():
+            st.conditions = set_condition(
+                st.conditions, ctype, value, reason, message, generation=gen, now=now
+            )
+
+    def run(self) -> RollbackStatus:
+        st, ctx = self.status, self.ctx
+        if st.plan is None or st.plan.action == PlanAction.REFUSED:
+            plan, code = plan_rollback(ctx.pipeline, self.rb, ctx.releases, ctx.rollbacks)
+            changed = st.plan is None or st.plan.reason != plan.reason
+            st.plan = plan
+            st.from_short_commit = short_commit(plan.from_commit) if plan.from_commit else None
+            st.to_short_commit = short_commit(plan.to_commit) if plan.to_commit else None
+            if plan.action == PlanAction.REFUSED:
+                if changed:
+                    self.emit("RollbackBlocked", plan.reason, warning=True)
+                self.set_state(RollbackPhase.BLOCKED, code, plan.reason)
+                return st
+            st.planned_at = ctx.now
+            self.emit(
+                "RollbackStarted",
+                f"{plan.stage}: {plan.from_release} ({st.from_short_commit}) -> "
+                f"{plan.to_release} ({st.to_short_commit}); plan {plan.action}: {plan.reason}"
+                + (f"; reason: {self.rb.spec.reason}" if self.rb.spec.reason else ""),
+            )
+            assert plan.stage is not None
+            stage = ctx.pipeline.stage(plan.stage)
+            assert stage is not None
+            ctx.holds[plan.stage] = self.name
+            self.stop_in_flight(stage)  # status only: no release may act in the stage from now on
+            # The plan is recorded before anything in the cluster changes; the next pass (woken by
+            # this status write, or the requeue) acts on it.
+            ctx.plan.requeue(0.05)
+            self.set_state(RollbackPhase.PENDING, code, f"planned: {plan.reason}")
+            return st
+        return self.act()
+
+    def act(self) -> RollbackStatus:
+        st, ctx = self.status, self.ctx
+        plan = st.plan
+        assert plan is not None
+        assert plan.stage is not None
+        stage = ctx.pipeline.stage(plan.stage)
+        if stage is None:
+            return self.fail("StageRemoved", f"stage {plan.stage} is no longer in the pipeline")
+        ctx.holds[stage.name] = self.name
+        self.stop_in_flight(stage)
+        self.veto(plan.from_release)
+        if plan.action == PlanAction.NOTHING:
+            return self.succeed()
+        src, dst = ctx.releases.get(plan.from_release or ""), ctx.releases.get(plan.to_release or "")
+        if dst is None or src is None:
+            return self.fail(
+                "UnknownRelease",
+                f"release {plan.to_release if dst is None else plan.from_release} "
+                "was deleted during the rollback",
+            )
+        sw = ctx.world.stage(stage.name, stage.namespace)
+        if plan.action == PlanAction.DOWN_MIGRATION_THEN_IMAGE and st.down_migrated_at is None:
+            name = job_name(self.name, stage.name, JobKind.DOWN_MIGRATION)
+            check = check_job(
+                sw,
+                name,
+                recorded=st.down_migration_job is not None,
+                owner_uid=self.rb.metadata.uid,
+                started_at=None,
+                deadline_seconds=None,
+                now=ctx.now,
+            )
+            if check.state is JobState.CREATE or check.adopt:
+                if check.state is JobState.CREATE:
+                    ctx.plan.actions.append(
+                        CreateJob(
+                            self.name,
+                            stage.namespace,
+                            job_manifest(
+                                ctx.pipeline,
+                                src,
+                                stage,
+                                JobKind.DOWN_MIGRATION,
+                                rollback=self.name,
+                                owner_uid=self.rb.metadata.uid,
+                            ),
+                        )
+                    )
+                st.down_migration_job = name
+                self.emit(
+                    "DownMigrationStarted",
+                    f"down-migration Job {name} started with {src.metadata.name}'s image",
+                )
+            if check.state in (JobState.CREATE, JobState.RUNNING):
+                self.set_state(
+                    RollbackPhase.MIGRATING_DOWN, "DownMigrationRunning", f"down-migration Job {name} running"
+                )
+                return st
+            if check.state is not JobState.SUCCEEDED:
+                return self.fail("DownMigrationFailed", f"{check.detail}; the image was not changed")
+            st.down_migrated_at = ctx.now
+            self.emit("DownMigrationSucceeded", f"down-migration Job {name} completed")
+        if st.rolled_out_at is None:
+            image = image_ref(ctx.pipeline, dst)
+            check_r = check_rollout(
+                ctx.pipeline,
+                sw,
+                image=image,
+                release=dst.metadata.name,
+                patched_at=st.patched_at,
+                deadline_seconds=stage.rollout_deadline_seconds,
+                now=ctx.now,
+            )
+            if check_r.state is RolloutState.BLOCKED:
+                ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
+                self.set_state(RollbackPhase.ROLLING_BACK, check_r.reason, check_r.detail)
+                return st
+            if check_r.state is RolloutState.PATCH:
+                annotations = set_image_annotations(dst.metadata.name, dst.spec.commit, self.name)
+                for deployment, images in check_r.patches.items():
+                    ctx.plan.actions.append(
+                        SetImage(self.name, stage.namespace, deployment, images, annotations)
+                    )
+            if st.patched_at is None:
+                st.patched_at = ctx.now
+                self.emit("RollbackPatched", f"set {stage.name}'s targets back to {image}")
+            if check_r.state in (RolloutState.FAILED, RolloutState.TIMED_OUT):
+                return self.fail("RollbackRolloutFailed", check_r.detail)
+            if check_r.state is not RolloutState.DONE:
+                ctx.plan.requeue(check_r.requeue_after or float(stage.rollout_deadline_seconds))
+                self.set_state(
+                    RollbackPhase.ROLLING_BACK,
+                    "RollingBack",
+                    f"rolling {stage.name} back to {dst.metadata.name}",
+                )
+                return st
+            st.rolled_out_at = ctx.now
+            self.emit("RollbackRolledOut", f"every target of {stage.name} available on {dst.metadata.name}")
+        if self.rb.spec.verify and ctx.pipeline.spec.smoke_test is not None and st.verified_at is None:
+            name = job_name(self.name, stage.name, JobKind.SMOKE_TEST)
+            check = check_job(
+                sw,
+                name,
+                recorded=st.smoke_test_job is not None,
+                owner_uid=self.rb.metadata.uid,
+                started_at=st.smoke_test_started_at,
+                deadline_seconds=stage.smoke_test_deadline_seconds,
+                now=ctx.now,
+            )
+            if check.state is JobState.CREATE or check.adopt:
+                if check.state is JobState.CREATE:
+                    ctx.plan.actions.append(
+                        CreateJob(
+                            self.name,
+                            stage.namespace,
+                            job_manifest(
+                                ctx.pipeline,
+                                dst,
+                                stage,
+                                JobKind.SMOKE_TEST,
+                                rollback=self.name,
+                                owner_uid=self.rb.metadata.uid,
+                            ),
+                        )
+                    )
+                st.smoke_test_job, st.smoke_test_started_at = name, ctx.now
+            if check.state in (JobState.CREATE, JobState.RUNNING):
+                ctx.plan.requeue(check.requeue_after)
+                self.set_state(RollbackPhase.VERIFYING, "SmokeTestRunning", f"smoke-test Job {name} running")
+                return st
+            if check.state is not JobState.SUCCEEDED:
+                return self.fail("RollbackSmokeTestFailed", check.detail)
+            st.verified_at = ctx.now
+        return self.succeed()
+
+    def stop_in_flight(self, stage: Stage) -> None:
+        """A release in flight in the stage ends: RolledBack if it changed the stage, else Cancelled."""
+        ctx = self.ctx
+        for r in ctx.releases.values():
+            rec = stage_record(r, stage.name)
+            if r.status.phase in TERMINAL_PHASES or rec is None or rec.started_at is None:
+                continue
+            if rec.phase in (StagePhase.VERIFIED, StagePhase.FAILED):
+                continue
+            changed = rec.deployed_at is not None or rec.migration_job is not None
+            rec.phase, rec.finished_at = StagePhase.FAILED, ctx.now
+            rec.message = f"stopped by rollback {self.name}"
+            phase, reason = (Phase.ROLLED_BACK, "RolledBack") if changed else (Phase.CANCELLED, "Cancelled")
+            msg = f"stopped in {stage.name} by rollback {self.name}"
+            ctx.emit(
+                "Release",
+                r.metadata.name,
+                f"Release{reason}",
+                msg,
+                warning=True,
+                stage=stage.name,
+                release=r.metadata.name,
+                commit=r.spec.commit,
+                history=r.status.history,
+            )
+            apply_verdict(r.status, Verdict(phase, reason, msg), r.metadata.generation, ctx.now)
+            ctx.in_flight.pop(stage.name, None)
+
+    def veto(self, release_name: str | None) -> None:
+        """The release rolled away from is never promoted again: status, label, and the pipeline's list."""
+        ctx = self.ctx
+        r = ctx.releases.get(release_name or "")
+        if r is None or r.status.vetoed:
+            return
+        r.status.vetoed, r.status.vetoed_by = True, self.name
+        ctx.plan.actions.append(LabelRelease(self.name, r.metadata.name, {VETOED_LABEL: "true"}))
+        msg = f"vetoed by rollback {self.name}: Conveyor never promotes {short_commit(r.spec.commit)} again"
+        ctx.emit(
+            "Release",
+            r.metadata.name,
+            "ReleaseVetoed",
+            msg,
+            warning=True,
+            release=r.metadata.name,
+            commit=r.spec.commit,
+            history=r.status.history,
+        )
+        if r.status.phase not in TERMINAL_PHASES:
+            apply_verdict(r.status, Verdict(Phase.ROLLED_BACK, "Vetoed", msg), r.metadata.generation, ctx.now)
+        ctx.vetoed.setdefault(
+            r.spec.digest,
+            VetoRecord(
+                digest=r.spec.digest,
+                commit=r.spec.commit,
+                release=r.metadata.name,
+                rollback=self.name,
+                at=ctx.now,
+            ),
+        )
+
+    def finish(self) -> None:
+        st = self.status
+        st.finished_at = self.ctx.now
+        if st.planned_at is not None:
+            st.duration_seconds = round((st.finished_at - st.planned_at).total_seconds(), 3)
+        if st.plan and st.plan.stage:
+            self.ctx.holds.pop(st.plan.stage, None)
+
+    def succeed(self) -> RollbackStatus:
+        st = self.status
+        self.finish()
+        plan = st.plan
+        assert plan is not None
+        st.verdict = "Succeeded"
+        msg = (
+            f"{plan.stage} runs {plan.to_release} ({st.to_short_commit}) again after {st.duration_seconds}s"
+            if plan.action != PlanAction.NOTHING
+            else plan.reason
+        )
+        self.emit("RollbackCompleted", msg)
+        self.set_state(RollbackPhase.SUCCEEDED, "RollbackCompleted", msg)
+        if plan.stage and plan.to_release and plan.action != PlanAction.NOTHING and st.finished_at:
+            self.ctx.pins[plan.stage] = Pin(rollback=self.name, release=plan.to_release, since=st.finished_at)
+        return st
+
+    def fail(self, reason: str, message: str) -> RollbackStatus:
+        self.finish()
+        self.status.verdict = f"Failed: {reason}"
+        self.emit("RollbackFailed", message, warning=True)
+        self.set_state(RollbackPhase.FAILED, reason, message)
+        return self.status
+
+
+def unknown_pipeline_rollback(rollback: Rollback, now: datetime) -> RollbackStatus:
+    """The status of a Rollback whose pipeline does not exist (it heals when the pipeline appears)."""
+    st = rollback.status.model_copy(deep=True)
+    msg = f"no Pipeline {rollback.spec.pipeline!r} in namespace {rollback.metadata.namespace}"
+    st.plan = RollbackPlan(action=PlanAction.REFUSED, reason=msg)
+    st.phase, st.message, st.observed_generation = RollbackPhase.BLOCKED, msg, rollback.metadata.generation
+    st.conditions = set_condition(
+        st.conditions,
+        "RollbackBlocked",
+        "True",
+        "PipelineNotFound",
+        msg,
+        generation=rollback.metadata.generation,
+        now=now,
+    )
+    return st
+
+
+__all__ = [
+    "ROLLBACK_TERMINAL",
+    "RollbackStep",
+    "pins_and_vetoes",
+    "plan_rollback",
+    "unknown_pipeline_rollback",
+]

@@ -1,0 +1,178 @@
+"""The two things every stage operation waits on — a Job, and a rollout — judged the same way for
+promotions and rollbacks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from conveyor.api.pipeline import Pipeline
+from conveyor.core.world import RELEASE_ANNOTATION, DeploymentView, StageWorld
+
+# A Job's own activeDeadlineSeconds normally ends it; this grace covers a Job controller that is
+# slow to say so.
+JOB_GRACE_SECONDS = 30.0
+
+
+class JobState(StrEnum):
+    """Where a Conveyor Job is."""
+
+    CREATE = "Create"  # not recorded, not there: create it
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+    MISSING = "Missing"  # recorded as created, but gone before finishing: never recreate
+    CONFLICT = "Conflict"  # the name is taken by another owner's Job
+
+
+@dataclass(frozen=True)
+class JobCheck:
+    """The verdict on one Job, and whether it was found without a record (adopt it)."""
+
+    state: JobState
+    adopt: bool = False
+    detail: str = ""
+    requeue_after: float | None = None
+
+
+def check_job(
+    sw: StageWorld,
+    name: str,
+    *,
+    recorded: bool,
+    owner_uid: str,
+    started_at: datetime | None,
+    deadline_seconds: float | None,
+    now: datetime,
+) -> JobCheck:
+    """Judge the Job `name` in a stage: create, wait, or a verdict."""
+    job = sw.jobs.get(name)
+    if job is not None and job.release_uid not in (None, owner_uid):
+        return JobCheck(JobState.CONFLICT, detail=f"Job {sw.namespace}/{name} belongs to another object")
+    if job is None:
+        if recorded:
+            return JobCheck(
+                JobState.MISSING, detail=f"Job {sw.namespace}/{name} disappeared before it finished"
+            )
+        return JobCheck(JobState.CREATE)
+    adopt = not recorded  # created by a pass that crashed before recording it
+    if job.complete:
+        return JobCheck(JobState.SUCCEEDED, adopt=adopt)
+    if job.failed:
+        detail = f"Job {sw.namespace}/{name} failed: {job.failure_reason or 'Failed'}"
+        if job.failure_message:
+            detail += f" ({job.failure_message})"
+        state = JobState.TIMED_OUT if job.failure_reason == "DeadlineExceeded" else JobState.FAILED
+        return JobCheck(state, adopt=adopt, detail=detail)
+    if deadline_seconds is not None and started_at is not None:
+        limit = started_at + timedelta(seconds=deadline_seconds + JOB_GRACE_SECONDS)
+        if now >= limit:
+            return JobCheck(
+                JobState.TIMED_OUT,
+                adopt=adopt,
+                detail=f"Job {sw.namespace}/{name} ran past {deadline_seconds:.0f}s",
+            )
+        return JobCheck(JobState.RUNNING, adopt=adopt, requeue_after=(limit - now).total_seconds())
+    return JobCheck(JobState.RUNNING, adopt=adopt)
+
+
+class RolloutState(StrEnum):
+    """Where a rollout of one image to every target of a stage is."""
+
+    BLOCKED = "Blocked"  # the targets do not exist as the pipeline says
+    PATCH = "Patch"  # some target is not on the image yet
+    WAITING = "Waiting"
+    DONE = "Done"
+    FAILED = "Failed"  # Kubernetes gave up (ProgressDeadlineExceeded)
+    TIMED_OUT = "TimedOut"
+
+
+@dataclass(frozen=True)
+class RolloutCheck:
+    """The verdict on a rollout, with the patches still needed (deployment -> container -> image)."""
+
+    state: RolloutState
+    reason: str = ""
+    detail: str = ""
+    patches: dict[str, dict[str, str]] = field(default_factory=dict)
+    requeue_after: float | None = None
+
+
+def resolve_targets(pipeline: Pipeline, sw: StageWorld) -> tuple[str, str] | None:
+    """(reason, message) when a stage's targets do not exist as the pipeline says; None when they do."""
+    if not sw.namespace_exists:
+        return "NamespaceNotFound", f"namespace {sw.namespace} does not exist"
+    for t in pipeline.spec.targets:
+        dep = sw.deployments.get(t.deployment)
+        if dep is None:
+            return "DeploymentNotFound", f"Deployment {sw.namespace}/{t.deployment} does not exist"
+        if t.container not in dep.images:
+            return (
+                "ContainerNotFound",
+                f"Deployment {sw.namespace}/{t.deployment} has no container {t.container!r} "
+                f"(containers: {', '.join(sorted(dep.images)) or 'none'})",
+            )
+    return None
+
+
+def _annotated(dep: DeploymentView, release: str) -> bool:
+    return dep.release_annotation == release and dep.template_release_annotation == release
+
+
+def check_rollout(
+    pipeline: Pipeline,
+    sw: StageWorld,
+    *,
+    image: str,
+    release: str,
+    patched_at: datetime | None,
+    deadline_seconds: float,
+    now: datetime,
+) -> RolloutCheck:
+    """Judge putting `image` (of `release`) on every target of a stage, within the deadline."""
+    problem = resolve_targets(pipeline, sw)
+    if problem is not None:
+        return RolloutCheck(RolloutState.BLOCKED, reason=problem[0], detail=problem[1])
+    patches: dict[str, dict[str, str]] = {}
+    views: list[DeploymentView] = []
+    for t in pipeline.spec.targets:
+        dep = sw.deployments[t.deployment]
+        assert dep is not None  # resolve_targets checked
+        views.append(dep)
+        if dep.images.get(t.container) != image or not _annotated(dep, release):
+            patches.setdefault(t.deployment, {})[t.container] = image
+    if patches:
+        return RolloutCheck(RolloutState.PATCH, patches=patches)
+    if all(v.rolled_out() for v in views):
+        return RolloutCheck(RolloutState.DONE)
+    failed = [v for v in views if v.rollout_failed()]
+    if failed:
+        v = failed[0]
+        return RolloutCheck(
+            RolloutState.FAILED,
+            detail=f"Deployment {sw.namespace}/{v.name}: "
+            f"ProgressDeadlineExceeded ({v.progressing_message or 'no progress'})",
+        )
+    start = patched_at or now
+    deadline = start + timedelta(seconds=deadline_seconds)
+    if now >= deadline:
+        parts = [
+            f"{v.name}: {v.updated_replicas}/{v.replicas} replicas updated, "
+            f"{v.unavailable_replicas} unavailable"
+            for v in views
+            if not v.rolled_out()
+        ]
+        return RolloutCheck(
+            RolloutState.TIMED_OUT,
+            detail=f"not available within {deadline_seconds:.0f}s "
+            f"({'; '.join(parts) or 'targets not available'})",
+        )
+    return RolloutCheck(RolloutState.WAITING, requeue_after=(deadline - now).total_seconds())
+
+
+def set_image_annotations(release: str, commit: str, rollback: str | None = None) -> dict[str, str | None]:
+    """Annotations on a Deployment and its pod template: whose image runs there, and which rollback
+    put it back (None removes a stale one when a release is promoted again)."""
+    return {RELEASE_ANNOTATION: release, "conveyor.dev/commit": commit, "conveyor.dev/rollback": rollback}
