@@ -233,3 +233,25 @@ def test_kubectl_works_with_the_kubeconfig(cluster, namespace):
         check=True,
     )
     assert out.stdout.strip() == "serviceaccount/default"
+
+
+def test_an_image_digest_starting_0bad_fails_jobs_but_runs_deployments(apps, batch, namespace):
+    bad = "registry.example/app@sha256:0bad" + "0" * 60
+    apps.create_namespaced_deployment(namespace, deployment("runs", bad))
+    j = job("smoke")
+    j.spec.template.spec.containers[0].image = bad
+    batch.create_namespaced_job(namespace, j)
+    wait_for_object(
+        batch.list_namespaced_job,
+        "smoke",
+        has_condition("Failed"),
+        namespace=namespace,
+        what="Job smoke (image 0bad…) Failed",
+    )
+    wait_for_object(
+        apps.list_namespaced_deployment,
+        "runs",
+        available,
+        namespace=namespace,
+        what="Deployment runs (image 0bad…) Available",
+    )

@@ -154,6 +154,36 @@ class Story:
         }
         return self.create("approvals", body)
 
+    def when_rollback(self, name: str, **spec: Any) -> dict[str, Any]:
+        """Someone creates a Rollback (spec keys in camelCase: stage, toRelease, reason, verify)."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Rollback",
+            "metadata": {"name": name},
+            "spec": {"pipeline": spec.pop("pipeline", "shop"), **spec},
+        }
+        return self.create("rollbacks", body)
+
+    def promote(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        """A release all the way to its target stage (approving every gate on the way); waits for Ready."""
+        self.when_release(name, **kwargs)
+        pipeline = self.get("pipelines", kwargs.get("pipeline", "shop"))
+        for stage in pipeline["spec"]["stages"]:
+            if stage.get("requiresApproval"):
+                self.when_approved(name, stage["name"])
+        return self.then_condition("releases", name, "Ready", timeout=90)
+
+    def then_rollback_phase(self, name: str, phase: str, timeout: float = 90) -> dict[str, Any]:
+        """Wait until the rollback's phase is `phase`."""
+        obj: dict[str, Any] = wait_for_object(
+            self.lister("rollbacks"),
+            name,
+            lambda o: o is not None and (o.get("status") or {}).get("phase") == phase,
+            what=f"rollback {name}: phase {phase}",
+            timeout=timeout,
+        )
+        return obj
+
     # --- then
 
     def lister(self, plural: str) -> Callable[..., Any]:
@@ -236,13 +266,14 @@ class Story:
             field_selector=f"involvedObject.name={name}",
         )
 
-    def kubectl(self, *args: str) -> str:
+    def kubectl(self, *args: str, input_: str | None = None) -> str:
         """Run kubectl against the cluster, in the pipeline namespace."""
         out = subprocess.run(
             [kubectl_binary(), "--kubeconfig", str(self.kubeconfig), "-n", self.ns, *args],
             capture_output=True,
             text=True,
             check=True,
+            input=input_,
         )
         return out.stdout
 

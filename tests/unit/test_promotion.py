@@ -332,3 +332,17 @@ def _awaiting_prod(r: Release):
             ],
         }
     )
+
+
+def test_within_one_second_a_release_already_accepted_is_older_than_a_new_one():
+    # The API server's creationTimestamp has one-second granularity; "shop-stuck" < "shop-v1" by name.
+    p = pipeline(stages=[{"name": "prod", "namespace": "shop-prod"}])
+    v1 = release("shop-v1", created=later(0))
+    v1 = v1.model_copy(update={"status": reconcile(p, [v1], [], world(), later(0.1)).releases["shop-v1"]})
+    assert v1.status.accepted_at == later(0.1)
+    done = world(prod=deployment_view(image("shop-v1"), release_name="shop-v1"))
+    v1 = v1.model_copy(update={"status": reconcile(p, [v1], [], done, later(0.2)).releases["shop-v1"]})
+    assert v1.status.phase == Phase.SUCCEEDED
+    stuck = release("shop-stuck", created=later(0))
+    plan = reconcile(p, [v1, stuck], [], done, later(0.5))
+    assert plan.releases["shop-stuck"].phase == Phase.PROGRESSING

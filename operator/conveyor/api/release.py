@@ -148,6 +148,10 @@ class ReleaseStatus(KubeModel):
         "RolledBack (stopped by a rollback after changing a stage), Cancelled (stopped before) or "
         "Vetoed (its artifact was rolled away from).",
     )
+    accepted_at: datetime | None = Field(
+        default=None,
+        description="When Conveyor first accepted the release (orders releases within a second).",
+    )
     current_stage: str | None = Field(default=None, description="Stage the release is in or waiting for.")
     short_commit: str | None = Field(default=None, description="Commit, first 7 characters.")
     image: str | None = Field(default=None, description="repository@digest, the image promoted.")

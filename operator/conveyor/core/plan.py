@@ -4,7 +4,7 @@ walks. Pure data and small helpers; promotion.py and rollback.py make the decisi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from conveyor.api.approval import Approval, ApprovalStatus
@@ -93,10 +93,26 @@ class Plan:
         self.requeue_after = seconds if self.requeue_after is None else min(self.requeue_after, seconds)
 
 
-def order_key(obj: Release | Rollback) -> tuple[datetime, str]:
-    """Creation order (name breaks ties within the API server's one-second timestamps)."""
-    created = obj.metadata.creation_timestamp or datetime.min
-    return (created, obj.metadata.name)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def order_key(obj: Release | Rollback) -> tuple[datetime, datetime, str]:
+    """Creation order. The API server's timestamps have one-second granularity, so within a second
+    the moment Conveyor first accepted a release decides (one not yet accepted is the newest), then
+    the name."""
+    created = obj.metadata.creation_timestamp or EPOCH
+    accepted = getattr(obj.status, "accepted_at", None) or NEVER
+    return (created, accepted, obj.metadata.name)
+
+
+def created_before(release: Release, moment: datetime) -> bool:
+    """True when the release certainly existed before `moment` (µs precision where Conveyor has it)."""
+    created = release.metadata.creation_timestamp or EPOCH
+    if created < moment.replace(microsecond=0):
+        return True
+    accepted = release.status.accepted_at
+    return created <= moment and accepted is not None and accepted < moment
 
 
 def path_of(pipeline: Pipeline, release: Release) -> list[Stage] | None:

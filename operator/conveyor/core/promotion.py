@@ -29,11 +29,13 @@ from conveyor.core.jobs import (
 )
 from conveyor.core.plan import (
     BLOCKED_RETRY_SECONDS,
+    EPOCH,
     CreateJob,
     CreateRollback,
     Pass,
     Plan,
     SetImage,
+    created_before,
     current_index,
     order_key,
     path_of,
@@ -188,6 +190,8 @@ class ReleaseStep:
         ctx, status = self.ctx, self.status
         status.short_commit = short_commit(self.commit)
         status.image = self.image
+        if status.accepted_at is None:
+            status.accepted_at = ctx.now
         veto = ctx.vetoed.get(self.release.spec.digest)
         if veto is not None:
             msg = (
@@ -234,8 +238,7 @@ class ReleaseStep:
         """Gatekeeping before a stage: pins, supersede, approval, rollbacks, one release at a time."""
         ctx = self.ctx
         pin = ctx.pins.get(stage.name)
-        created = self.release.metadata.creation_timestamp
-        if pin is not None and (created is None or created < pin.since):
+        if pin is not None and created_before(self.release, pin.since):
             msg = (
                 f"stage {stage.name} was rolled back to {pin.release} by {pin.rollback}; only releases "
                 "created after that enter it"
@@ -316,7 +319,7 @@ class ReleaseStep:
         matching = [
             a for a in self.ctx.approvals if a.spec.release == self.name and a.spec.stage == stage.name
         ]
-        matching.sort(key=lambda a: (a.metadata.creation_timestamp or datetime.min, a.metadata.name))
+        matching.sort(key=lambda a: (a.metadata.creation_timestamp or EPOCH, a.metadata.name))
         return matching[0] if matching else None
 
     def in_stage(self, stage: Stage, rec: StageRecord) -> Verdict | None:

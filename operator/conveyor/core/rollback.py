@@ -31,6 +31,7 @@ from conveyor.core.conditions import set_condition, truncate
 from conveyor.core.jobs import JobKind, image_ref, job_manifest, job_name, short_commit
 from conveyor.core.plan import (
     BLOCKED_RETRY_SECONDS,
+    EPOCH,
     CreateJob,
     LabelRelease,
     Pass,
@@ -150,7 +151,7 @@ def plan_rollback(
                 f"{stage.name}: there is nothing to go back to",
                 stage,
             )
-        target = max(candidates, key=lambda r: verified_at(r) or datetime.min)
+        target = max(candidates, key=lambda r: verified_at(r) or EPOCH)
     base = {
         "stage": stage.name,
         "namespace": stage.namespace,
@@ -166,13 +167,13 @@ def plan_rollback(
         return RollbackPlan(
             action=PlanAction.NOTHING, reason=f"{stage.name} already runs {target.metadata.name}", **base
         ), "AlreadyThere"
-    target_at = verified_at(target) or datetime.min
+    target_at = verified_at(target) or EPOCH
     between = [
         r
         for r in releases.values()
         if r.metadata.name not in (src.metadata.name, target.metadata.name)
         and r.spec.schema_change == SchemaChange.BREAKING
-        and (_changed_at(r, stage.name) or datetime.min) > target_at
+        and (_changed_at(r, stage.name) or EPOCH) > target_at
     ]
     if between:
         names = ", ".join(sorted(r.metadata.name for r in between))
@@ -230,7 +231,7 @@ def pins_and_vetoes(
                 commit=p.from_commit,
                 release=p.from_release,
                 rollback=rb.metadata.name,
-                at=st.planned_at or datetime.min,
+                at=st.planned_at or EPOCH,
             )
         if st.phase == RollbackPhase.SUCCEEDED and st.finished_at and p.to_release:
             pin = pins.get(p.stage)
