@@ -11,6 +11,7 @@ import statistics
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -104,3 +105,97 @@ def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
     return ordered[k]
+
+
+class DeploymentWatcher:
+    """Watches every Deployment of a namespace in a thread, so a benchmark can ask "when did all
+    targets first show image X (spec) / finish rolling out on it" — measured the same way for
+    Conveyor and for the baseline script."""
+
+    def __init__(self, apps: client.AppsV1Api, namespace: str) -> None:
+        import threading
+
+        from kubernetes import watch
+
+        self.apps, self.namespace = apps, namespace
+        self.state: dict[str, Any] = {}
+        self.cond = threading.Condition()
+        self._stop = False
+        self._watch = watch.Watch()
+        listing = apps.list_namespaced_deployment(namespace)
+        for d in listing.items:
+            self.state[d.metadata.name] = d
+        self._rv = listing.metadata.resource_version
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time as _time
+
+        while not self._stop:
+            try:
+                for ev in self._watch.stream(
+                    self.apps.list_namespaced_deployment,
+                    self.namespace,
+                    resource_version=self._rv,
+                    timeout_seconds=60,
+                ):
+                    d = ev["object"]
+                    self._rv = d.metadata.resource_version
+                    with self.cond:
+                        self.state[d.metadata.name] = d
+                        self.cond.notify_all()
+                    if self._stop:
+                        return
+            except Exception:  # watch expired (410) or connection reset: list again and go on
+                if self._stop:
+                    return
+                listing = self.apps.list_namespaced_deployment(self.namespace)
+                with self.cond:
+                    for d in listing.items:
+                        self.state[d.metadata.name] = d
+                    self._rv = listing.metadata.resource_version
+                    self.cond.notify_all()
+                _time.sleep(0.05)  # back off a failed watch before reconnecting
+
+    def wait(self, names: list[str], predicate: Any, what: str, timeout: float = 60) -> float:
+        """Block until predicate(deployment) holds for every name; return time.monotonic() then."""
+        import time as _time
+
+        deadline = _time.monotonic() + timeout
+        with self.cond:
+            while True:
+                if all(n in self.state and predicate(self.state[n]) for n in names):
+                    return _time.monotonic()
+                remaining = deadline - _time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+                self.cond.wait(remaining)
+
+    def close(self) -> None:
+        """Stop watching."""
+        self._stop = True
+        self._watch.stop()
+
+
+def image_is(image: str) -> Any:
+    """Predicate: the Deployment's first container is on `image` (spec)."""
+    return lambda d: d.spec.template.spec.containers[0].image == image
+
+
+def rolled_out_on(image: str) -> Any:
+    """Predicate: on `image` and fully rolled out (observed, updated, available)."""
+
+    def check(d: Any) -> bool:
+        s = d.status
+        return bool(
+            image_is(image)(d)
+            and s
+            and (s.observed_generation or 0) >= d.metadata.generation
+            and (s.updated_replicas or 0) == d.spec.replicas
+            and (s.available_replicas or 0) == d.spec.replicas
+            and (s.replicas or 0) == d.spec.replicas
+            and not s.unavailable_replicas
+        )
+
+    return check

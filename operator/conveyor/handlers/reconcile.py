@@ -131,7 +131,9 @@ def apply_plan(
     ns = pipeline.metadata.namespace
     ok = True
     failed: set[str] = set()  # owners (release or rollback) whose actions failed: their status waits
-    for action in plan.actions:
+    # Image patches first: they are what a rollback waits on; Jobs, Rollbacks and labels follow.
+    order = {SetImage: 0, CreateJob: 1, CreateRollback: 2, LabelRelease: 3}
+    for action in sorted(plan.actions, key=lambda a: order[type(a)]):
         if action.owner in failed:
             continue
         try:
