@@ -74,8 +74,10 @@ def release_dict(
     label: str | None = None,
     digest_prefix: str = "",
     target_stage: str | None = None,
+    requester: str | None = None,
 ) -> dict[str, Any]:
-    """A Release as CI would create it."""
+    """A Release as CI would create it (`requester`: a stamp, for unit tests; the API server stamps
+    real ones)."""
     label = label or name
     spec: dict[str, Any] = {
         "pipeline": pipeline,
@@ -85,6 +87,8 @@ def release_dict(
     }
     if target_stage:
         spec["targetStage"] = target_stage
+    if requester:
+        spec["requester"] = {"username": requester, "groups": ["system:authenticated"]}
     return {
         "apiVersion": "conveyor.dev/v1alpha1",
         "kind": "Release",
@@ -96,7 +100,8 @@ def release_dict(
 def release(
     name: str, *, created: datetime = T0, status: dict[str, Any] | None = None, **kwargs: Any
 ) -> Release:
-    """A Release model created at `created`."""
+    """A Release model created at `created`, requested by ci-bot unless told otherwise."""
+    kwargs.setdefault("requester", "ci-bot")
     obj = release_dict(name, **kwargs)
     obj["metadata"].update(uid=f"uid-{name}", generation=1, creationTimestamp=created.isoformat())
     if status:
@@ -104,8 +109,19 @@ def release(
     return Release.model_validate(obj)
 
 
-def approval(name: str, release_name: str, stage: str, *, created: datetime = T0) -> Approval:
-    """An Approval model."""
+def approval(
+    name: str,
+    release_name: str,
+    stage: str,
+    *,
+    created: datetime = T0,
+    approver: str | None = "alice",
+    groups: tuple[str, ...] = ("conveyor:approvers",),
+) -> Approval:
+    """An Approval model, stamped with `approver` (None: not stamped)."""
+    spec: dict[str, Any] = {"release": release_name, "stage": stage}
+    if approver is not None:
+        spec["approver"] = {"username": approver, "groups": [*groups, "system:authenticated"]}
     return Approval.model_validate(
         {
             "metadata": {
@@ -115,7 +131,7 @@ def approval(name: str, release_name: str, stage: str, *, created: datetime = T0
                 "generation": 1,
                 "creationTimestamp": created.isoformat(),
             },
-            "spec": {"release": release_name, "stage": stage},
+            "spec": spec,
         }
     )
 
@@ -155,10 +171,11 @@ def world(
     prod: DeploymentView | None = None,
     jobs: dict[str, JobView] | None = None,
     missing_namespace: str | None = None,
+    identity_enforced: bool = True,
 ) -> World:
     """A two-stage world; Deployments default to an older image, rolled out."""
     old = deployment_view(f"{REPO}@{digest_of('old')}")
-    w = World()
+    w = World(identity_enforced=identity_enforced)
     for stage, ns, dep in (("staging", "shop-staging", staging or old), ("prod", "shop-prod", prod or old)):
         sw = StageWorld(namespace=ns, deployments={"shop": dep})
         if missing_namespace == ns:

@@ -220,7 +220,7 @@ def test_approval_for_an_unknown_stage_is_marked_and_does_not_count():
     p = pipeline()
     plan = reconcile(p, [release("r1")], [approval("a1", "r1", "qa")], world(), later(0))
     assert plan.approvals["a1"].counted is False
-    assert condition(plan.approvals["a1"], "Counted").reason == "UnknownStage"
+    assert condition(plan.approvals["a1"], "Counted").reason == "WrongStage"
 
 
 def test_one_release_in_flight_per_stage_and_the_newest_waiting_supersedes_older_ones():

@@ -7,7 +7,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from conveyor.api.common import DNS_LABEL, DNS_SUBDOMAIN, Condition, KubeModel, ObjectMeta
+from conveyor.api.common import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    STAMP_DESCRIPTION,
+    Condition,
+    Identity,
+    KubeModel,
+    ObjectMeta,
+)
 
 
 class ApprovalSpec(KubeModel):
@@ -18,6 +26,13 @@ class ApprovalSpec(KubeModel):
     )
     stage: str = Field(description="Stage the release may enter.", max_length=30, pattern=DNS_LABEL)
     comment: str | None = Field(default=None, description="Why, in a sentence.", max_length=1024)
+    approver: Identity | None = Field(default=None, description="Who approved. " + STAMP_DESCRIPTION)
+    reviewed_by: str | None = Field(
+        default=None,
+        description="Declared, not verified: the review behind this approval (e.g. the merged pull request "
+        "that a GitOps flow turns into this Approval). Never confused with `approver`.",
+        max_length=512,
+    )
 
 
 class ApprovalStatus(KubeModel):

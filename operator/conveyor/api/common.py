@@ -76,3 +76,19 @@ class ObjectMeta(KubeModel):
     creation_timestamp: datetime | None = Field(default=None, description="Creation time.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")
+
+
+class Identity(KubeModel):
+    """An identity the API server authenticated, stamped at admission — never typed by a client."""
+
+    username: str = Field(
+        description="Authenticated user name (for a ServiceAccount: system:serviceaccount:NS:NAME)."
+    )
+    groups: list[str] = Field(default_factory=list, description="Groups the API server placed the user in.")
+
+
+STAMP_DESCRIPTION = (
+    "Stamped by the API server at creation from the authenticated identity of the request "
+    "(MutatingAdmissionPolicy conveyor-stamp-identity); a value that differs from that identity is "
+    "refused, and the spec is immutable."
+)

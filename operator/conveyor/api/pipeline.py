@@ -88,6 +88,27 @@ class JobTemplate(KubeModel):
     )
 
 
+class Approvers(KubeModel):
+    """Who may approve: a user listed, or a member of a group listed (empty: anyone allowed by RBAC
+    to create Approvals)."""
+
+    users: list[str] = Field(default_factory=list, description="Authenticated user names.")
+    groups: list[str] = Field(default_factory=list, description="Groups (as the API server reports them).")
+
+
+class ApprovalPolicy(KubeModel):
+    """What it takes to open a stage that requires approval."""
+
+    approvers: Approvers = Field(default_factory=Approvers, description="Who may approve.")
+    min_approvals: int = Field(default=1, ge=1, le=10, description="Distinct approvers needed.")
+    four_eyes: bool = Field(
+        default=True, description="The release's requester may not approve it (on by default)."
+    )
+    expires_after_seconds: int | None = Field(
+        default=None, ge=60, description="Approvals older than this are ignored (default: never)."
+    )
+
+
 class Stage(KubeModel):
     """One environment on the road to production, in order."""
 
@@ -117,6 +138,10 @@ class Stage(KubeModel):
     requires_approval: bool = Field(
         default=False, description="A release enters this stage only after an Approval for it."
     )
+    approval: ApprovalPolicy = Field(
+        default_factory=ApprovalPolicy,
+        description="Approver policy, when requiresApproval is true.",
+    )
     rollout_deadline_seconds: int = Field(
         default=120,
         ge=5,
@@ -132,6 +157,20 @@ class Stage(KubeModel):
         description="When a release fails here after changing something (migration ran or image set): "
         "hold (leave the stage as it is, default) or rollback (Conveyor creates a Rollback of this "
         "stage to the previous verified release).",
+    )
+
+
+class Retention(KubeModel):
+    """Old finished Releases beyond `keepReleases` are deleted — never one that runs in a stage, is a
+    stage's rollback target, or is vetoed and younger than `vetoedSeconds`. Deletions are logged."""
+
+    keep_releases: int = Field(
+        default=50, ge=1, le=10000, description="Releases kept per pipeline, newest first."
+    )
+    vetoed_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=0,
+        description="Vetoed releases are kept at least this long (default 30 days).",
     )
 
 
@@ -161,6 +200,7 @@ class PipelineSpec(KubeModel):
     smoke_test: JobTemplate | None = Field(
         default=None, description="Smoke-test Job, run in each stage after the rollout."
     )
+    retention: Retention = Field(default_factory=Retention, description="Which old Releases to delete.")
     down_migration: JobTemplate | None = Field(
         default=None,
         description="Down-migration Job, run by a rollback away from a release whose schemaChange is "

@@ -8,7 +8,16 @@ from typing import Literal
 
 from pydantic import Field
 
-from conveyor.api.common import DNS_LABEL, DNS_SUBDOMAIN, Condition, KubeModel, ObjectMeta, cel
+from conveyor.api.common import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    STAMP_DESCRIPTION,
+    Condition,
+    Identity,
+    KubeModel,
+    ObjectMeta,
+    cel,
+)
 
 
 class SchemaChange(StrEnum):
@@ -75,6 +84,9 @@ class ReleaseSpec(KubeModel):
         max_length=30,
         pattern=DNS_LABEL,
     )
+    requester: Identity | None = Field(
+        default=None, description="Who created the release. " + STAMP_DESCRIPTION
+    )
 
 
 class Phase(StrEnum):
@@ -113,7 +125,9 @@ class StageRecord(KubeModel):
 
     name: str = Field(description="Stage name.")
     phase: StagePhase | None = Field(default=None, description="Where the release is in this stage.")
-    approval: str | None = Field(default=None, description="Approval that opened this stage.")
+    approval: str | None = Field(default=None, description="Approval that opened this stage (the first).")
+    approvals: list[str] = Field(default_factory=list, description="Every Approval counted to open it.")
+    approvers: list[str] = Field(default_factory=list, description="Their authenticated approvers.")
     approved_at: datetime | None = Field(default=None, description="When that Approval was created.")
     started_at: datetime | None = Field(default=None, description="When the release entered the stage.")
     migration_job: str | None = Field(default=None, description="Name of the migration Job.")
@@ -130,12 +144,31 @@ class StageRecord(KubeModel):
 
 
 class HistoryEntry(KubeModel):
-    """One transition, kept in status (Events expire; this does not)."""
+    """One transition, kept in status (Events expire; this does not). Append-only, bounded."""
 
     time: datetime = Field(description="When it happened.")
-    reason: str = Field(description="CamelCase reason, the same as the Event's.")
+    actor: str | None = Field(
+        default=None,
+        description="Who caused it: an authenticated identity (approver, requester) or conveyor itself.",
+    )
+    reason: str = Field(description="The action: a CamelCase reason, the same as the Event's.")
     stage: str | None = Field(default=None, description="Stage concerned, if any.")
+    commit: str | None = Field(default=None, description="Commit concerned.")
+    digest: str | None = Field(default=None, description="Image digest concerned.")
+    ci_run: str | None = Field(default=None, description="CI run of that commit (declared).")
     message: str = Field(default="", description="What happened.", max_length=1024)
+
+
+class ApprovalRecord(KubeModel):
+    """One Approval Conveyor considered for this release, and its verdict."""
+
+    name: str = Field(description="The Approval.")
+    stage: str = Field(description="Stage it names.")
+    approver: str | None = Field(default=None, description="Authenticated approver (None: not stamped).")
+    at: datetime | None = Field(default=None, description="When it was created.")
+    counted: bool = Field(description="Whether it counts.")
+    verdict: str = Field(description="Used, Accepted, NotAnApprover, SelfApproval, Expired, WrongStage, ...")
+    message: str = Field(default="", description="Why.", max_length=1024)
 
 
 class ReleaseStatus(KubeModel):
@@ -157,6 +190,9 @@ class ReleaseStatus(KubeModel):
     image: str | None = Field(default=None, description="repository@digest, the image promoted.")
     approved_by: str | None = Field(default=None, description="Who approved the latest gated stage.")
     message: str | None = Field(default=None, description="The latest word, in one line.", max_length=1024)
+    approvals: list[ApprovalRecord] = Field(
+        default_factory=list, description="Every Approval considered for this release, with its verdict."
+    )
     vetoed: bool | None = Field(
         default=None, description="True once a rollback rolled away from it: never promoted again."
     )

@@ -8,7 +8,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from conveyor.api.common import DNS_LABEL, DNS_SUBDOMAIN, Condition, KubeModel, ObjectMeta
+from conveyor.api.common import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    STAMP_DESCRIPTION,
+    Condition,
+    Identity,
+    KubeModel,
+    ObjectMeta,
+)
 from conveyor.api.release import HistoryEntry
 
 
@@ -37,6 +45,9 @@ class RollbackSpec(KubeModel):
     verify: bool = Field(
         default=True,
         description="Run the pipeline's smoke test after rolling back (false: the fastest path).",
+    )
+    requester: Identity | None = Field(
+        default=None, description="Who asked for the rollback. " + STAMP_DESCRIPTION
     )
 
 

@@ -15,6 +15,7 @@ from conveyor.core.conditions import truncate
 from conveyor.core.world import World
 
 HISTORY_LIMIT = 50
+CONVEYOR = "conveyor"  # the actor of transitions Conveyor makes on its own
 BLOCKED_RETRY_SECONDS = 15.0
 
 
@@ -71,6 +72,9 @@ class Emit:
     stage: str | None = None
     release: str | None = None
     commit: str | None = None
+    digest: str | None = None
+    ci_run: str | None = None
+    actor: str = "conveyor"
 
 
 @dataclass
@@ -172,12 +176,21 @@ class Pass:
         *,
         warning: bool = False,
         stage: str | None = None,
-        release: str | None = None,
-        commit: str | None = None,
+        subject: Release | None = None,
+        actor: str = CONVEYOR,
         history: list[HistoryEntry] | None = None,
     ) -> None:
-        """Announce a transition (Event + audit line) and append it to `history` when given."""
+        """Announce a transition (Event + audit line) about `subject` (the release concerned), and
+        append it to `history` when given."""
         message = truncate(message)
+        facts = {}
+        if subject is not None:
+            facts = {
+                "release": subject.metadata.name,
+                "commit": subject.spec.commit,
+                "digest": subject.spec.digest,
+                "ci_run": subject.spec.source.ci_run_id,
+            }
         self.plan.events.append(
             Emit(
                 kind=kind,
@@ -186,10 +199,21 @@ class Pass:
                 reason=reason,
                 message=message,
                 stage=stage,
-                release=release,
-                commit=commit,
+                actor=actor,
+                **facts,
             )
         )
         if history is not None:
-            history.append(HistoryEntry(time=self.now, reason=reason, stage=stage, message=message))
+            history.append(
+                HistoryEntry(
+                    time=self.now,
+                    actor=actor,
+                    reason=reason,
+                    stage=stage,
+                    message=message,
+                    commit=facts.get("commit"),
+                    digest=facts.get("digest"),
+                    ci_run=facts.get("ci_run"),
+                )
+            )
             del history[:-HISTORY_LIMIT]

@@ -15,8 +15,17 @@ from datetime import datetime
 
 from conveyor.api.approval import Approval, ApprovalStatus
 from conveyor.api.pipeline import Pipeline, PipelineStatus, Stage, StageState
-from conveyor.api.release import TERMINAL_PHASES, Phase, Release, ReleaseStatus, StagePhase, StageRecord
+from conveyor.api.release import (
+    TERMINAL_PHASES,
+    ApprovalRecord,
+    Phase,
+    Release,
+    ReleaseStatus,
+    StagePhase,
+    StageRecord,
+)
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback, RollbackPhase
+from conveyor.core.approvals import Judgement, gate, judge
 from conveyor.core.conditions import set_condition, truncate
 from conveyor.core.jobs import (
     JobKind,
@@ -29,6 +38,7 @@ from conveyor.core.jobs import (
 )
 from conveyor.core.plan import (
     BLOCKED_RETRY_SECONDS,
+    CONVEYOR,
     EPOCH,
     CreateJob,
     CreateRollback,
@@ -134,7 +144,15 @@ class ReleaseStep:
         self.commit = release.spec.commit
         self.image = image_ref(ctx.pipeline, release)
 
-    def emit(self, reason: str, message: str, stage: str | None = None, *, warning: bool = False) -> None:
+    def emit(
+        self,
+        reason: str,
+        message: str,
+        stage: str | None = None,
+        *,
+        warning: bool = False,
+        actor: str = CONVEYOR,
+    ) -> None:
         self.ctx.emit(
             "Release",
             self.name,
@@ -142,8 +160,8 @@ class ReleaseStep:
             message,
             warning=warning,
             stage=stage,
-            release=self.name,
-            commit=self.commit,
+            subject=self.release,
+            actor=actor,
             history=self.status.history,
         )
 
@@ -252,25 +270,50 @@ class ReleaseStep:
             rec.message = msg
             return Verdict(Phase.SUPERSEDED, "Superseded", msg)
         if stage.requires_approval and rec.approval is None:
-            approval = self.approval_for(stage)
-            if approval is None:
+            g = gate(
+                self.release,
+                stage,
+                ctx.approvals,
+                ctx.pipeline,
+                enforced=ctx.world.identity_enforced,
+                now=ctx.now,
+            )
+            ctx.plan.requeue(g.requeue_after)
+            if not g.open:
                 if rec.phase != StagePhase.AWAITING_APPROVAL:
                     rec.phase = StagePhase.AWAITING_APPROVAL
                     self.emit(
                         "AwaitingApproval",
-                        f"stage {stage.name} needs an Approval for release {self.name}",
+                        f"stage {stage.name} needs {g.needed} approval(s) for release {self.name}",
                         stage.name,
                     )
-                return Verdict(
-                    Phase.AWAITING_APPROVAL,
-                    "AwaitingApproval",
-                    f"create an Approval with release={self.name} stage={stage.name} to promote "
-                    f"{short_commit(self.commit)} into {stage.name}",
+                reason = "IdentityNotEnforced" if not ctx.world.identity_enforced else "AwaitingApproval"
+                msg = (
+                    f"{len(g.counted)} of {g.needed} approval(s) to promote {short_commit(self.commit)} into "
+                    f"{stage.name}: create an Approval with release={self.name} stage={stage.name}"
                 )
-            rec.approval = approval.metadata.name
-            rec.approved_at = approval.metadata.creation_timestamp
+                refused = [f"{n} ({j.reason})" for n, j in g.judgements.items() if not j.counted]
+                if refused:
+                    msg += f"; not counted: {', '.join(refused)}"
+                if not ctx.world.identity_enforced:
+                    msg = (
+                        "approvals are not counted: " + next(iter(g.judgements.values())).message
+                        if g.judgements
+                        else (msg + "; and the identity admission policies are not installed")
+                    )
+                return Verdict(Phase.AWAITING_APPROVAL, reason, msg)
+            approvers = [a.spec.approver.username for a in g.counted if a.spec.approver]
+            rec.approval = g.counted[0].metadata.name
+            rec.approvals = [a.metadata.name for a in g.counted]
+            rec.approvers = approvers
+            rec.approved_at = max(a.metadata.creation_timestamp or ctx.now for a in g.counted)
+            self.status.approved_by = ", ".join(approvers)
             self.emit(
-                "ApprovalGranted", f"approval {approval.metadata.name} opens stage {stage.name}", stage.name
+                "ApprovalGranted",
+                f"{', '.join(approvers)} approved {short_commit(self.commit)} for "
+                f"{stage.name} ({', '.join(rec.approvals)})",
+                stage.name,
+                actor=", ".join(approvers),
             )
         hold = ctx.holds.get(stage.name)
         if hold is not None:
@@ -314,14 +357,6 @@ class ReleaseStep:
                 return other.metadata.name
         return None
 
-    def approval_for(self, stage: Stage) -> Approval | None:
-        """The oldest Approval naming this release and stage."""
-        matching = [
-            a for a in self.ctx.approvals if a.spec.release == self.name and a.spec.stage == stage.name
-        ]
-        matching.sort(key=lambda a: (a.metadata.creation_timestamp or EPOCH, a.metadata.name))
-        return matching[0] if matching else None
-
     def in_stage(self, stage: Stage, rec: StageRecord) -> Verdict | None:
         """Migration -> rollout -> smoke test -> verified. None: the stage is verified, go on."""
         ctx = self.ctx
@@ -348,8 +383,7 @@ class ReleaseStep:
             "StagePromoted",
             f"{stage.name} now runs {short_commit(self.commit)} (release {self.name})",
             stage=stage.name,
-            release=self.name,
-            commit=self.commit,
+            subject=self.release,
         )
         return None
 
@@ -505,69 +539,101 @@ def reconcile(
             continue  # a record now; only a rollback's veto marks it further
         step = ReleaseStep(ctx, release)
         apply_verdict(step.status, step.run(), release.metadata.generation, now)
+    enforced = world.identity_enforced
+    judged = judge_approvals(pipeline, list(working.values()), approvals, enforced=enforced, now=now)
+    for release in working.values():
+        release.status.approvals = approval_records(release, approvals, judged)
     originals = {r.metadata.name: r.status for r in ordered}
-    # Every live release, and any record a rollback marked (the shell writes only what changed).
+    # Every live release, and any record that changed (the shell writes only what changed).
     plan.releases = {
         n: r.status
         for n, r in working.items()
         if r.status != originals[n] or originals[n].phase not in TERMINAL_PHASES
     }
-    plan.approvals = approval_statuses(pipeline, list(working.values()), approvals, now)
+    plan.approvals = approval_statuses(
+        pipeline, list(working.values()), approvals, enforced=enforced, now=now
+    )
     plan.pipeline = pipeline_status(
         pipeline, list(working.values()), rollbacks=rbs, plan=plan, ctx=ctx, now=now
     )
     return plan
 
 
-def approval_statuses(
-    pipeline: Pipeline, releases: list[Release], approvals: list[Approval], now: datetime
-) -> dict[str, ApprovalStatus]:
-    """Whether each approval of this pipeline's releases counts, and why (not)."""
+def judge_approvals(
+    pipeline: Pipeline, releases: list[Release], approvals: list[Approval], *, enforced: bool, now: datetime
+) -> dict[str, tuple[Release, Judgement]]:
+    """Every approval of this pipeline's releases, judged: Used when it opened its stage, else the gate's
+    verdict (which sees duplicates), else judged alone (unknown stage, stage without approval)."""
     by_name = {r.metadata.name: r for r in releases}
-    out: dict[str, ApprovalStatus] = {}
+    out: dict[str, tuple[Release, Judgement]] = {}
     for a in approvals:
         release = by_name.get(a.spec.release)
         if release is None:
             continue  # another pipeline's, or an unknown release (see unknown_release_approval)
+        rec = next((r for r in release.status.stages if r.name == a.spec.stage), None)
         stage = pipeline.stage(a.spec.stage)
+        if rec is not None and a.metadata.name in (rec.approvals or ([rec.approval] if rec.approval else [])):
+            j = Judgement(True, "Used", f"opened stage {a.spec.stage} for release {release.metadata.name}")
+        elif stage is not None and stage.requires_approval:
+            j = gate(release, stage, approvals, pipeline, enforced=enforced, now=now).judgements[
+                a.metadata.name
+            ]
+        else:
+            j = judge(a, release, pipeline, enforced=enforced, now=now)
+        out[a.metadata.name] = (release, j)
+    return out
+
+
+def approval_statuses(
+    pipeline: Pipeline, releases: list[Release], approvals: list[Approval], *, enforced: bool, now: datetime
+) -> dict[str, ApprovalStatus]:
+    """Whether each approval of this pipeline's releases counts, and why (not)."""
+    judged = judge_approvals(pipeline, releases, approvals, enforced=enforced, now=now)
+    out: dict[str, ApprovalStatus] = {}
+    for a in approvals:
+        if a.metadata.name not in judged:
+            continue
+        release, j = judged[a.metadata.name]
         status = a.status.model_copy(deep=True)
         status.commit = release.spec.commit
-        if stage is None:
-            names = ", ".join(s.name for s in pipeline.spec.stages)
-            counted, reason, msg = (
-                False,
-                "UnknownStage",
-                (f"pipeline {pipeline.metadata.name} has no stage {a.spec.stage!r} (stages: {names})"),
-            )
-        elif not stage.requires_approval:
-            counted, reason, msg = False, "NotRequired", f"stage {stage.name} does not require approval"
-        else:
-            rec = next((r for r in release.status.stages if r.name == stage.name), None)
-            if rec is not None and rec.approval == a.metadata.name:
-                counted, reason, msg = (
-                    True,
-                    "Used",
-                    f"opened stage {stage.name} for release {release.metadata.name}",
-                )
-                status.used_at = rec.started_at or rec.approved_at
-            else:
-                counted, reason, msg = (
-                    True,
-                    "Accepted",
-                    f"release {release.metadata.name} may enter {stage.name}",
-                )
-        status.counted = counted
+        if j.reason == "Used":
+            rec = next((r for r in release.status.stages if r.name == a.spec.stage), None)
+            status.used_at = rec.started_at if rec is not None else None
+        status.counted = j.counted
         status.observed_generation = a.metadata.generation
         status.conditions = set_condition(
             status.conditions,
             "Counted",
-            "True" if counted else "False",
-            reason,
-            msg,
+            "True" if j.counted else "False",
+            j.reason,
+            j.message,
             generation=a.metadata.generation,
             now=now,
         )
         out[a.metadata.name] = status
+    return out
+
+
+def approval_records(
+    release: Release, approvals: list[Approval], judged: dict[str, tuple[Release, Judgement]]
+) -> list[ApprovalRecord]:
+    """The release's list of every approval considered, with who, when and the verdict."""
+    out = []
+    for a in sorted(approvals, key=lambda a: (a.metadata.creation_timestamp or EPOCH, a.metadata.name)):
+        if a.spec.release != release.metadata.name or a.metadata.name not in judged:
+            continue
+        j = judged[a.metadata.name][1]
+        out.append(
+            ApprovalRecord(
+                name=a.metadata.name,
+                stage=a.spec.stage,
+                approver=a.spec.approver.username if a.spec.approver else None,
+                at=a.metadata.creation_timestamp,
+                counted=j.counted,
+                verdict=j.reason,
+                message=j.message,
+            )
+        )
     return out
 
 

@@ -31,6 +31,7 @@ from conveyor.core.conditions import set_condition, truncate
 from conveyor.core.jobs import JobKind, image_ref, job_manifest, job_name, short_commit
 from conveyor.core.plan import (
     BLOCKED_RETRY_SECONDS,
+    CONVEYOR,
     EPOCH,
     CreateJob,
     LabelRelease,
@@ -248,9 +249,13 @@ class RollbackStep:
         self.rb = rollback
         self.name = rollback.metadata.name
         self.status = rollback.status.model_copy(deep=True)
+        # Who asked for it (an automatic rollback: the operator's own, stamped, identity).
+        self.actor = rollback.spec.requester.username if rollback.spec.requester else CONVEYOR
 
     def emit(self, reason: str, message: str, *, warning: bool = False) -> None:
         p = self.status.plan
+        subject = self.ctx.releases.get(p.from_release or "") if p else None
+        requester = self.rb.spec.requester
         self.ctx.emit(
             "Rollback",
             self.name,
@@ -258,8 +263,8 @@ class RollbackStep:
             message,
             warning=warning,
             stage=p.stage if p else None,
-            release=p.from_release if p else None,
-            commit=p.from_commit if p else None,
+            subject=subject,
+            actor=requester.username if requester else CONVEYOR,
             history=self.status.history,
         )
 
@@ -474,8 +479,8 @@ class RollbackStep:
                 msg,
                 warning=True,
                 stage=stage.name,
-                release=r.metadata.name,
-                commit=r.spec.commit,
+                subject=r,
+                actor=self.actor,
                 history=r.status.history,
             )
             apply_verdict(r.status, Verdict(phase, reason, msg), r.metadata.generation, ctx.now)
@@ -496,8 +501,8 @@ class RollbackStep:
             "ReleaseVetoed",
             msg,
             warning=True,
-            release=r.metadata.name,
-            commit=r.spec.commit,
+            subject=r,
+            actor=self.actor,
             history=r.status.history,
         )
         if r.status.phase not in TERMINAL_PHASES:

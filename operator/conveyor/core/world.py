@@ -128,6 +128,9 @@ class World:
     """Every stage of one pipeline, as observed in one reconcile pass."""
 
     stages: dict[str, StageWorld] = field(default_factory=dict)
+    # The admission policies that stamp authenticated identities are installed; without them no
+    # Approval counts (Conveyor refuses to trust a name it cannot attribute).
+    identity_enforced: bool = False
 
     def stage(self, name: str, namespace: str) -> StageWorld:
         """The observed stage (an empty, existing namespace when it was not observed)."""

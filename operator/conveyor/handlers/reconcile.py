@@ -9,6 +9,8 @@ already on the image) and records what the crashed pass could not.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from conveyor.api.admission import POLICY_OBJECTS
 from conveyor.api.approval import Approval
 from conveyor.api.common import KubeModel
 from conveyor.api.pipeline import Pipeline
@@ -179,6 +182,9 @@ def apply_plan(
             stage=event.stage,
             release=event.release,
             commit=event.commit,
+            digest=event.digest,
+            ci_run=event.ci_run,
+            actor=event.actor,
             now=now,
         )
         WRITES.add("event")
@@ -193,6 +199,34 @@ def _list(
         for o in (_parse(model, x) for x in kube.list_custom(plural, namespace, field_selector=selector))
         if o is not None
     ]
+
+
+class IdentityCheck:
+    """Are the admission policies that stamp identities installed? Cached briefly: one GET per
+    policy object every CACHE_SECONDS, not per pass."""
+
+    CACHE_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self._value = False
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, kube: Kube) -> bool:
+        """True when every policy and binding exists."""
+        with self._lock:
+            if time.monotonic() - self._checked > self.CACHE_SECONDS:
+                self._value = all(kube.admission_object(plural, name) for plural, name in POLICY_OBJECTS)
+                self._checked = time.monotonic()
+                if not self._value:
+                    log.warning(
+                        "identity admission policies missing (%s): approvals will not be counted",
+                        ", ".join(n for _, n in POLICY_OBJECTS),
+                    )
+            return self._value
+
+
+IDENTITY = IdentityCheck()
 
 
 def reconcile_pipeline(
@@ -210,6 +244,7 @@ def reconcile_pipeline(
     approvals = [a for a in _list(kube, Approval, "approvals", namespace) if a.spec.release in names]
     rollbacks: list[Rollback] = _list(kube, Rollback, "rollbacks", namespace, f"spec.pipeline={name}")
     world = observe(kube, pipeline, releases, rollbacks)
+    world.identity_enforced = IDENTITY(kube)
     now = clock()
     plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks)
     if not apply_plan(

@@ -51,6 +51,7 @@ class Kube:
         self.apps = client.AppsV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.admission = client.AdmissionregistrationV1Api(api_client)
 
     @staticmethod
     def _json(response: Any) -> dict[str, Any]:
@@ -125,6 +126,16 @@ class Kube:
             _content_type="application/merge-patch+json",
             _preload_content=False,
         )
+
+    def admission_object(self, plural: str, name: str) -> bool:
+        """True when the admissionregistration.k8s.io/v1 policy or binding exists."""
+        read = {
+            "mutatingadmissionpolicies": self.admission.read_mutating_admission_policy,
+            "mutatingadmissionpolicybindings": self.admission.read_mutating_admission_policy_binding,
+            "validatingadmissionpolicies": self.admission.read_validating_admission_policy,
+            "validatingadmissionpolicybindings": self.admission.read_validating_admission_policy_binding,
+        }[plural]
+        return self._get_or_none(read, name) is not None
 
     # --- workloads
 

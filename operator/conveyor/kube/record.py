@@ -57,12 +57,16 @@ def announce(
     stage: str | None = None,
     release: str | None = None,
     commit: str | None = None,
+    digest: str | None = None,
+    ci_run: str | None = None,
+    actor: str = "conveyor",
     now: datetime,
 ) -> None:
     """Post an Event about the object and write the matching JSON audit line. Never raises."""
     fields = {
         "event": reason,
         "type": type_,
+        "actor": actor,
         "kind": kind,
         "namespace": namespace,
         "name": name,
@@ -70,11 +74,19 @@ def announce(
         "stage": stage,
         "release": release,
         "commit": commit,
+        "digest": digest,
+        "ciRun": ci_run,
     }
     audit.info(message, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
     annotations = {
         f"conveyor.dev/{key}": value
-        for key, value in (("pipeline", pipeline), ("stage", stage), ("release", release), ("commit", commit))
+        for key, value in (
+            ("actor", actor),
+            ("pipeline", pipeline),
+            ("stage", stage),
+            ("release", release),
+            ("commit", commit),
+        )
         if value
     }
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
