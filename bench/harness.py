@@ -19,6 +19,7 @@ os.environ.setdefault("CONVEYOR_CLUSTER_DIR", str(REPO / ".cluster" / "bench"))
 
 from kubernetes import client, config  # noqa: E402
 
+from conveyor.api.crd import KINDS  # noqa: E402
 from support import cluster as cluster_mod  # noqa: E402
 from support.operator import OperatorProcess  # noqa: E402
 from support.wait import wait_for_object  # noqa: E402
@@ -58,8 +59,7 @@ class Bench:
                 str(self.cluster.kubeconfig),
                 "wait",
                 "--for=condition=Established",
-                "-f",
-                str(REPO / "crds"),
+                *(f"crd/{k.plural}.conveyor.dev" for k in KINDS),
             ],
             check=True,
             capture_output=True,

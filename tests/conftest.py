@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
+from conveyor.api.crd import KINDS
 from support import cluster as cluster_mod
 from support.story import Story
 from support.wait import wait_for_object
@@ -80,36 +83,52 @@ def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterato
 
 @pytest.fixture(scope="session")
 def crds(api_client: client.ApiClient, cluster: cluster_mod.Cluster) -> None:
-    """Conveyor's CRDs from crds/, applied server-side and Established."""
-    kubectl = str(cluster_mod.kubectl_binary())
+    """Conveyor's CRDs and identity admission policies (crds/), and the RBAC roles of
+    examples/rbac, applied server-side; returns once the API server stamps identities."""
+    kubectl = [cluster_mod.kubectl_binary(), "--kubeconfig", str(cluster.kubeconfig)]
+    for path in (cluster_mod.REPO / "crds", cluster_mod.REPO / "examples" / "rbac"):
+        subprocess.run(
+            [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(path)],
+            check=True,
+            capture_output=True,
+        )
     subprocess.run(
         [
-            kubectl,
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(cluster_mod.REPO / "crds"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            kubectl,
-            "--kubeconfig",
-            str(cluster.kubeconfig),
+            *kubectl,
             "wait",
             "--for=condition=Established",
-            "-f",
-            str(cluster_mod.REPO / "crds"),
+            *[f"crd/{k.plural}.conveyor.dev" for k in KINDS],
             "--timeout=60s",
         ],
         check=True,
         capture_output=True,
     )
+    wait_until_identities_are_stamped(client.CustomObjectsApi(api_client))
+
+
+def wait_until_identities_are_stamped(custom: client.CustomObjectsApi, timeout: float = 60) -> None:
+    """A MutatingAdmissionPolicy over a just-created CRD answers 503 until the API server has its
+    schema; dry-run an Approval until the response carries the stamp (deadline: `timeout`)."""
+    body = {
+        "apiVersion": "conveyor.dev/v1alpha1",
+        "kind": "Approval",
+        "metadata": {"name": "probe"},
+        "spec": {"release": "probe", "stage": "probe"},
+    }
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            out = custom.create_namespaced_custom_object(
+                "conveyor.dev", "v1alpha1", "default", "approvals", body, dry_run="All"
+            )
+            if out.get("spec", {}).get("approver"):
+                return
+            last = out.get("spec")
+        except ApiException as e:
+            last = e.status
+        time.sleep(0.2)  # nothing to watch: admission readiness is only visible by asking
+    raise AssertionError(f"the API server did not stamp identities within {timeout}s (last: {last})")
 
 
 @pytest.fixture
@@ -123,7 +142,13 @@ def story(
     """A Given/When/Then story with its own pipeline, staging and prod namespaces."""
     base = re.sub("[^a-z0-9-]+", "-", request.node.name.lower())[:24].strip("-")
     names = {role: make_namespace(core, f"{base}-{role[:4]}") for role in ("pipeline", "staging", "prod")}
-    s = Story(api_client, cluster.kubeconfig, names)
+    s = Story(
+        api_client,
+        cluster.kubeconfig,
+        names,
+        users_dir=cluster.cluster_dir / "users" if cluster.cluster_dir else None,
+    )
+    s.grant_team_roles()
     yield s
     if s.operator is not None:
         s.operator.stop()

@@ -335,7 +335,7 @@ def test_what_only_the_cluster_can_judge_becomes_a_condition_and_heals(story: St
     story.then_condition("pipelines", "shop", "Ready", status="False", reason="DeploymentNotFound")
     # An approval for a stage the pipeline does not have
     story.when_approved("early", "qa", name="wrong-stage")
-    story.then_condition("approvals", "wrong-stage", "Counted", status="False", reason="UnknownStage")
+    story.then_condition("approvals", "wrong-stage", "Counted", status="False", reason="WrongStage")
 
     # The Deployment exists but lacks the container the pipeline names
     story.create_deployment(story.stage_ns["staging"], "shop", containers=("api",))

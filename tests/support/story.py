@@ -28,7 +28,13 @@ OLD_IMAGE = f"{REPO}@{digest_of('initial')}"
 class Story:
     """One test's world: namespaces, objects, the operator, and waits."""
 
-    def __init__(self, api_client: client.ApiClient, kubeconfig: Path, namespaces: dict[str, str]) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        kubeconfig: Path,
+        namespaces: dict[str, str],
+        users_dir: Path | None = None,
+    ) -> None:
         self.api = api_client
         self.kubeconfig = kubeconfig
         self.ns = namespaces["pipeline"]
@@ -38,6 +44,42 @@ class Story:
         self.apps = client.AppsV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.operator: OperatorProcess | None = None
+        self.users_dir = users_dir
+        self._user_clients: dict[str, client.CustomObjectsApi] = {}
+
+    # --- identities (the local control plane's static-token users: docs/local-cluster.md)
+
+    def grant_team_roles(self) -> None:
+        """In the pipeline namespace: ci-bot creates releases; approvers and developers may create
+        Approvals and Rollbacks (RBAC lets them; the pipeline's policy decides whether they count)."""
+        rbac = client.RbacAuthorizationV1Api(self.api)
+        for name, role, subjects in (
+            ("releasers", "conveyor-releaser", [{"kind": "User", "name": "ci-bot"}]),
+            (
+                "approvers",
+                "conveyor-approver",
+                [{"kind": "Group", "name": "conveyor:approvers"}, {"kind": "Group", "name": "developers"}],
+            ),
+        ):
+            rbac.create_namespaced_role_binding(
+                self.ns,
+                {
+                    "metadata": {"name": f"conveyor-{name}"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", **s} for s in subjects],
+                },
+            )
+
+    def as_user(self, user: str | None) -> client.CustomObjectsApi:
+        """The CustomObjectsApi of a test identity (None: the admin)."""
+        if user is None or self.users_dir is None:
+            return self.custom
+        if user not in self._user_clients:
+            from kubernetes import config
+
+            api = config.new_client_from_config(config_file=str(self.users_dir / f"{user}.kubeconfig"))
+            self._user_clients[user] = client.CustomObjectsApi(api)
+        return self._user_clients[user]
 
     # --- given
 
@@ -132,37 +174,39 @@ class Story:
 
     # --- when
 
-    def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create a Conveyor object in the pipeline namespace."""
+    def create(self, plural: str, body: dict[str, Any], *, as_user: str | None = None) -> dict[str, Any]:
+        """Create a Conveyor object in the pipeline namespace (as the admin, or a test identity)."""
         body = {**body, "metadata": {**body["metadata"], "namespace": self.ns}}
-        result: dict[str, Any] = self.custom.create_namespaced_custom_object(
+        result: dict[str, Any] = self.as_user(as_user).create_namespaced_custom_object(
             GROUP, VERSION, self.ns, plural, body
         )
         return result
 
-    def when_release(self, name: str, **kwargs: Any) -> dict[str, Any]:
-        """CI creates a Release (commit and digest derived from the name, or `label`)."""
-        return self.create("releases", release_dict(name, namespace=self.ns, **kwargs))
+    def when_release(self, name: str, *, as_user: str | None = "ci-bot", **kwargs: Any) -> dict[str, Any]:
+        """CI (ci-bot) creates a Release (commit and digest derived from the name, or `label`)."""
+        return self.create("releases", release_dict(name, namespace=self.ns, **kwargs), as_user=as_user)
 
-    def when_approved(self, release: str, stage: str = "prod", name: str | None = None) -> dict[str, Any]:
-        """Someone creates an Approval."""
+    def when_approved(
+        self, release: str, stage: str = "prod", name: str | None = None, *, as_user: str | None = "alice"
+    ) -> dict[str, Any]:
+        """Someone (alice, by default) creates an Approval."""
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Approval",
             "metadata": {"name": name or f"{release}-{stage}"},
             "spec": {"release": release, "stage": stage},
         }
-        return self.create("approvals", body)
+        return self.create("approvals", body, as_user=as_user)
 
-    def when_rollback(self, name: str, **spec: Any) -> dict[str, Any]:
-        """Someone creates a Rollback (spec keys in camelCase: stage, toRelease, reason, verify)."""
+    def when_rollback(self, name: str, *, as_user: str | None = "alice", **spec: Any) -> dict[str, Any]:
+        """Someone (alice) creates a Rollback (spec keys in camelCase: stage, toRelease, reason, verify)."""
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Rollback",
             "metadata": {"name": name},
             "spec": {"pipeline": spec.pop("pipeline", "shop"), **spec},
         }
-        return self.create("rollbacks", body)
+        return self.create("rollbacks", body, as_user=as_user)
 
     def promote(self, name: str, **kwargs: Any) -> dict[str, Any]:
         """A release all the way to its target stage (approving every gate on the way); waits for Ready."""
