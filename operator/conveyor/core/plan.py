@@ -56,7 +56,15 @@ class LabelRelease:
     labels: dict[str, str]
 
 
-Action = CreateJob | SetImage | CreateRollback | LabelRelease
+@dataclass(frozen=True)
+class DeleteRelease:
+    """Delete an old, finished Release (retention)."""
+
+    owner: str
+    release: str
+
+
+Action = CreateJob | SetImage | CreateRollback | LabelRelease | DeleteRelease
 Kind = Literal["Release", "Pipeline", "Approval", "Rollback"]
 
 

@@ -42,6 +42,7 @@ from conveyor.core.plan import (
     EPOCH,
     CreateJob,
     CreateRollback,
+    DeleteRelease,
     Pass,
     Plan,
     SetImage,
@@ -51,6 +52,7 @@ from conveyor.core.plan import (
     path_of,
 )
 from conveyor.core.release_status import Verdict, apply_verdict
+from conveyor.core.retention import to_delete
 from conveyor.core.rollback import RollbackStep, pins_and_vetoes
 from conveyor.core.steps import (
     JobState,
@@ -556,6 +558,16 @@ def reconcile(
     plan.pipeline = pipeline_status(
         pipeline, list(working.values()), rollbacks=rbs, plan=plan, ctx=ctx, now=now
     )
+    for name, why in to_delete(pipeline, plan.pipeline, list(working.values()), rbs, now):
+        plan.actions.append(DeleteRelease(owner=name, release=name))
+        release = working[name]
+        ctx.emit(
+            "Pipeline",
+            pipeline.metadata.name,
+            "ReleaseDeleted",
+            f"deleted release {name}: {why}",
+            subject=release,
+        )
     return plan
 
 

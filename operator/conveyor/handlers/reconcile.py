@@ -25,7 +25,7 @@ from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import Rollback
 from conveyor.core.patch import merge_patch
-from conveyor.core.plan import CreateJob, CreateRollback, LabelRelease, Plan, SetImage
+from conveyor.core.plan import Action, CreateJob, CreateRollback, DeleteRelease, LabelRelease, Plan, SetImage
 from conveyor.core.promotion import (
     jobs_to_observe,
     reconcile,
@@ -88,9 +88,7 @@ def _set_image_patch(action: SetImage) -> dict[str, Any]:
     }
 
 
-def _perform(
-    kube: Kube, namespace: str, action: CreateJob | SetImage | CreateRollback | LabelRelease
-) -> None:
+def _perform(kube: Kube, namespace: str, action: Action) -> None:
     if isinstance(action, CreateJob):
         if kube.create_job(action.namespace, action.manifest):
             WRITES.add("job_create")
@@ -100,9 +98,12 @@ def _perform(
     elif isinstance(action, CreateRollback):
         if kube.create_custom("rollbacks", namespace, action.manifest):
             WRITES.add("rollback_create")
-    else:
+    elif isinstance(action, LabelRelease):
         kube.label_custom("releases", namespace, action.release, action.labels)
         WRITES.add("release_label")
+    else:
+        kube.delete_custom("releases", namespace, action.release)
+        WRITES.add("release_delete")
 
 
 class Counters:
@@ -135,7 +136,7 @@ def apply_plan(
     ok = True
     failed: set[str] = set()  # owners (release or rollback) whose actions failed: their status waits
     # Image patches first: they are what a rollback waits on; Jobs, Rollbacks and labels follow.
-    order = {SetImage: 0, CreateJob: 1, CreateRollback: 2, LabelRelease: 3}
+    order = {SetImage: 0, CreateJob: 1, CreateRollback: 2, LabelRelease: 3, DeleteRelease: 4}
     for action in sorted(plan.actions, key=lambda a: order[type(a)]):
         if action.owner in failed:
             continue

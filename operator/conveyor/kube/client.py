@@ -114,6 +114,16 @@ class Kube:
             raise
         return True
 
+    def delete_custom(self, plural: str, namespace: str, name: str) -> None:
+        """Delete a Conveyor object (already gone: fine)."""
+        try:
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, _preload_content=False
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
     def label_custom(self, plural: str, namespace: str, name: str, labels: dict[str, str]) -> None:
         """Merge labels into a Conveyor object's metadata (never its spec)."""
         self.custom.patch_namespaced_custom_object(
