@@ -54,7 +54,8 @@ class Story:
         Approvals and Rollbacks (RBAC lets them; the pipeline's policy decides whether they count)."""
         rbac = client.RbacAuthorizationV1Api(self.api)
         for name, role, subjects in (
-            ("releasers", "conveyor-releaser", [{"kind": "User", "name": "ci-bot"}]),
+            ("releasers", "conveyor-releaser", [{"kind": "User", "name": "ci-bot"},
+                                                {"kind": "Group", "name": "developers"}]),
             (
                 "approvers",
                 "conveyor-approver",

@@ -105,7 +105,7 @@ class ApprovalPolicy(KubeModel):
         default=True, description="The release's requester may not approve it (on by default)."
     )
     expires_after_seconds: int | None = Field(
-        default=None, ge=60, description="Approvals older than this are ignored (default: never)."
+        default=None, ge=1, description="Approvals older than this are ignored (default: never)."
     )
 
 
