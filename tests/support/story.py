@@ -54,8 +54,11 @@ class Story:
         Approvals and Rollbacks (RBAC lets them; the pipeline's policy decides whether they count)."""
         rbac = client.RbacAuthorizationV1Api(self.api)
         for name, role, subjects in (
-            ("releasers", "conveyor-releaser", [{"kind": "User", "name": "ci-bot"},
-                                                {"kind": "Group", "name": "developers"}]),
+            (
+                "releasers",
+                "conveyor-releaser",
+                [{"kind": "User", "name": "ci-bot"}, {"kind": "Group", "name": "developers"}],
+            ),
             (
                 "approvers",
                 "conveyor-approver",
