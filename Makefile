@@ -8,7 +8,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The test cluster lives apart from the demo's, so both can run at once.
 TEST_CLUSTER_DIR := $(CURDIR)/.cluster/test
-export CONVEYOR_CLUSTER_DIR ?=
 
 .PHONY: help venv binaries lint validate unit integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
 

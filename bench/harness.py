@@ -15,7 +15,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-os.environ.setdefault("CONVEYOR_CLUSTER_DIR", str(REPO / ".cluster" / "bench"))
+if not os.environ.get("CONVEYOR_CLUSTER_DIR"):  # make exports it empty when unset
+    os.environ["CONVEYOR_CLUSTER_DIR"] = str(REPO / ".cluster" / "bench")
 
 from kubernetes import client, config  # noqa: E402
 
