@@ -35,8 +35,27 @@ class Target(KubeModel):
     )
 
 
+# Names that say "credential": their values belong in a Secret, never in a Pipeline.
+CREDENTIAL_NAME = (
+    r"(?i)^(.*_)?(PASSWORD|PASSWD|TOKEN|SECRET|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|KEY|CREDENTIALS?)$"
+)
+_SECRETS_BY_REFERENCE = (
+    "a credential-looking variable must come from a Secret: use valueFrom.secretKeyRef "
+    "(secrets by reference; values never live in a Pipeline)"
+)
+
+
 class EnvVar(KubeModel):
-    """An environment variable of a Job container, as in a Pod spec."""
+    """An environment variable of a Job container, as in a Pod spec. A credential-looking name
+    (*_PASSWORD, *_TOKEN, *_SECRET, *_KEY, ...) may not carry a literal value."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(f"!has(self.value) || !self.name.matches('{CREDENTIAL_NAME}')", _SECRETS_BY_REFERENCE)
+            ]
+        }
+    }
 
     name: str = Field(description="Variable name.", max_length=256, pattern=ENV_NAME)
     value: str | None = Field(default=None, description="Literal value.", max_length=4096)
@@ -131,7 +150,11 @@ class Stage(KubeModel):
                 cel(
                     "self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
                     "variable names must be environment variable names ([A-Za-z_][A-Za-z0-9_]*)",
-                )
+                ),
+                cel(
+                    f"self.all(k, !k.matches('{CREDENTIAL_NAME}'))",
+                    "stage variables are literal values: " + _SECRETS_BY_REFERENCE,
+                ),
             ],
         },
     )
@@ -174,6 +197,24 @@ class Retention(KubeModel):
     )
 
 
+class ParitySpec(KubeModel):
+    """Staging must be production's twin: how strictly, and which differences are accepted."""
+
+    policy: Literal["enforce", "warn", "off"] = Field(
+        default="enforce",
+        description="enforce: a release may not enter the last stage while stages differ (it waits, "
+        "ParityBlocked, and moves on when parity returns); warn: record only; off: no check.",
+    )
+    ignore: list[str] = Field(
+        default_factory=list,
+        description="Accepted differences, as path patterns where * matches anything, e.g. "
+        "'deployment[shop].containers[web].env[DEBUG]' or 'deployment[shop].*.readinessProbe'.",
+    )
+    interval_seconds: int = Field(
+        default=300, ge=10, description="Check at least this often (also on every Deployment change)."
+    )
+
+
 class PipelineSpec(KubeModel):
     """The desired road: which image, which workloads, which stages, which Jobs."""
 
@@ -201,6 +242,7 @@ class PipelineSpec(KubeModel):
         default=None, description="Smoke-test Job, run in each stage after the rollout."
     )
     retention: Retention = Field(default_factory=Retention, description="Which old Releases to delete.")
+    parity: ParitySpec = Field(default_factory=ParitySpec, description="Parity check between stages.")
     down_migration: JobTemplate | None = Field(
         default=None,
         description="Down-migration Job, run by a rollback away from a release whose schemaChange is "
@@ -235,6 +277,26 @@ class VetoRecord(KubeModel):
     at: datetime = Field(description="When.")
 
 
+class ParityDifference(KubeModel):
+    """One way two stages differ."""
+
+    path: str = Field(description="What differs, e.g. deployment[shop].containers[web].env[DB_PASSWORD].")
+    stage_a: str = Field(description="The reference stage (the first).")
+    shape_a: str = Field(description="Its shape there (never a value).")
+    stage_b: str = Field(description="The other stage.")
+    shape_b: str = Field(description="Its shape there.")
+
+
+class ParityStatus(KubeModel):
+    """The last parity verdict."""
+
+    in_parity: bool | None = Field(default=None, description="True when no difference remains.")
+    checked_at: datetime | None = Field(default=None, description="When it was checked.")
+    differences: list[ParityDifference] = Field(
+        default_factory=list, description="Differences found (the first 50)."
+    )
+
+
 class PipelineStatus(KubeModel):
     """Where each commit is."""
 
@@ -246,6 +308,7 @@ class PipelineStatus(KubeModel):
     production_commit: str | None = Field(
         default=None, description="Short commit verified in the last stage."
     )
+    parity: ParityStatus = Field(default_factory=ParityStatus, description="Is staging production's twin?")
     vetoed: list[VetoRecord] = Field(
         default_factory=list, description="Artifacts rolled away from: never promoted again (latest 100)."
     )

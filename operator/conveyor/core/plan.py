@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from conveyor.api.approval import Approval, ApprovalStatus
-from conveyor.api.pipeline import Pipeline, PipelineStatus, Stage, VetoRecord
+from conveyor.api.pipeline import ParityDifference, Pipeline, PipelineStatus, Stage, VetoRecord
 from conveyor.api.release import HistoryEntry, Release, StagePhase
 from conveyor.api.rollback import Rollback, RollbackStatus
 from conveyor.core.conditions import truncate
@@ -174,6 +174,7 @@ class Pass:
     holds: dict[str, str] = field(default_factory=dict)  # stage -> active rollback
     pins: dict[str, Pin] = field(default_factory=dict)  # stage -> completed rollback
     vetoed: dict[str, VetoRecord] = field(default_factory=dict)  # digest -> veto
+    parity: list[ParityDifference] = field(default_factory=list)  # differences between stages now
 
     def emit(
         self,

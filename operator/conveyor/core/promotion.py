@@ -36,6 +36,8 @@ from conveyor.core.jobs import (
     short_commit,
     template_for,
 )
+from conveyor.core.parity import compare, stage_objects
+from conveyor.core.parity import summary as parity_summary
 from conveyor.core.plan import (
     BLOCKED_RETRY_SECONDS,
     CONVEYOR,
@@ -317,6 +319,13 @@ class ReleaseStep:
                 stage.name,
                 actor=", ".join(approvers),
             )
+        last = ctx.pipeline.spec.stages[-1].name
+        if stage.name == last and ctx.parity and ctx.pipeline.spec.parity.policy == "enforce":
+            return Verdict(
+                Phase.WAITING,
+                "ParityBlocked",
+                f"{stage.name} waits until the stages are in parity: {parity_summary(ctx.parity)}",
+            )
         hold = ctx.holds.get(stage.name)
         if hold is not None:
             return Verdict(
@@ -529,6 +538,9 @@ def reconcile(
         in_flight=_in_flight(ordered),
     )
     ctx.pins, ctx.vetoed = pins_and_vetoes(pipeline, rbs)
+    if pipeline.spec.parity.policy != "off":
+        ctx.parity = compare(pipeline, stage_objects(pipeline, world))
+        plan.requeue(float(pipeline.spec.parity.interval_seconds))
     # Rollbacks first: they stop releases in flight, hold stages, and veto artifacts.
     for rb in rbs:
         if rb.status.phase in ROLLBACK_TERMINAL:
@@ -722,6 +734,7 @@ def pipeline_status(
     status.summary = " ".join(f"{s.name}={s.short_commit or '-'}" for s in states)
     status.production_commit = states[-1].short_commit if states else None
     status.vetoed = sorted(ctx.vetoed.values(), key=lambda v: v.at)[-100:]
+    set_parity(status, pipeline, ctx, now)
     status.observed_generation = pipeline.metadata.generation
     problems = []
     for stage in pipeline.spec.stages:
@@ -751,3 +764,36 @@ def pipeline_status(
             now=now,
         )
     return status
+
+
+def set_parity(status: PipelineStatus, pipeline: Pipeline, ctx: Pass, now: datetime) -> None:
+    """The InParity condition and status.parity; an Event when the verdict changes."""
+    gen = pipeline.metadata.generation
+    if pipeline.spec.parity.policy == "off" or len(pipeline.spec.stages) < 2:
+        status.conditions = [c for c in status.conditions if c.type != "InParity"]
+        status.parity = status.parity.model_copy(update={"in_parity": None, "differences": []})
+        return
+    in_parity = not ctx.parity
+    before = status.parity.in_parity
+    if before != in_parity or status.parity.differences != ctx.parity:
+        status.parity = status.parity.model_copy(
+            update={"in_parity": in_parity, "checked_at": now, "differences": list(ctx.parity)}
+        )
+    if in_parity:
+        msg = f"{len(pipeline.spec.stages)} stages have the same shape"
+        status.conditions = set_condition(
+            status.conditions, "InParity", "True", "InParity", msg, generation=gen, now=now
+        )
+    else:
+        msg = f"{len(ctx.parity)} difference(s): {parity_summary(ctx.parity)}"
+        status.conditions = set_condition(
+            status.conditions, "InParity", "False", "StagesDiffer", msg, generation=gen, now=now
+        )
+    if before is not None and before != in_parity:
+        ctx.emit(
+            "Pipeline",
+            pipeline.metadata.name,
+            "ParityRestored" if in_parity else "ParityLost",
+            msg,
+            warning=not in_parity,
+        )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor.core.secrets import SecretInfo
+
 RELEASE_ANNOTATION = "conveyor.dev/release"
 COMMIT_ANNOTATION = "conveyor.dev/commit"
 
@@ -31,6 +33,7 @@ class DeploymentView:
     unavailable_replicas: int
     progress_deadline_exceeded: bool
     progressing_message: str = ""
+    pod_spec: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_object(cls, obj: dict[str, Any]) -> DeploymentView:
@@ -65,6 +68,7 @@ class DeploymentView:
             unavailable_replicas=int(status.get("unavailableReplicas") or 0),
             progress_deadline_exceeded=exceeded,
             progressing_message=(progressing or {}).get("message", ""),
+            pod_spec=template.get("spec") or {},
         )
 
     def rolled_out(self) -> bool:
@@ -121,6 +125,7 @@ class StageWorld:
     namespace_exists: bool = True
     deployments: dict[str, DeploymentView | None] = field(default_factory=dict)  # None: not found
     jobs: dict[str, JobView] = field(default_factory=dict)
+    secrets: dict[str, SecretInfo] = field(default_factory=dict)  # for parity: how each Secret is made
 
 
 @dataclass

@@ -17,6 +17,7 @@ import kopf
 from conveyor import __version__
 from conveyor.api.common import GROUP, VERSION
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
+from conveyor.handlers.metrics import serve as serve_metrics
 from conveyor.handlers.reconcile import (
     reconcile_pipeline,
     report_orphan_approval,
@@ -156,8 +157,8 @@ def configure_logging() -> None:
 
 def run_operator(*, namespaces: list[str], liveness_endpoint: str | None, metrics_port: int) -> None:
     """Run the operator in the foreground until interrupted."""
-    del metrics_port  # metrics arrive with the metrics issue; the flag is accepted already.
     configure_logging()
+    serve_metrics(metrics_port)
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,

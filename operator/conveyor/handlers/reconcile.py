@@ -24,6 +24,7 @@ from conveyor.api.common import KubeModel
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import Rollback
+from conveyor.core.parity import referenced_secrets
 from conveyor.core.patch import merge_patch
 from conveyor.core.plan import Action, CreateJob, CreateRollback, DeleteRelease, LabelRelease, Plan, SetImage
 from conveyor.core.promotion import (
@@ -33,7 +34,9 @@ from conveyor.core.promotion import (
     unknown_release_approval,
 )
 from conveyor.core.rollback import unknown_pipeline_rollback
+from conveyor.core.secrets import SecretInfo, owner_of
 from conveyor.core.world import DeploymentView, JobView, StageWorld, World
+from conveyor.handlers.metrics import IN_PARITY, PARITY_DIFFERENCES
 from conveyor.kube.client import Kube
 from conveyor.kube.record import announce
 
@@ -67,6 +70,19 @@ def observe(kube: Kube, pipeline: Pipeline, releases: list[Release], rollbacks: 
         if any(v is None for v in sw.deployments.values()):
             sw.namespace_exists = kube.namespace_exists(stage.namespace)
         world.stages[stage.name] = sw
+    if pipeline.spec.parity.policy != "off":
+        for stage in pipeline.spec.stages:
+            sw_ = world.stages[stage.name]
+            names = set().union(*(referenced_secrets(v.pod_spec) for v in sw_.deployments.values() if v))
+            for secret in sorted(names):
+                meta = kube.secret_metadata(stage.namespace, secret)
+                kind, owner = owner_of(meta) if meta else (None, None)
+                external = (
+                    kube.external_secret(stage.namespace, owner)
+                    if kind == "ExternalSecret" and owner
+                    else None
+                )
+                sw_.secrets[secret] = SecretInfo.from_objects(meta, external)
     for stage_name, namespace, name in jobs_to_observe(pipeline, releases, rollbacks):
         seen = world.stages.get(stage_name)
         if seen is not None and seen.namespace_exists:
@@ -248,6 +264,10 @@ def reconcile_pipeline(
     world.identity_enforced = IDENTITY(kube)
     now = clock()
     plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks)
+    parity = plan.pipeline.parity
+    if parity.in_parity is not None:
+        IN_PARITY.labels(namespace, name).set(1 if parity.in_parity else 0)
+        PARITY_DIFFERENCES.labels(namespace, name).set(len(parity.differences))
     if not apply_plan(
         kube,
         pipeline=pipeline,

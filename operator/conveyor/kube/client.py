@@ -147,6 +147,35 @@ class Kube:
         }[plural]
         return self._get_or_none(read, name) is not None
 
+    def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret's metadata only (PartialObjectMetadata): its data never leaves the API server."""
+        try:
+            response = self.core.read_namespaced_secret(
+                name,
+                namespace,
+                _headers={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"},
+                _preload_content=False,
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        meta: dict[str, Any] = self._json(response).get("metadata", {})
+        return meta
+
+    def external_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """An ExternalSecret (external-secrets.io, v1 then v1beta1), or None when absent or unreadable."""
+        for version in ("v1", "v1beta1"):
+            try:
+                obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                    "external-secrets.io", version, namespace, "externalsecrets", name
+                )
+                return obj
+            except ApiException as e:
+                if e.status not in (403, 404):
+                    raise
+        return None
+
     # --- workloads
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
