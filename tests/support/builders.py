@@ -34,6 +34,7 @@ def pipeline_dict(
     smoke_test: dict[str, Any] | None = None,
     down_migration: dict[str, Any] | None = None,
     targets: list[dict[str, str]] | None = None,
+    parity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A Pipeline as the API server would store it."""
     spec: dict[str, Any] = {
@@ -51,6 +52,8 @@ def pipeline_dict(
         spec["smokeTest"] = smoke_test
     if down_migration is not None:
         spec["downMigration"] = down_migration
+    if parity is not None:
+        spec["parity"] = parity
     return {
         "apiVersion": "conveyor.dev/v1alpha1",
         "kind": "Pipeline",

@@ -135,6 +135,24 @@ class Story:
             },
         )
 
+    def deployment_with(
+        self, stage: str, pod_spec: dict[str, Any], *, name: str = "shop", replicas: int = 1
+    ) -> None:
+        """A Deployment in one stage with this exact pod spec (labels and selector added)."""
+        self.apps.create_namespaced_deployment(
+            self.stage_ns[stage],
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
+                },
+            },
+        )
+
     def wait_deployment_available(self, ns: str, name: str) -> None:
         """Wait until the Deployment reports Available=True."""
         wait_for_object(

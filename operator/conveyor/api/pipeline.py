@@ -57,7 +57,7 @@ class EnvVar(KubeModel):
         }
     }
 
-    name: str = Field(description="Variable name.", max_length=256, pattern=ENV_NAME)
+    name: str = Field(description="Variable name.", max_length=128, pattern=ENV_NAME)
     value: str | None = Field(default=None, description="Literal value.", max_length=4096)
     value_from: dict[str, Any] | None = Field(
         default=None,
@@ -79,7 +79,9 @@ class JobTemplate(KubeModel):
     command: list[str] = Field(default_factory=list, description="Entrypoint, as in a container spec.")
     args: list[str] = Field(default_factory=list, description="Arguments, as in a container spec.")
     env: list[EnvVar] = Field(
-        default_factory=list, description="Extra environment variables (secrets by reference only)."
+        default_factory=list,
+        max_length=64,
+        description="Extra environment variables (secrets by reference only).",
     )
     env_from: list[dict[str, Any]] = Field(
         default_factory=list,
