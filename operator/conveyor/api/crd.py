@@ -118,7 +118,11 @@ KINDS: list[Kind] = [
             _col("Production", ".status.productionCommit", desc="Commit verified in the last stage"),
             _col("Stages", ".status.summary", desc="Each stage's commit"),
             _col("Ready", '.status.conditions[?(@.type=="Ready")].status', desc="Every target resolves"),
-            _col("InParity", '.status.conditions[?(@.type=="InParity")].status', desc="Staging is production's twin"),
+            _col(
+                "InParity",
+                '.status.conditions[?(@.type=="InParity")].status',
+                desc="Staging is production's twin",
+            ),
             AGE,
             _col("Repository", ".spec.imageRepository", priority=1),
         ],
