@@ -65,6 +65,7 @@ class Bench:
             check=True,
             capture_output=True,
         )
+        cluster_mod.wait_until_identities_are_stamped(self.custom)
         self.namespaces: list[str] = []
 
     def namespace(self, prefix: str) -> str:

@@ -83,7 +83,13 @@ def pipeline_body(ns: str, stages: dict[str, str]) -> dict:
         smoke_test={"command": ["smoke"]},
         stages=[
             {"name": "staging", "namespace": stages["staging"]},
-            {"name": "prod", "namespace": stages["prod"], "requiresApproval": True},
+            {
+                "name": "prod",
+                "namespace": stages["prod"],
+                "requiresApproval": True,
+                # the bench approves as the same admin that releases: no four eyes here
+                "approval": {"fourEyes": False},
+            },
         ],
     )
 

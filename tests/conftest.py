@@ -7,15 +7,15 @@ local control plane once per session (or uses CONVEYOR_TEST_KUBECONFIG).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
 from conveyor.api.crd import KINDS
 from support import cluster as cluster_mod
@@ -103,32 +103,7 @@ def crds(api_client: client.ApiClient, cluster: cluster_mod.Cluster) -> None:
         check=True,
         capture_output=True,
     )
-    wait_until_identities_are_stamped(client.CustomObjectsApi(api_client))
-
-
-def wait_until_identities_are_stamped(custom: client.CustomObjectsApi, timeout: float = 60) -> None:
-    """A MutatingAdmissionPolicy over a just-created CRD answers 503 until the API server has its
-    schema; dry-run an Approval until the response carries the stamp (deadline: `timeout`)."""
-    body = {
-        "apiVersion": "conveyor.dev/v1alpha1",
-        "kind": "Approval",
-        "metadata": {"name": "probe"},
-        "spec": {"release": "probe", "stage": "probe"},
-    }
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            out = custom.create_namespaced_custom_object(
-                "conveyor.dev", "v1alpha1", "default", "approvals", body, dry_run="All"
-            )
-            if out.get("spec", {}).get("approver"):
-                return
-            last = out.get("spec")
-        except ApiException as e:
-            last = e.status
-        time.sleep(0.2)  # nothing to watch: admission readiness is only visible by asking
-    raise AssertionError(f"the API server did not stamp identities within {timeout}s (last: {last})")
+    cluster_mod.wait_until_identities_are_stamped(client.CustomObjectsApi(api_client))
 
 
 @pytest.fixture
@@ -150,6 +125,9 @@ def story(
     )
     s.grant_team_roles()
     yield s
+    capture = os.environ.get("CONVEYOR_CAPTURE_DIR")
+    if capture:  # keep the real objects this story made (e.g. fixtures for the Argo CD health checks)
+        s.capture(Path(capture), request.node.name)
     if s.operator is not None:
         s.operator.stop()
         if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:

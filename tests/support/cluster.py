@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,3 +67,28 @@ def kubectl_binary() -> str:
     )
     kube = Path(dict(line.split("=", 1) for line in out.stdout.split())["KUBE_BIN"]) / "kubectl"
     return str(kube) if kube.exists() else "kubectl"
+
+
+def wait_until_identities_are_stamped(custom: client.CustomObjectsApi, timeout: float = 60) -> None:
+    """A MutatingAdmissionPolicy over a just-created CRD answers 503 until the API server has its
+    schema; dry-run an Approval until the response carries the stamp (deadline: `timeout`)."""
+    body = {
+        "apiVersion": "conveyor.dev/v1alpha1",
+        "kind": "Approval",
+        "metadata": {"name": "probe"},
+        "spec": {"release": "probe", "stage": "probe"},
+    }
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            out = custom.create_namespaced_custom_object(
+                "conveyor.dev", "v1alpha1", "default", "approvals", body, dry_run="All"
+            )
+            if out.get("spec", {}).get("approver"):
+                return
+            last = out.get("spec")
+        except ApiException as e:
+            last = e.status
+        time.sleep(0.2)  # nothing to watch: admission readiness is only visible by asking
+    raise AssertionError(f"the API server did not stamp identities within {timeout}s (last: {last})")

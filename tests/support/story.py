@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -248,6 +250,7 @@ class Story:
             what=f"rollback {name}: phase {phase}",
             timeout=timeout,
         )
+        self.snapshot(obj, phase)
         return obj
 
     # --- then
@@ -270,6 +273,7 @@ class Story:
         obj: dict[str, Any] = wait_for_object(
             self.lister("releases"), name, predicate, what=f"release {name}: {what}", timeout=timeout
         )
+        self.snapshot(obj, what)
         return obj
 
     def then_release_phase(self, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
@@ -299,6 +303,7 @@ class Story:
             what=f"{plural}/{name} {ctype}={status}" + (f" ({reason})" if reason else ""),
             timeout=timeout,
         )
+        self.snapshot(obj, f"{ctype}-{status}-{reason}")
         return obj
 
     def deployment_image(self, stage: str, name: str = "shop", container: str = "web") -> str:
@@ -342,6 +347,30 @@ class Story:
             input=input_,
         )
         return out.stdout
+
+    def capture(self, folder: Path, test: str) -> None:
+        """Write every Conveyor object of this story to folder/<test>__<kind>__<name>.json (no
+        server-managed noise), as fixtures captured from a real run."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for plural in ("pipelines", "releases", "approvals", "rollbacks"):
+            for obj in self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, plural)["items"]:
+                meta = obj["metadata"]
+                for noise in ("managedFields", "uid", "resourceVersion", "namespace"):
+                    meta.pop(noise, None)
+                name = f"{test}__{obj['kind']}__{meta['name']}.json"
+                (folder / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+    def snapshot(self, obj: dict[str, Any] | None, tag: str) -> None:
+        """With CONVEYOR_CAPTURE_DIR set, keep the object as it is at an awaited moment."""
+        folder = os.environ.get("CONVEYOR_CAPTURE_DIR")
+        if not folder or not obj or "kind" not in obj:
+            return
+        obj = json.loads(json.dumps(obj))
+        for noise in ("managedFields", "uid", "resourceVersion", "namespace"):
+            obj["metadata"].pop(noise, None)
+        name = f"{obj['kind']}__{obj['metadata']['name']}__{re.sub('[^A-Za-z0-9]+', '-', tag)}.json"
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
     def audit_lines(self) -> list[dict[str, Any]]:
         """The operator's structured audit log lines so far."""

@@ -18,7 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gen-crds", description=__doc__)
     parser.add_argument("--out", default="crds", help="output folder (default: %(default)s)")
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    targets = [Path(args.out)]
+    if args.out == "crds":  # the Helm chart ships the same files (Helm never upgrades a crds/ folder)
+        targets.append(Path("charts/conveyor/files/crds"))
+    for out in targets:
+        write(out)
+    return 0
+
+
+def write(out: Path) -> None:
+    """Write every CRD and the admission policies into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     for name, crd in all_crds().items():
         text = yaml.safe_dump(crd, sort_keys=False, width=100, allow_unicode=True)
@@ -26,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     # Applied with the CRDs: without them the operator refuses to count approvals.
     docs = yaml.safe_dump_all(admission_policies(), sort_keys=False, width=100, allow_unicode=True)
     (out / "conveyor.dev_zz-admission-policies.yaml").write_text(HEADER + docs)
-    return 0
 
 
 if __name__ == "__main__":

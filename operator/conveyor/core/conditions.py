@@ -25,37 +25,19 @@ def set_condition(
     now: datetime,
 ) -> list[Condition]:
     """Return `conditions` with `type_` set; lastTransitionTime moves only when the status changes."""
-    message = truncate(message)
-    out: list[Condition] = []
-    found = False
-    for c in conditions:
-        if c.type != type_:
-            out.append(c)
-            continue
-        found = True
-        changed = c.status != status
-        out.append(
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                observed_generation=generation,
-                last_transition_time=now if changed else c.last_transition_time,
-            )
-        )
-    if not found:
-        out.append(
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                observed_generation=generation,
-                last_transition_time=now,
-            )
-        )
-    return out
+    previous = get_condition(conditions, type_)
+    changed = previous is None or previous.status != status
+    new = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=truncate(message),
+        observed_generation=generation,
+        last_transition_time=now if changed or previous is None else previous.last_transition_time,
+    )
+    if previous is None:
+        return [*conditions, new]
+    return [new if c.type == type_ else c for c in conditions]
 
 
 def get_condition(conditions: list[Condition], type_: str) -> Condition | None:

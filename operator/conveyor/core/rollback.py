@@ -41,7 +41,15 @@ from conveyor.core.plan import (
     stage_record,
 )
 from conveyor.core.release_status import Verdict, apply_verdict
-from conveyor.core.steps import JobState, RolloutState, check_job, check_rollout, set_image_annotations
+from conveyor.core.steps import (
+    JobCheck,
+    JobState,
+    RolloutState,
+    check_job,
+    check_rollout,
+    set_image_annotations,
+)
+from conveyor.core.world import StageWorld
 
 VETOED_LABEL = "conveyor.dev/vetoed"
 
@@ -345,32 +353,8 @@ class RollbackStep:
             )
         sw = ctx.world.stage(stage.name, stage.namespace)
         if plan.action == PlanAction.DOWN_MIGRATION_THEN_IMAGE and st.down_migrated_at is None:
-            name = job_name(self.name, stage.name, JobKind.DOWN_MIGRATION)
-            check = check_job(
-                sw,
-                name,
-                recorded=st.down_migration_job is not None,
-                owner_uid=self.rb.metadata.uid,
-                started_at=None,
-                deadline_seconds=None,
-                now=ctx.now,
-            )
+            check, name = self.job(stage, sw, JobKind.DOWN_MIGRATION, src, recorded=st.down_migration_job)
             if check.state is JobState.CREATE or check.adopt:
-                if check.state is JobState.CREATE:
-                    ctx.plan.actions.append(
-                        CreateJob(
-                            self.name,
-                            stage.namespace,
-                            job_manifest(
-                                ctx.pipeline,
-                                src,
-                                stage,
-                                JobKind.DOWN_MIGRATION,
-                                rollback=self.name,
-                                owner_uid=self.rb.metadata.uid,
-                            ),
-                        )
-                    )
                 st.down_migration_job = name
                 self.emit(
                     "DownMigrationStarted",
@@ -422,32 +406,16 @@ class RollbackStep:
             st.rolled_out_at = ctx.now
             self.emit("RollbackRolledOut", f"every target of {stage.name} available on {dst.metadata.name}")
         if self.rb.spec.verify and ctx.pipeline.spec.smoke_test is not None and st.verified_at is None:
-            name = job_name(self.name, stage.name, JobKind.SMOKE_TEST)
-            check = check_job(
+            check, name = self.job(
+                stage,
                 sw,
-                name,
-                recorded=st.smoke_test_job is not None,
-                owner_uid=self.rb.metadata.uid,
+                JobKind.SMOKE_TEST,
+                dst,
+                recorded=st.smoke_test_job,
                 started_at=st.smoke_test_started_at,
                 deadline_seconds=stage.smoke_test_deadline_seconds,
-                now=ctx.now,
             )
             if check.state is JobState.CREATE or check.adopt:
-                if check.state is JobState.CREATE:
-                    ctx.plan.actions.append(
-                        CreateJob(
-                            self.name,
-                            stage.namespace,
-                            job_manifest(
-                                ctx.pipeline,
-                                dst,
-                                stage,
-                                JobKind.SMOKE_TEST,
-                                rollback=self.name,
-                                owner_uid=self.rb.metadata.uid,
-                            ),
-                        )
-                    )
                 st.smoke_test_job, st.smoke_test_started_at = name, ctx.now
             if check.state in (JobState.CREATE, JobState.RUNNING):
                 ctx.plan.requeue(check.requeue_after)
@@ -457,6 +425,35 @@ class RollbackStep:
                 return self.fail("RollbackSmokeTestFailed", check.detail)
             st.verified_at = ctx.now
         return self.succeed()
+
+    def job(
+        self,
+        stage: Stage,
+        sw: StageWorld,
+        kind: JobKind,
+        release: Release,
+        *,
+        recorded: str | None,
+        started_at: datetime | None = None,
+        deadline_seconds: float | None = None,
+    ) -> tuple[JobCheck, str]:
+        """Judge the rollback's Job of `kind` (running `release`'s image); plan its creation once."""
+        name = job_name(self.name, stage.name, kind)
+        check = check_job(
+            sw,
+            name,
+            recorded=recorded is not None,
+            owner_uid=self.rb.metadata.uid,
+            started_at=started_at,
+            deadline_seconds=deadline_seconds,
+            now=self.ctx.now,
+        )
+        if check.state is JobState.CREATE:
+            manifest = job_manifest(
+                self.ctx.pipeline, release, stage, kind, rollback=self.name, owner_uid=self.rb.metadata.uid
+            )
+            self.ctx.plan.actions.append(CreateJob(self.name, stage.namespace, manifest))
+        return check, name
 
     def stop_in_flight(self, stage: Stage) -> None:
         """A release in flight in the stage ends: RolledBack if it changed the stage, else Cancelled."""

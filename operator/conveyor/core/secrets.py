@@ -20,6 +20,11 @@ class SecretInfo:
         """From a Secret's metadata (PartialObjectMetadata) and, when it has one, its ExternalSecret."""
         if metadata is None:
             return cls(exists=False)
+        if metadata.get("conveyor.dev/forbidden"):
+            # Not allowed to read Secrets: an ExternalSecret of the same name still tells the mechanism.
+            if external is None:
+                return cls(exists=True, owner_kind="unknown (no Secret access)")
+            metadata = {"ownerReferences": [{"kind": "ExternalSecret", "controller": True}]}
         owner, _ = owner_of(metadata)
         if owner != "ExternalSecret" or external is None:
             return cls(exists=True, owner_kind=owner)

@@ -23,7 +23,7 @@ from conveyor.api.approval import Approval
 from conveyor.api.common import KubeModel
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
-from conveyor.api.rollback import Rollback
+from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
 from conveyor.core.parity import referenced_secrets
 from conveyor.core.patch import merge_patch
 from conveyor.core.plan import Action, CreateJob, CreateRollback, DeleteRelease, LabelRelease, Plan, SetImage
@@ -36,8 +36,8 @@ from conveyor.core.promotion import (
 from conveyor.core.rollback import unknown_pipeline_rollback
 from conveyor.core.secrets import SecretInfo, owner_of
 from conveyor.core.world import DeploymentView, JobView, StageWorld, World
-from conveyor.handlers.metrics import IN_PARITY, PARITY_DIFFERENCES
-from conveyor.kube.client import Kube
+from conveyor.handlers.metrics import record_pass
+from conveyor.kube.client import FORBIDDEN, Kube
 from conveyor.kube.record import announce
 
 log = logging.getLogger("conveyor.reconcile")
@@ -77,6 +77,8 @@ def observe(kube: Kube, pipeline: Pipeline, releases: list[Release], rollbacks: 
             for secret in sorted(names):
                 meta = kube.secret_metadata(stage.namespace, secret)
                 kind, owner = owner_of(meta) if meta else (None, None)
+                if meta is not None and meta.get(FORBIDDEN):
+                    kind, owner = "ExternalSecret", secret  # ask the ExternalSecret of the same name
                 external = (
                     kube.external_secret(stage.namespace, owner)
                     if kind == "ExternalSecret" and owner
@@ -264,11 +266,7 @@ def reconcile_pipeline(
     world.identity_enforced = IDENTITY(kube)
     now = clock()
     plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks)
-    parity = plan.pipeline.parity
-    if parity.in_parity is not None:
-        IN_PARITY.labels(namespace, name).set(1 if parity.in_parity else 0)
-        PARITY_DIFFERENCES.labels(namespace, name).set(len(parity.differences))
-    if not apply_plan(
+    ok = apply_plan(
         kube,
         pipeline=pipeline,
         releases=releases,
@@ -276,42 +274,45 @@ def reconcile_pipeline(
         rollbacks=rollbacks,
         plan=plan,
         now=now,
-    ):
+    )
+    updated = [
+        r.model_copy(update={"status": plan.releases.get(r.metadata.name, r.status)}) for r in releases
+    ]
+    updated_rbs = [
+        r.model_copy(update={"status": plan.rollbacks.get(r.metadata.name, r.status)}) for r in rollbacks
+    ]
+    record_pass(
+        pipeline, plan.pipeline, plan.events, updated, updated_rbs, pass_started=now, recorded=clock()
+    )
+    if not ok:
         return True, 2.0
     return True, plan.requeue_after
+
+
+def _write_status(kube: Kube, plural: str, obj: Any, status: KubeModel) -> None:
+    """Merge-patch an object's status to `status`, when it differs."""
+    patch = merge_patch(obj.status.wire(), status.wire())
+    if patch:
+        kube.patch_custom_status(plural, obj.metadata.namespace, obj.metadata.name, patch)
+        WRITES.add("status_patch")
 
 
 def report_orphan_release(kube: Kube, obj: dict[str, Any], clock: Clock = utcnow) -> None:
     """A Release whose Pipeline does not exist: say so in its status (heals when the pipeline appears)."""
     release = _parse(Release, obj)
-    if release is None or release.status.phase in TERMINAL_PHASES:
-        return
-    status = unknown_pipeline_release(release, clock())
-    patch = merge_patch(release.status.wire(), status.wire())
-    if patch:
-        kube.patch_custom_status("releases", release.metadata.namespace, release.metadata.name, patch)
-        WRITES.add("status_patch")
+    if release is not None and release.status.phase not in TERMINAL_PHASES:
+        _write_status(kube, "releases", release, unknown_pipeline_release(release, clock()))
 
 
 def report_orphan_approval(kube: Kube, obj: dict[str, Any], clock: Clock = utcnow) -> None:
     """An Approval whose Release does not exist: say so in its status."""
     approval = _parse(Approval, obj)
-    if approval is None:
-        return
-    status = unknown_release_approval(approval, clock())
-    patch = merge_patch(approval.status.wire(), status.wire())
-    if patch:
-        kube.patch_custom_status("approvals", approval.metadata.namespace, approval.metadata.name, patch)
-        WRITES.add("status_patch")
+    if approval is not None:
+        _write_status(kube, "approvals", approval, unknown_release_approval(approval, clock()))
 
 
 def report_orphan_rollback(kube: Kube, obj: dict[str, Any], clock: Clock = utcnow) -> None:
     """A Rollback whose Pipeline does not exist: say so in its status."""
     rollback = _parse(Rollback, obj)
-    if rollback is None or rollback.status.phase in ("Succeeded", "Failed"):
-        return
-    status = unknown_pipeline_rollback(rollback, clock())
-    patch = merge_patch(rollback.status.wire(), status.wire())
-    if patch:
-        kube.patch_custom_status("rollbacks", rollback.metadata.namespace, rollback.metadata.name, patch)
-        WRITES.add("status_patch")
+    if rollback is not None and rollback.status.phase not in ROLLBACK_TERMINAL:
+        _write_status(kube, "rollbacks", rollback, unknown_pipeline_rollback(rollback, clock()))

@@ -11,8 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+
+from conveyor.handlers.metrics import (
+    ACTIVE_WORKERS,
+    CONTROLLER,
+    RECONCILE_ERRORS,
+    RECONCILE_TIME,
+    RECONCILE_TOTAL,
+)
 
 log = logging.getLogger("conveyor.workers")
 
@@ -80,10 +89,17 @@ class PipelineWorkers:
             if wakeup is None:
                 return
             wakeup.clear()
+            started = time.monotonic()
+            ACTIVE_WORKERS.labels(CONTROLLER).inc()
             try:
                 exists, requeue = await loop.run_in_executor(self._executor, self._pass, namespace, name)
                 failures = 0
+                RECONCILE_TOTAL.labels(
+                    CONTROLLER, "requeue_after" if requeue is not None else "success"
+                ).inc()
             except Exception:
+                RECONCILE_TOTAL.labels(CONTROLLER, "error").inc()
+                RECONCILE_ERRORS.labels(CONTROLLER).inc()
                 failures += 1
                 requeue = min(MAX_BACKOFF_SECONDS, 0.5 * 2**failures)
                 exists = True
@@ -94,6 +110,9 @@ class PipelineWorkers:
                     failures,
                     requeue,
                 )
+            finally:
+                ACTIVE_WORKERS.labels(CONTROLLER).dec()
+                RECONCILE_TIME.labels(CONTROLLER).observe(time.monotonic() - started)
             if not exists:
                 log.info("pipeline %s/%s is gone; its worker stops", namespace, name)
                 self.forget(key)

@@ -15,8 +15,10 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from conveyor.api.common import GROUP, VERSION
+from conveyor.kube.apimetrics import instrumented
 
 log = logging.getLogger("conveyor.kube")
+FORBIDDEN = "conveyor.dev/forbidden"  # marks metadata Conveyor was not allowed to read
 
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -68,12 +70,14 @@ class Kube:
 
     # --- Conveyor's own kinds
 
+    @instrumented("get")
     def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One Pipeline/Release/Approval, or None."""
         return self._get_or_none(
             self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
         )
 
+    @instrumented("list")
     def list_custom(
         self, plural: str, namespace: str, field_selector: str | None = None
     ) -> list[dict[str, Any]]:
@@ -85,6 +89,7 @@ class Kube:
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 
+    @instrumented("patch")
     def patch_custom_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Merge-patch the status subresource (missing object: ignored, it was deleted)."""
         try:
@@ -102,6 +107,7 @@ class Kube:
             if e.status != 404:
                 raise
 
+    @instrumented("create")
     def create_custom(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
         """Create a Conveyor object; False when it already exists (deterministic names)."""
         try:
@@ -114,6 +120,7 @@ class Kube:
             raise
         return True
 
+    @instrumented("delete")
     def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         """Delete a Conveyor object (already gone: fine)."""
         try:
@@ -124,6 +131,7 @@ class Kube:
             if e.status != 404:
                 raise
 
+    @instrumented("patch")
     def label_custom(self, plural: str, namespace: str, name: str, labels: dict[str, str]) -> None:
         """Merge labels into a Conveyor object's metadata (never its spec)."""
         self.custom.patch_namespaced_custom_object(
@@ -137,6 +145,7 @@ class Kube:
             _preload_content=False,
         )
 
+    @instrumented("get")
     def admission_object(self, plural: str, name: str) -> bool:
         """True when the admissionregistration.k8s.io/v1 policy or binding exists."""
         read = {
@@ -147,6 +156,7 @@ class Kube:
         }[plural]
         return self._get_or_none(read, name) is not None
 
+    @instrumented("get", "secrets")
     def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Secret's metadata only (PartialObjectMetadata): its data never leaves the API server."""
         try:
@@ -159,10 +169,13 @@ class Kube:
         except ApiException as e:
             if e.status == 404:
                 return None
+            if e.status == 403:  # least privilege: the chart grants no Secret access by default
+                return {FORBIDDEN: True}
             raise
         meta: dict[str, Any] = self._json(response).get("metadata", {})
         return meta
 
+    @instrumented("get", "externalsecrets")
     def external_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         """An ExternalSecret (external-secrets.io, v1 then v1beta1), or None when absent or unreadable."""
         for version in ("v1", "v1beta1"):
@@ -178,10 +191,12 @@ class Kube:
 
     # --- workloads
 
+    @instrumented("get", "deployments")
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Deployment, or None."""
         return self._get_or_none(self.apps.read_namespaced_deployment, name, namespace)
 
+    @instrumented("patch", "deployments")
     def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Strategic-merge-patch a Deployment (containers merge by name)."""
         self.apps.patch_namespaced_deployment(
@@ -192,14 +207,17 @@ class Kube:
             _preload_content=False,
         )
 
+    @instrumented("get", "namespaces")
     def namespace_exists(self, name: str) -> bool:
         """True when the namespace exists."""
         return self._get_or_none(self.core.read_namespace, name) is not None
 
+    @instrumented("get", "jobs")
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Job, or None."""
         return self._get_or_none(self.batch.read_namespaced_job, name, namespace)
 
+    @instrumented("create", "jobs")
     def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool:
         """Create a Job; False when it already exists (a deterministic name: an earlier pass made it)."""
         try:
@@ -212,6 +230,7 @@ class Kube:
 
     # --- events
 
+    @instrumented("create", "events")
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         """Create a core/v1 Event."""
         self.core.create_namespaced_event(namespace, body, _preload_content=False)
