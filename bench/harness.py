@@ -201,3 +201,23 @@ def rolled_out_on(image: str) -> Any:
         )
 
     return check
+
+
+def deployment(name: str, container: str, replicas: int = 2) -> dict[str, Any]:
+    """A Deployment on a base image, for benchmarks."""
+    from support.builders import REPO as IMAGE_REPO
+    from support.builders import digest_of
+
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": container, "image": f"{IMAGE_REPO}@{digest_of('base')}"}]},
+            },
+        },
+    }

@@ -23,28 +23,12 @@ from datetime import datetime
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import Release
 from conveyor.core.jobs import JobKind, job_manifest
-from harness import Bench, median
+from harness import Bench, deployment, median
 from support.builders import REPO as IMAGE_REPO
-from support.builders import digest_of, pipeline_dict, release_dict
+from support.builders import pipeline_dict, release_dict
 from support.wait import has_condition, wait_for_object
 
 GROUP, VERSION = "conveyor.dev", "v1alpha1"
-
-
-def deployment(name: str) -> dict:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "web", "image": f"{IMAGE_REPO}@{digest_of('base')}"}]},
-            },
-        },
-    }
 
 
 def rolled_out(dep) -> bool:
@@ -62,7 +46,7 @@ def rolled_out(dep) -> bool:
 def setup_stages(b: Bench, tag: str) -> dict[str, str]:
     stages = {"staging": b.namespace(f"bench-{tag}-stg"), "prod": b.namespace(f"bench-{tag}-prod")}
     for ns in stages.values():
-        b.apps.create_namespaced_deployment(ns, deployment("shop"))
+        b.apps.create_namespaced_deployment(ns, deployment("shop", "web"))
     for ns in stages.values():
         wait_for_object(
             b.apps.list_namespaced_deployment,

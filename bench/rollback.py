@@ -19,29 +19,13 @@ import argparse
 import functools
 import time
 
-from harness import Bench, DeploymentWatcher, image_is, median, pct, rolled_out_on
+from harness import Bench, DeploymentWatcher, deployment, image_is, median, pct, rolled_out_on
 from support.builders import REPO as IMAGE_REPO
 from support.builders import digest_of, pipeline_dict, release_dict
 from support.wait import has_condition, wait_for_object
 
 GROUP, VERSION = "conveyor.dev", "v1alpha1"
 TARGETS = ["web", "worker"]
-
-
-def deployment(name: str) -> dict:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": f"{IMAGE_REPO}@{digest_of('base')}"}]},
-            },
-        },
-    }
 
 
 def image(label: str) -> str:
@@ -57,7 +41,7 @@ def main() -> None:
     b = Bench()
     pns, prod = b.namespace("bench-rb-pipe"), b.namespace("bench-rb-prod")
     for name in TARGETS:
-        b.apps.create_namespaced_deployment(prod, deployment(name))
+        b.apps.create_namespaced_deployment(prod, deployment(name, "app"))
     watcher = DeploymentWatcher(b.apps, prod)
     watcher.wait(TARGETS, rolled_out_on(image("base")), "initial rollout")
     op = b.operator(pns, prod)
