@@ -96,8 +96,8 @@ def test_two_approvals_required_one_is_not_enough(story: Story):
 
 
 def test_an_expired_approval_is_ignored(story: Story):
-    # Two approvals needed, each valid for 3 seconds: alice's expires before bob's arrives.
-    gated(story, minApprovals=2, expiresAfterSeconds=3)
+    # Two approvals needed, each valid for 6 seconds: alice's expires before bob's arrives.
+    gated(story, minApprovals=2, expiresAfterSeconds=6)
     story.when_release("shop-v1", label="v1")
     story.when_approved("shop-v1", "prod", name="by-alice", as_user="alice")
     counted(story, "by-alice", "Expired")  # the operator wakes up when it expires
