@@ -40,7 +40,9 @@ def processes_mentioning(folder: Path) -> list[int]:
 
 
 def port_is_free(port: int) -> bool:
+    """Nobody listens on it (SO_REUSEADDR: connections lingering in TIME_WAIT do not count)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
