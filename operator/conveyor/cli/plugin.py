@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from kubernetes import config, watch
+from kubernetes import config
 from pydantic import ValidationError
 
 from conveyor.api.common import GROUP, VERSION
@@ -26,6 +26,7 @@ from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import Rollback
 from conveyor.cli import views
+from conveyor.core.plan import order_key
 from conveyor.kube.client import Kube, load_api_client
 
 OK, FAILED, USAGE, TIMEOUT = 0, 1, 2, 3
@@ -93,7 +94,7 @@ def watch_release(cli: Cli, args: argparse.Namespace) -> int:
         return USAGE
     name = args.release
     if name is None:
-        rels = sorted(cli.releases(args.pipeline), key=lambda r: r.metadata.creation_timestamp or views.EPOCH)
+        rels = sorted(cli.releases(args.pipeline), key=order_key)  # the operator's own notion of newest
         if not rels:
             print(f"no releases of pipeline {args.pipeline}", file=sys.stderr)
             return USAGE
@@ -101,54 +102,36 @@ def watch_release(cli: Cli, args: argparse.Namespace) -> int:
     tty = sys.stdout.isatty() and args.output != "json"
     deadline = time.monotonic() + args.timeout
     last_line = ""
-    w = watch.Watch()
-    try:
-        while True:
-            obj = cli.kube.get_custom("releases", cli.ns, name)
-            if obj is None:
-                print(f"no release {name} in namespace {cli.ns}", file=sys.stderr)
-                return USAGE
-            rel = Release.model_validate(obj)
-            line = _progress_line(rel)
-            if line != last_line:
-                if tty:
-                    print(f"\r\033[K{line}", end="", flush=True)
-                elif args.output != "json":
-                    print(line, flush=True)
-                last_line = line
-            if rel.status.phase in TERMINAL_PHASES:
-                if tty:
-                    print()
-                if args.output == "json":
-                    print(
-                        json.dumps(
-                            {"release": name, "phase": rel.status.phase, "message": rel.status.message}
-                        )
-                    )
-                return OK if rel.status.phase == "Succeeded" else FAILED
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                if tty:
-                    print()
-                print(
-                    f"timed out after {args.timeout:.0f}s; release {name} is {rel.status.phase}",
-                    file=sys.stderr,
-                )
-                return TIMEOUT
-            # Wait for the next change of this release (a watch, not a poll), at most until the deadline.
-            for _ in w.stream(
-                cli.kube.custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                cli.ns,
-                "releases",
-                field_selector=f"metadata.name={name}",
-                resource_version=rel.metadata.resource_version,
-                timeout_seconds=max(1, int(remaining)),
-            ):
-                break
-    finally:
-        w.stop()
+    while True:
+        obj = cli.kube.get_custom("releases", cli.ns, name)
+        if obj is None:
+            print(f"no release {name} in namespace {cli.ns}", file=sys.stderr)
+            return USAGE
+        rel = Release.model_validate(obj)
+        line = _progress_line(rel)
+        if line != last_line:
+            if tty:
+                print(f"\r\033[K{line}", end="", flush=True)
+            elif args.output != "json":
+                print(line, flush=True)
+            last_line = line
+        if rel.status.phase in TERMINAL_PHASES:
+            if tty:
+                print()
+            if args.output == "json":
+                print(json.dumps({"release": name, "phase": rel.status.phase, "message": rel.status.message}))
+            return OK if rel.status.phase == "Succeeded" else FAILED
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if tty:
+                print()
+            print(
+                f"timed out after {args.timeout:.0f}s; release {name} is {rel.status.phase}",
+                file=sys.stderr,
+            )
+            return TIMEOUT
+        # Wait for the next change of this release (a watch, not a poll), at most until the deadline.
+        cli.kube.watch_one("releases", cli.ns, name, rel.metadata.resource_version, max(1, int(remaining)))
 
 
 def _progress_line(rel: Release) -> str:
@@ -202,7 +185,7 @@ def cmd_approve(cli: Cli, args: argparse.Namespace) -> int:
         "metadata": {"generateName": f"{args.release}-{args.stage}-"[:58]},
         "spec": spec,
     }
-    created = cli.kube.custom.create_namespaced_custom_object(GROUP, VERSION, cli.ns, "approvals", body)
+    created = cli.kube.create_custom_object("approvals", cli.ns, body)
     who = created["spec"].get("approver", {}).get("username", "?")
     _emit(
         args,
@@ -224,7 +207,7 @@ def cmd_rollback(cli: Cli, args: argparse.Namespace) -> int:
         "metadata": {"generateName": f"{args.pipeline}-rollback-"[:58]},
         "spec": spec,
     }
-    created = cli.kube.custom.create_namespaced_custom_object(GROUP, VERSION, cli.ns, "rollbacks", body)
+    created = cli.kube.create_custom_object("rollbacks", cli.ns, body)
     _emit(
         args,
         created,

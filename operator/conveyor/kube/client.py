@@ -1,8 +1,11 @@
 """The few Kubernetes API calls Conveyor makes, as plain dicts in and out.
 
-Responses are decoded from JSON directly (no typed client models): faster, lighter, and what the
-pydantic API models and the core's views consume anyway. Every call is synchronous — the operator
-runs reconciles in worker threads, never on kopf's event loop.
+Requests go through the official client's ApiClient (configuration, authentication, TLS,
+connection pool) but not through its generated API classes: in client v37 each of those builds
+pydantic validators for hundreds of methods — instantiating CoreV1Api alone costs about 80 MB of
+memory — and Conveyor needs a dozen REST paths, as dicts, which is what the pydantic API models and
+the core's views consume anyway. Every call is synchronous: the operator runs reconciles in worker
+threads, never on kopf's event loop.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -19,6 +23,10 @@ from conveyor.kube.apimetrics import instrumented
 
 log = logging.getLogger("conveyor.kube")
 FORBIDDEN = "conveyor.dev/forbidden"  # marks metadata Conveyor was not allowed to read
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -34,14 +42,9 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     return client.ApiClient(cfg)
 
 
-def not_found(exc: BaseException) -> bool:
-    """True for a 404 from the API server."""
-    return isinstance(exc, ApiException) and exc.status == 404
-
-
-def conflict(exc: BaseException) -> bool:
-    """True for a 409 (AlreadyExists or Conflict) from the API server."""
-    return isinstance(exc, ApiException) and exc.status == 409
+def _custom(namespace: str, plural: str, name: str | None = None) -> str:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{plural}"
+    return f"{path}/{quote(name)}" if name else path
 
 
 class Kube:
@@ -49,20 +52,36 @@ class Kube:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api = api_client
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.batch = client.BatchV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
-        self.admission = client.AdmissionregistrationV1Api(api_client)
 
-    @staticmethod
-    def _json(response: Any) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(response.data)
-        return data
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> dict[str, Any]:
+        """One REST call; the decoded JSON answer. Raises ApiException (with .status) on errors."""
+        headers: dict[str, Any] = {"Accept": accept}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        queries = [(k, v) for k, v in (query or {}).items() if v is not None]
+        self.api.update_params_for_auth(headers, queries, ["BearerToken"], path, method, body)
+        url = self.api.configuration.host + path + (f"?{urlencode(queries)}" if queries else "")
+        response = self.api.call_api(method, url, header_params=headers, body=body)
+        data = response.read()
+        if response.status >= 400:
+            raise ApiException.from_response(
+                http_resp=response, body=data.decode(errors="replace"), data=None
+            )
+        decoded: dict[str, Any] = json.loads(data) if data else {}
+        return decoded
 
-    def _get_or_none(self, fn: Any, *args: Any) -> dict[str, Any] | None:
+    def _get_or_none(self, path: str, accept: str = "application/json") -> dict[str, Any] | None:
         try:
-            return self._json(fn(*args, _preload_content=False))
+            return self.request("GET", path, accept=accept)
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -72,20 +91,15 @@ class Kube:
 
     @instrumented("get")
     def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """One Pipeline/Release/Approval, or None."""
-        return self._get_or_none(
-            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
-        )
+        """One Pipeline/Release/Approval/Rollback, or None."""
+        return self._get_or_none(_custom(namespace, plural, name))
 
     @instrumented("list")
     def list_custom(
         self, plural: str, namespace: str, field_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        """Pipelines/Releases/Approvals of a namespace (optionally by a selectable field)."""
-        kwargs: dict[str, Any] = {}
-        if field_selector:
-            kwargs["field_selector"] = field_selector
-        result = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
+        """Pipelines/Releases/Approvals/Rollbacks of a namespace (optionally by a selectable field)."""
+        result = self.request("GET", _custom(namespace, plural), query={"fieldSelector": field_selector})
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 
@@ -93,15 +107,11 @@ class Kube:
     def patch_custom_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Merge-patch the status subresource (missing object: ignored, it was deleted)."""
         try:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                {"status": patch},
-                _content_type="application/merge-patch+json",
-                _preload_content=False,
+            self.request(
+                "PATCH",
+                _custom(namespace, plural, name) + "/status",
+                body={"status": patch},
+                content_type=MERGE_PATCH,
             )
         except ApiException as e:
             if e.status != 404:
@@ -111,22 +121,23 @@ class Kube:
     def create_custom(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
         """Create a Conveyor object; False when it already exists (deterministic names)."""
         try:
-            self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, body, _preload_content=False
-            )
+            self.request("POST", _custom(namespace, plural), body=body)
         except ApiException as e:
             if e.status == 409:
                 return False
             raise
         return True
 
+    @instrumented("create")
+    def create_custom_object(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Conveyor object and return it as the API server stored it (stamps included)."""
+        return self.request("POST", _custom(namespace, plural), body=body)
+
     @instrumented("delete")
     def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         """Delete a Conveyor object (already gone: fine)."""
         try:
-            self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name, _preload_content=False
-            )
+            self.request("DELETE", _custom(namespace, plural, name))
         except ApiException as e:
             if e.status != 404:
                 raise
@@ -134,45 +145,58 @@ class Kube:
     @instrumented("patch")
     def label_custom(self, plural: str, namespace: str, name: str, labels: dict[str, str]) -> None:
         """Merge labels into a Conveyor object's metadata (never its spec)."""
-        self.custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            {"metadata": {"labels": labels}},
-            _content_type="application/merge-patch+json",
-            _preload_content=False,
+        self.request(
+            "PATCH",
+            _custom(namespace, plural, name),
+            body={"metadata": {"labels": labels}},
+            content_type=MERGE_PATCH,
         )
+
+    def watch_one(self, plural: str, namespace: str, name: str, resource_version: str, timeout: int) -> None:
+        """Block until the named object changes after `resource_version`, or `timeout` seconds pass."""
+        query = {
+            "watch": "true",
+            "fieldSelector": f"metadata.name={name}",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": timeout,
+        }
+        headers: dict[str, Any] = {"Accept": "application/json"}
+        queries = list(query.items())
+        path = _custom(namespace, plural)
+        self.api.update_params_for_auth(headers, queries, ["BearerToken"], path, "GET", None)
+        url = self.api.configuration.host + path + f"?{urlencode(queries)}"
+        response = self.api.rest_client.pool_manager.request(
+            "GET", url, headers=headers, preload_content=False, timeout=timeout + 5
+        )
+        try:
+            for _ in response.stream(1024):  # the first bytes of an event are enough
+                return
+        finally:
+            response.release_conn()
+
+    # --- admission policies
 
     @instrumented("get")
     def admission_object(self, plural: str, name: str) -> bool:
         """True when the admissionregistration.k8s.io/v1 policy or binding exists."""
-        read = {
-            "mutatingadmissionpolicies": self.admission.read_mutating_admission_policy,
-            "mutatingadmissionpolicybindings": self.admission.read_mutating_admission_policy_binding,
-            "validatingadmissionpolicies": self.admission.read_validating_admission_policy,
-            "validatingadmissionpolicybindings": self.admission.read_validating_admission_policy_binding,
-        }[plural]
-        return self._get_or_none(read, name) is not None
+        return self._get_or_none(f"{ADMISSION}/{plural}/{quote(name)}") is not None
+
+    # --- Secrets (metadata only) and ExternalSecrets
 
     @instrumented("get", "secrets")
     def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Secret's metadata only (PartialObjectMetadata): its data never leaves the API server."""
         try:
-            response = self.core.read_namespaced_secret(
-                name,
-                namespace,
-                _headers={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"},
-                _preload_content=False,
+            obj = self._get_or_none(
+                f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}", accept=PARTIAL_METADATA
             )
         except ApiException as e:
-            if e.status == 404:
-                return None
             if e.status == 403:  # least privilege: the chart grants no Secret access by default
                 return {FORBIDDEN: True}
             raise
-        meta: dict[str, Any] = self._json(response).get("metadata", {})
+        if obj is None:
+            return None
+        meta: dict[str, Any] = obj.get("metadata", {})
         return meta
 
     @instrumented("get", "externalsecrets")
@@ -180,13 +204,15 @@ class Kube:
         """An ExternalSecret (external-secrets.io, v1 then v1beta1), or None when absent or unreadable."""
         for version in ("v1", "v1beta1"):
             try:
-                obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                    "external-secrets.io", version, namespace, "externalsecrets", name
+                obj = self._get_or_none(
+                    f"/apis/external-secrets.io/{version}/namespaces/{quote(namespace)}/externalsecrets/{quote(name)}"
                 )
-                return obj
             except ApiException as e:
-                if e.status not in (403, 404):
+                if e.status != 403:
                     raise
+                return None
+            if obj is not None:
+                return obj
         return None
 
     # --- workloads
@@ -194,34 +220,33 @@ class Kube:
     @instrumented("get", "deployments")
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Deployment, or None."""
-        return self._get_or_none(self.apps.read_namespaced_deployment, name, namespace)
+        return self._get_or_none(f"/apis/apps/v1/namespaces/{quote(namespace)}/deployments/{quote(name)}")
 
     @instrumented("patch", "deployments")
     def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Strategic-merge-patch a Deployment (containers merge by name)."""
-        self.apps.patch_namespaced_deployment(
-            name,
-            namespace,
-            patch,
-            _content_type="application/strategic-merge-patch+json",
-            _preload_content=False,
+        self.request(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{quote(namespace)}/deployments/{quote(name)}",
+            body=patch,
+            content_type=STRATEGIC_MERGE_PATCH,
         )
 
     @instrumented("get", "namespaces")
     def namespace_exists(self, name: str) -> bool:
         """True when the namespace exists."""
-        return self._get_or_none(self.core.read_namespace, name) is not None
+        return self._get_or_none(f"/api/v1/namespaces/{quote(name)}") is not None
 
     @instrumented("get", "jobs")
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Job, or None."""
-        return self._get_or_none(self.batch.read_namespaced_job, name, namespace)
+        return self._get_or_none(f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs/{quote(name)}")
 
     @instrumented("create", "jobs")
     def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool:
         """Create a Job; False when it already exists (a deterministic name: an earlier pass made it)."""
         try:
-            self.batch.create_namespaced_job(namespace, manifest, _preload_content=False)
+            self.request("POST", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs", body=manifest)
         except ApiException as e:
             if e.status == 409:
                 return False
@@ -233,4 +258,4 @@ class Kube:
     @instrumented("create", "events")
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         """Create a core/v1 Event."""
-        self.core.create_namespaced_event(namespace, body, _preload_content=False)
+        self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body=body)
