@@ -75,7 +75,8 @@ def test_delivery_and_controller_metrics_after_promotions_a_failure_and_a_rollba
     # controller health, named like controller-runtime's
     assert value(m, "controller_runtime_reconcile_total", controller="pipeline") > 5
     assert value(m, "controller_runtime_reconcile_time_seconds_count", controller="pipeline") > 5
-    assert value(m, "controller_runtime_active_workers", controller="pipeline") == 0
+    # one pipeline: at most one pass runs at a time (a watch event may have started one right now)
+    assert value(m, "controller_runtime_active_workers", controller="pipeline") in (0, 1)
     # v1 and v2 set the image in both stages, the failed release in staging, the rollback in prod
     assert value(m, "conveyor_api_requests_total", verb="patch", kind="deployments", code="200") == 6
     assert value(m, "conveyor_api_request_duration_seconds_count", verb="list", kind="releases") > 0

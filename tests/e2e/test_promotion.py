@@ -86,8 +86,8 @@ def test_happy_path_staging_then_approval_then_prod(story: Story):
     history = [h["reason"] for h in status(rel)["history"]]
     assert history[0] == "ReleaseAccepted"
     assert history[-1] == "ReleaseSucceeded"
-    audit = story.audit_lines()
-    verified = [a for a in audit if a["event"] == "StageVerified" and a["stage"] == "prod"]
+    story.audit_event("ReleaseSucceeded")  # logged after prod's StageVerified
+    verified = [a for a in story.audit_event("StageVerified") if a["stage"] == "prod"]
     assert verified
     assert verified[0]["commit"] == commit_of("v1")
     assert story.get("approvals", "shop-v1-prod")["status"]["counted"] is True

@@ -56,7 +56,7 @@ def test_an_allowed_approver_counts_and_the_authenticated_name_is_recorded(story
     annotated = next(e for e in events if e.reason == "ApprovalGranted")
     assert annotated.metadata.annotations["conveyor.dev/actor"] == "alice"
     assert annotated.metadata.annotations["conveyor.dev/stage"] == "prod"
-    audit = [a for a in story.audit_lines() if a["event"] == "ApprovalGranted"]
+    audit = story.audit_event("ApprovalGranted")
     assert audit[0]["actor"] == "alice"
     assert audit[0]["digest"] == rel["spec"]["digest"]
 
@@ -250,5 +250,5 @@ def test_retention_deletes_old_releases_but_keeps_what_it_must(story: Story):
     assert story.get("releases", "shop-v2")
     assert story.get("releases", "shop-v3")
     story.then_event("shop", "ReleaseDeleted")
-    deleted = [a for a in story.audit_lines() if a["event"] == "ReleaseDeleted"]
+    deleted = story.audit_event("ReleaseDeleted")
     assert deleted[0]["release"] == "shop-v1"

@@ -372,6 +372,13 @@ class Story:
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
+    def audit_event(self, event: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """Wait until the operator has logged an audit line for `event`; return all such lines.
+        (The log line is written just before the Event is posted, but read by another thread.)"""
+        assert self.operator is not None
+        self.operator.wait_for_log(rf'"logger": "conveyor.audit".*"event": "{event}"', timeout=timeout)
+        return [a for a in self.audit_lines() if a.get("event") == event]
+
     def audit_lines(self) -> list[dict[str, Any]]:
         """The operator's structured audit log lines so far."""
         assert self.operator is not None
