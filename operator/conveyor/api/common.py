@@ -28,11 +28,6 @@ def cel(rule: str, message: str | None = None, *, message_expression: str | None
     return entry
 
 
-def immutable(what: str) -> JsonDict:
-    """Schema extra making a field immutable once set (CEL transition rule)."""
-    return {"x-kubernetes-validations": [cel("self == oldSelf", f"{what} is immutable")]}
-
-
 class KubeModel(BaseModel):
     """Base of every API model: camelCase on the wire, snake_case in Python, unknown fields kept out."""
 
