@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -85,32 +86,38 @@ async def _ensure_pipeline(memo: kopf.Memo, namespace: str, name: str) -> bool:
     if key in memo.workers:
         memo.workers.wake(key)
         return True
-    loop = asyncio.get_running_loop()
-    obj = await loop.run_in_executor(memo.executor, memo.kube.get_custom, "pipelines", namespace, name)
+    obj = await _in_thread(memo, memo.kube.get_custom, "pipelines", namespace, name)
     if obj is None:
         return False
     memo.workers.ensure(key, _stage_namespaces(obj))
     return True
 
 
-@kopf.on.event(GROUP, VERSION, "releases")
-async def release_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A Release changed: its pipeline looks again (or the release learns its pipeline is missing)."""
+async def _in_thread(memo: kopf.Memo, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking call (the official client blocks) on the reconcile thread pool."""
+    return await asyncio.get_running_loop().run_in_executor(memo.executor, fn, *args)
+
+
+async def _wake_or_report_orphan(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, report: Callable[[Kube, dict[str, Any]], None]
+) -> None:
+    """Wake the pipeline named in spec.pipeline, or — when it does not exist — let the object say so."""
     namespace, pipeline = body.metadata.namespace or "", body.spec.get("pipeline", "")
     if await _ensure_pipeline(memo, namespace, pipeline) or event["type"] == "DELETED":
         return
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(memo.executor, report_orphan_release, memo.kube, dict(body))
+    await _in_thread(memo, report, memo.kube, dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, "releases")
+async def release_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Release changed: its pipeline looks again (or the release learns its pipeline is missing)."""
+    await _wake_or_report_orphan(event, body, memo, report_orphan_release)
 
 
 @kopf.on.event(GROUP, VERSION, "rollbacks")
 async def rollback_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Rollback changed: its pipeline acts on it at once (or it learns its pipeline is missing)."""
-    namespace, pipeline = body.metadata.namespace or "", body.spec.get("pipeline", "")
-    if await _ensure_pipeline(memo, namespace, pipeline) or event["type"] == "DELETED":
-        return
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(memo.executor, report_orphan_rollback, memo.kube, dict(body))
+    await _wake_or_report_orphan(event, body, memo, report_orphan_rollback)
 
 
 @kopf.on.event(GROUP, VERSION, "approvals")
@@ -120,12 +127,9 @@ async def approval_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
     if event["type"] == "DELETED":
         return
     namespace, release_name = body.metadata.namespace or "", body.spec.get("release", "")
-    loop = asyncio.get_running_loop()
-    release = await loop.run_in_executor(
-        memo.executor, memo.kube.get_custom, "releases", namespace, release_name
-    )
+    release = await _in_thread(memo, memo.kube.get_custom, "releases", namespace, release_name)
     if release is None:
-        await loop.run_in_executor(memo.executor, report_orphan_approval, memo.kube, dict(body))
+        await _in_thread(memo, report_orphan_approval, memo.kube, dict(body))
         return
     await _ensure_pipeline(memo, namespace, release.get("spec", {}).get("pipeline", ""))
 
