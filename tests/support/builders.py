@@ -120,8 +120,10 @@ def approval(
     created: datetime = T0,
     approver: str | None = "alice",
     groups: tuple[str, ...] = ("conveyor:approvers",),
+    seen: datetime | None = None,
 ) -> Approval:
-    """An Approval model, stamped with `approver` (None: not stamped)."""
+    """An Approval model, stamped with `approver` (None: not stamped); `seen`: when Conveyor first
+    saw it (None: not yet)."""
     spec: dict[str, Any] = {"release": release_name, "stage": stage}
     if approver is not None:
         spec["approver"] = {"username": approver, "groups": [*groups, "system:authenticated"]}
@@ -135,6 +137,7 @@ def approval(
                 "creationTimestamp": created.isoformat(),
             },
             "spec": spec,
+            "status": {"seenAt": seen.isoformat()} if seen else {},
         }
     )
 

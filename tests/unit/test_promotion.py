@@ -106,7 +106,7 @@ def test_migration_runs_first_and_only_once():
     p = pipeline(migration=MIGRATION)
     rs = [release("r1")]
     plan = reconcile(p, rs, [], world(), later(0))
-    name = job_name("r1", "staging", JobKind.MIGRATION)
+    name = job_name("r1", "uid-r1", "staging", JobKind.MIGRATION)
     assert [type(a) for a in plan.actions] == [CreateJob]
     assert plan.actions[0].manifest["metadata"]["name"] == name
     rs = carry(rs, plan)
@@ -122,7 +122,7 @@ def test_migration_runs_first_and_only_once():
 
 def test_a_job_found_after_a_crash_is_adopted_not_created_again():
     p = pipeline(migration=MIGRATION)
-    name = job_name("r1", "staging", JobKind.MIGRATION)
+    name = job_name("r1", "uid-r1", "staging", JobKind.MIGRATION)
     plan = reconcile(p, [release("r1")], [], world(jobs={name: job(name)}), later(0))
     assert plan.actions == []
     assert plan.releases["r1"].stages[0].migration_job == name
@@ -132,7 +132,7 @@ def test_failed_migration_fails_the_release_and_no_rollout_happens():
     p = pipeline(migration=MIGRATION)
     rs = [release("r1")]
     rs = carry(rs, reconcile(p, rs, [], world(), later(0)))
-    name = job_name("r1", "staging", JobKind.MIGRATION)
+    name = job_name("r1", "uid-r1", "staging", JobKind.MIGRATION)
     plan = reconcile(
         p, rs, [], world(jobs={name: job(name, failed=True, reason="BackoffLimitExceeded")}), later(3)
     )
@@ -188,7 +188,7 @@ def test_smoke_test_failure_fails_the_stage_and_later_stages_never_start():
     plan = reconcile(p, rs, [], done, later(2))
     assert [type(a) for a in plan.actions] == [CreateJob]
     rs = carry(rs, plan)
-    name = job_name("r1", "staging", JobKind.SMOKE_TEST)
+    name = job_name("r1", "uid-r1", "staging", JobKind.SMOKE_TEST)
     failed = world(
         staging=deployment_view(image("r1"), release_name="r1"),
         jobs={name: job(name, failed=True, reason="BackoffLimitExceeded")},
@@ -278,7 +278,7 @@ def test_missing_namespace_deployment_or_container_blocks_with_a_condition_and_r
     status = plan.releases["r1"]
     assert condition(status, "Progressing").status == "False"
     assert condition(status, "Progressing").reason == "NamespaceNotFound"
-    assert status.phase == Phase.PROGRESSING  # blocked, not failed
+    assert status.phase == Phase.WAITING  # it waits outside the stage: nothing ran, nothing failed
     assert plan.requeue_after == 15
     assert condition(plan.pipeline, "Ready").reason == "NamespaceNotFound"
     p2 = pipeline(targets=[{"deployment": "shop", "container": "api"}])

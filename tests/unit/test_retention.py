@@ -51,7 +51,9 @@ def test_a_vetoed_release_older_than_the_window_goes_too():
         }
     )
     old = release("old", created=later(0), status=verified_in("prod", at=0))
-    old = old.model_copy(update={"status": old.status.model_copy(update={"vetoed": True})})
+    old = old.model_copy(
+        update={"status": old.status.model_copy(update={"vetoed": True, "accepted_at": later(0)})}
+    )
     rs = [
         old,
         release("a", created=later(10), status=verified_in("prod", at=10)),

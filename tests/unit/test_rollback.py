@@ -108,11 +108,11 @@ def test_breaking_change_runs_the_down_migration_with_the_newer_image_first():
     jobs = [a for a in plan.actions if isinstance(a, CreateJob)]
     assert len(jobs) == 1
     manifest = jobs[0].manifest
-    assert manifest["metadata"]["name"] == job_name("rb1", "prod", JobKind.DOWN_MIGRATION)
+    assert manifest["metadata"]["name"] == job_name("rb1", "uid-rb1", "prod", JobKind.DOWN_MIGRATION)
     assert manifest["spec"]["template"]["spec"]["containers"][0]["image"] == image("v2")
     assert not any(isinstance(a, SetImage) for a in plan.actions)  # image only after the down-migration
     rb = carry_rb(rb, plan)
-    name = job_name("rb1", "prod", JobKind.DOWN_MIGRATION)
+    name = job_name("rb1", "uid-rb1", "prod", JobKind.DOWN_MIGRATION)
     running = world(prod=deployment_view(image("v2"), release_name="v2"), jobs={name: job(name)})
     assert reconcile(p, carry(rs, plan), [], running, later(33), rollbacks=[rb]).actions == []
     finished = world(
@@ -221,7 +221,11 @@ def test_a_completed_rollback_pins_the_stage_and_the_vetoed_digest_never_returns
     rb = rollback("rb1", created=later(30), status=done_status)
     older = release("v3", created=later(25), status=verified_in("staging", at=25))
     older = older.model_copy(
-        update={"status": older.status.model_copy(update={"phase": Phase.AWAITING_APPROVAL})}
+        update={
+            "status": older.status.model_copy(
+                update={"phase": Phase.AWAITING_APPROVAL, "accepted_at": later(25)}
+            )
+        }
     )
     again = release("v2-again", created=later(60), label="v2")  # Argo CD re-created the vetoed one
     newer = release("v4", created=later(61))
@@ -251,7 +255,7 @@ def test_failure_after_changing_the_stage_creates_one_automatic_rollback():
     plan = reconcile(p, rs, [], stuck, later(11))
     creates = [a for a in plan.actions if isinstance(a, CreateRollback)]
     assert len(creates) == 1
-    assert creates[0].manifest["metadata"]["name"] == "v9-staging-rollback"
+    assert creates[0].manifest["metadata"]["name"] == "v9-staging-rollback-uid-v9"
     assert creates[0].manifest["spec"]["stage"] == "staging"
     assert plan.releases["v9"].phase == Phase.FAILED
 
@@ -261,7 +265,7 @@ def test_failure_before_changing_anything_does_not_roll_back():
         migration={"command": ["m"]},
         stages=[{"name": "staging", "namespace": "shop-staging", "onFailure": "rollback"}],
     )
-    name = job_name("v9", "staging", JobKind.MIGRATION)
+    name = job_name("v9", "uid-v9", "staging", JobKind.MIGRATION)
     r = release("v9")
     # A Job with our name that belongs to someone else: the release fails before changing anything.
     from conveyor.core.world import JobView

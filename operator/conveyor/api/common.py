@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from functools import partial
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
 
@@ -37,12 +38,43 @@ class KubeModel(BaseModel):
         extra="ignore",
         use_enum_values=True,
         validate_default=True,
+        # Assignments are validated too, so a status field set in the core is cut or refused where it
+        # is set — never later by the API server, where one over-long message would wedge a pipeline.
+        validate_assignment=True,
     )
 
     def wire(self) -> dict[str, Any]:
         """The object as the API server stores it: camelCase, no unset optional fields."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
+
+def cut(value: Any, limit: int) -> Any:
+    """A string longer than `limit` cut to it, the cut marked with an ellipsis; anything else as is."""
+    if isinstance(value, str) and len(value) > limit:
+        return value[: limit - 1] + "…"
+    return value
+
+
+def keep_latest(value: Any, limit: int) -> Any:
+    """A list longer than `limit` cut to its last `limit` items; anything else as is. Status lists are
+    bounded where they grow, and cut again where they are read, so an object written before a bound
+    existed never becomes unreadable."""
+    if isinstance(value, list) and len(value) > limit:
+        return value[-limit:]
+    return value
+
+
+def latest(limit: int) -> Any:
+    """Annotation for a bounded status list: `Annotated[list[X], latest(50)]` keeps the last 50."""
+    return BeforeValidator(partial(keep_latest, limit=limit))
+
+
+# Status strings Conveyor builds (messages, verdicts, names): cut to their bound rather than refused,
+# so one long user-supplied value quoted in a message can never make a status unwritable.
+MESSAGE_LIMIT = 1024
+Message = Annotated[str, BeforeValidator(partial(cut, limit=MESSAGE_LIMIT)), Field(max_length=MESSAGE_LIMIT)]
+LongMessage = Annotated[str, BeforeValidator(partial(cut, limit=4096)), Field(max_length=4096)]
+Name = Annotated[str, BeforeValidator(partial(cut, limit=253)), Field(max_length=253)]
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -53,7 +85,7 @@ class Condition(KubeModel):
     type: str = Field(description="Condition type, e.g. Ready, Progressing, Failed, AwaitingApproval.")
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(description="Machine-readable CamelCase reason for the last transition.")
-    message: str = Field(default="", description="Human-readable details.", max_length=4096)
+    message: LongMessage = Field(default="", description="Human-readable details.")
     observed_generation: int | None = Field(
         default=None, description="The .metadata.generation the condition was computed from."
     )
@@ -71,6 +103,7 @@ class ObjectMeta(KubeModel):
     creation_timestamp: datetime | None = Field(default=None, description="Creation time.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")
+    owner_references: list[dict[str, Any]] = Field(default_factory=list, description="Owners.")
 
 
 class Identity(KubeModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -13,10 +13,13 @@ from conveyor.api.common import (
     ENV_NAME,
     Condition,
     KubeModel,
+    Message,
     ObjectMeta,
     cel,
+    latest,
 )
 
+VETO_LIMIT = 100
 IMAGE_REPOSITORY = r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
 
 
@@ -187,7 +190,8 @@ class Stage(KubeModel):
 
 class Retention(KubeModel):
     """Old finished Releases beyond `keepReleases` are deleted — never one that runs in a stage, is a
-    stage's rollback target, or is vetoed and younger than `vetoedSeconds`. Deletions are logged."""
+    stage's rollback target, or was vetoed less than `vetoedSeconds` ago. Deletions are logged.
+    Finished Jobs are deleted `finishedJobsSeconds` after their result was recorded."""
 
     keep_releases: int = Field(
         default=50, ge=1, le=10000, description="Releases kept per pipeline, newest first."
@@ -195,7 +199,15 @@ class Retention(KubeModel):
     vetoed_seconds: int = Field(
         default=30 * 24 * 3600,
         ge=0,
-        description="Vetoed releases are kept at least this long (default 30 days).",
+        description="Vetoed releases are kept at least this long after the veto (default 30 days).",
+    )
+    finished_jobs_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=30 * 24 * 3600,
+        description="Migration, smoke-test and down-migration Jobs are deleted this long after Conveyor "
+        "recorded their result (default 1 hour); Jobs whose Release or Rollback is gone are deleted at "
+        "once. Their verdicts stay in the Release's and Rollback's status.",
     )
 
 
@@ -252,8 +264,25 @@ class PipelineSpec(KubeModel):
     )
 
 
+class RunningState(KubeModel):
+    """What a stage's Deployments run right now, whoever put it there."""
+
+    release: str | None = Field(
+        default=None, description="The live Release whose image runs (None: no live release names it)."
+    )
+    commit: str | None = Field(default=None, description="Its full commit SHA.")
+    short_commit: str | None = Field(default=None, description="Its commit, first 7 characters.")
+    digest: str | None = Field(default=None, description="The image digest the targets run.")
+    image: Message | None = Field(default=None, description="The image the first target runs.")
+    tracked: bool | None = Field(
+        default=None,
+        description="False when a target runs an image no live Release of this pipeline names.",
+    )
+    message: Message | None = Field(default=None, description="Why not tracked, or what runs.")
+
+
 class StageState(KubeModel):
-    """What runs in one stage, as Conveyor last verified it."""
+    """What runs in one stage: the release last verified there, and what the Deployments run now."""
 
     name: str = Field(description="Stage name.")
     namespace: str = Field(description="Stage namespace.")
@@ -266,6 +295,11 @@ class StageState(KubeModel):
     pinned_by: str | None = Field(
         default=None,
         description="Rollback that put the stage on its release; only releases created after it enter.",
+    )
+    running: RunningState | None = Field(
+        default=None,
+        description="What the stage's Deployments run now (it differs from the release above while a "
+        "release rolls out, after a failure that changed the stage, or when someone changed the image).",
     )
 
 
@@ -282,11 +316,11 @@ class VetoRecord(KubeModel):
 class ParityDifference(KubeModel):
     """One way two stages differ."""
 
-    path: str = Field(description="What differs, e.g. deployment[shop].containers[web].env[DB_PASSWORD].")
+    path: Message = Field(description="What differs, e.g. deployment[shop].containers[web].env[DB_PASSWORD].")
     stage_a: str = Field(description="The reference stage (the first).")
-    shape_a: str = Field(description="Its shape there (never a value).")
+    shape_a: Message = Field(description="Its shape there (never a value).")
     stage_b: str = Field(description="The other stage.")
-    shape_b: str = Field(description="Its shape there.")
+    shape_b: Message = Field(description="Its shape there.")
 
 
 class ParityStatus(KubeModel):
@@ -294,8 +328,8 @@ class ParityStatus(KubeModel):
 
     in_parity: bool | None = Field(default=None, description="True when no difference remains.")
     checked_at: datetime | None = Field(default=None, description="When it was checked.")
-    differences: list[ParityDifference] = Field(
-        default_factory=list, description="Differences found (the first 50)."
+    differences: Annotated[list[ParityDifference], latest(50)] = Field(
+        default_factory=list, max_length=50, description="Differences found (the first 50)."
     )
 
 
@@ -304,17 +338,23 @@ class PipelineStatus(KubeModel):
 
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
     stages: list[StageState] = Field(default_factory=list, description="Per stage, what runs there.")
-    summary: str | None = Field(
+    summary: Message | None = Field(
         default=None, description="One line: each stage's short commit, e.g. staging=ab12cd3 prod=9f8e7d6."
     )
     production_commit: str | None = Field(
         default=None, description="Short commit verified in the last stage."
     )
     parity: ParityStatus = Field(default_factory=ParityStatus, description="Is staging production's twin?")
-    vetoed: list[VetoRecord] = Field(
-        default_factory=list, description="Artifacts rolled away from: never promoted again (latest 100)."
+    vetoed: Annotated[list[VetoRecord], latest(VETO_LIMIT)] = Field(
+        default_factory=list,
+        max_length=VETO_LIMIT,
+        description=f"Artifacts rolled away from: never promoted again (the latest {VETO_LIMIT}).",
     )
-    conditions: list[Condition] = Field(default_factory=list, description="Ready: every target resolves.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready (every target resolves), InParity, Tracked (every stage runs an image a live "
+        "release names), Reconciled (Conveyor's passes over this pipeline succeed).",
+    )
 
 
 class Pipeline(KubeModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -15,9 +15,16 @@ from conveyor.api.common import (
     Condition,
     Identity,
     KubeModel,
+    Message,
+    Name,
     ObjectMeta,
     cel,
+    latest,
 )
+
+HISTORY_LIMIT = 50
+APPROVAL_RECORDS_LIMIT = 50
+APPROVERS_LIMIT = 20
 
 
 class SchemaChange(StrEnum):
@@ -126,9 +133,15 @@ class StageRecord(KubeModel):
     name: str = Field(description="Stage name.")
     phase: StagePhase | None = Field(default=None, description="Where the release is in this stage.")
     approval: str | None = Field(default=None, description="Approval that opened this stage (the first).")
-    approvals: list[str] = Field(default_factory=list, description="Every Approval counted to open it.")
-    approvers: list[str] = Field(default_factory=list, description="Their authenticated approvers.")
-    approved_at: datetime | None = Field(default=None, description="When that Approval was created.")
+    approvals: Annotated[list[Name], latest(APPROVERS_LIMIT)] = Field(
+        default_factory=list, max_length=APPROVERS_LIMIT, description="The Approvals counted to open it."
+    )
+    approvers: Annotated[list[Name], latest(APPROVERS_LIMIT)] = Field(
+        default_factory=list, max_length=APPROVERS_LIMIT, description="Their authenticated approvers."
+    )
+    approved_at: datetime | None = Field(
+        default=None, description="When the latest of those Approvals was created."
+    )
     started_at: datetime | None = Field(default=None, description="When the release entered the stage.")
     migration_job: str | None = Field(default=None, description="Name of the migration Job.")
     migration_result: str | None = Field(default=None, description="Succeeded or Failed.")
@@ -140,7 +153,7 @@ class StageRecord(KubeModel):
     smoke_test_result: str | None = Field(default=None, description="Succeeded or Failed.")
     verified_at: datetime | None = Field(default=None, description="When the stage was verified.")
     finished_at: datetime | None = Field(default=None, description="When the stage ended (either way).")
-    message: str | None = Field(default=None, description="Last word on this stage.", max_length=1024)
+    message: Message | None = Field(default=None, description="Last word on this stage.")
 
 
 class HistoryEntry(KubeModel):
@@ -151,12 +164,12 @@ class HistoryEntry(KubeModel):
         default=None,
         description="Who caused it: an authenticated identity (approver, requester) or conveyor itself.",
     )
-    reason: str = Field(description="The action: a CamelCase reason, the same as the Event's.")
+    reason: Name = Field(description="The action: a CamelCase reason, the same as the Event's.")
     stage: str | None = Field(default=None, description="Stage concerned, if any.")
     commit: str | None = Field(default=None, description="Commit concerned.")
     digest: str | None = Field(default=None, description="Image digest concerned.")
     ci_run: str | None = Field(default=None, description="CI run of that commit (declared).")
-    message: str = Field(default="", description="What happened.", max_length=1024)
+    message: Message = Field(default="", description="What happened.")
 
 
 class ApprovalRecord(KubeModel):
@@ -167,8 +180,11 @@ class ApprovalRecord(KubeModel):
     approver: str | None = Field(default=None, description="Authenticated approver (None: not stamped).")
     at: datetime | None = Field(default=None, description="When it was created.")
     counted: bool = Field(description="Whether it counts.")
-    verdict: str = Field(description="Used, Accepted, NotAnApprover, SelfApproval, Expired, WrongStage, ...")
-    message: str = Field(default="", description="Why.", max_length=1024)
+    verdict: Name = Field(
+        description="Used, Accepted, NotAnApprover, SelfApproval, Expired, StaleApproval, OtherRelease, "
+        "DigestMismatch, WrongStage, ..."
+    )
+    message: Message = Field(default="", description="Why.")
 
 
 class ReleaseStatus(KubeModel):
@@ -189,9 +205,12 @@ class ReleaseStatus(KubeModel):
     short_commit: str | None = Field(default=None, description="Commit, first 7 characters.")
     image: str | None = Field(default=None, description="repository@digest, the image promoted.")
     approved_by: str | None = Field(default=None, description="Who approved the latest gated stage.")
-    message: str | None = Field(default=None, description="The latest word, in one line.", max_length=1024)
-    approvals: list[ApprovalRecord] = Field(
-        default_factory=list, description="Every Approval considered for this release, with its verdict."
+    message: Message | None = Field(default=None, description="The latest word, in one line.")
+    approvals: Annotated[list[ApprovalRecord], latest(APPROVAL_RECORDS_LIMIT)] = Field(
+        default_factory=list,
+        max_length=APPROVAL_RECORDS_LIMIT,
+        description=f"The Approvals considered for this release, with their verdicts (the latest "
+        f"{APPROVAL_RECORDS_LIMIT}).",
     )
     vetoed: bool | None = Field(
         default=None, description="True once a rollback rolled away from it: never promoted again."
@@ -201,8 +220,10 @@ class ReleaseStatus(KubeModel):
         default_factory=list, description="Ready, Progressing, Failed, AwaitingApproval."
     )
     stages: list[StageRecord] = Field(default_factory=list, description="Per-stage records, in order.")
-    history: list[HistoryEntry] = Field(
-        default_factory=list, description="The latest transitions, oldest first (bounded)."
+    history: Annotated[list[HistoryEntry], latest(HISTORY_LIMIT)] = Field(
+        default_factory=list,
+        max_length=HISTORY_LIMIT,
+        description=f"The latest transitions, oldest first (at most {HISTORY_LIMIT}).",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -15,9 +15,11 @@ from conveyor.api.common import (
     Condition,
     Identity,
     KubeModel,
+    Message,
     ObjectMeta,
+    latest,
 )
-from conveyor.api.release import HistoryEntry
+from conveyor.api.release import HISTORY_LIMIT, HistoryEntry
 
 
 class RollbackSpec(KubeModel):
@@ -64,7 +66,7 @@ class RollbackPlan(KubeModel):
     """The plan, decided and recorded before anything changes."""
 
     action: PlanAction = Field(description="ImageOnly, DownMigrationThenImage, Nothing or Refused.")
-    reason: str = Field(description="Why this plan (for Refused: exactly what is missing).", max_length=1024)
+    reason: Message = Field(description="Why this plan (for Refused: exactly what is missing).")
     stage: str | None = Field(default=None, description="Stage rolled back.")
     namespace: str | None = Field(default=None, description="That stage's namespace.")
     from_release: str | None = Field(default=None, description="Release rolled away from (it is vetoed).")
@@ -86,9 +88,12 @@ class RollbackPhase(StrEnum):
     VERIFYING = "Verifying"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    REFUSED = "Refused"
 
 
-ROLLBACK_TERMINAL = frozenset({RollbackPhase.SUCCEEDED, RollbackPhase.FAILED})
+# Refused is final: a refused rollback never acts later (only a Blocked one, whose cause the user can
+# fix, is planned again).
+ROLLBACK_TERMINAL = frozenset({RollbackPhase.SUCCEEDED, RollbackPhase.FAILED, RollbackPhase.REFUSED})
 
 
 class RollbackStatus(KubeModel):
@@ -97,7 +102,9 @@ class RollbackStatus(KubeModel):
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
     phase: RollbackPhase | None = Field(
         default=None,
-        description="Pending, Blocked, MigratingDown, RollingBack, Verifying, Succeeded or Failed.",
+        description="Pending, Blocked (refused for a reason the user can fix, e.g. a missing "
+        "downMigration: planned again when the pipeline changes), MigratingDown, RollingBack, Verifying, "
+        "Succeeded, Failed, or Refused (final: it changed nothing and never will).",
     )
     plan: RollbackPlan | None = Field(default=None, description="What Conveyor decided to do, and why.")
     from_short_commit: str | None = Field(default=None, description="Commit rolled away from, 7 characters.")
@@ -112,12 +119,16 @@ class RollbackStatus(KubeModel):
     verified_at: datetime | None = Field(default=None, description="When the smoke test passed.")
     finished_at: datetime | None = Field(default=None, description="When the rollback ended (either way).")
     duration_seconds: float | None = Field(default=None, description="planned -> finished, in seconds.")
-    verdict: str | None = Field(default=None, description="Succeeded or Failed, with the reason.")
-    message: str | None = Field(default=None, description="The latest word, in one line.", max_length=1024)
+    verdict: Message | None = Field(
+        default=None, description="Succeeded, Failed or Refused, with the reason."
+    )
+    message: Message | None = Field(default=None, description="The latest word, in one line.")
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Progressing, Failed, RollbackBlocked."
     )
-    history: list[HistoryEntry] = Field(default_factory=list, description="The transitions (bounded).")
+    history: Annotated[list[HistoryEntry], latest(HISTORY_LIMIT)] = Field(
+        default_factory=list, max_length=HISTORY_LIMIT, description="The transitions (the latest 50)."
+    )
 
 
 class Rollback(KubeModel):

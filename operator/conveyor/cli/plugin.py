@@ -173,8 +173,19 @@ def cmd_history(cli: Cli, args: argparse.Namespace) -> int:
 
 
 def cmd_approve(cli: Cli, args: argparse.Namespace) -> int:
-    """Create an Approval (the API server stamps who you are)."""
-    spec: dict[str, Any] = {"release": args.release, "stage": args.stage}
+    """Create an Approval for the release as it is now — its uid and digest, owned by it — so it never
+    counts for other content (a re-created release of the same name); the API server stamps who you are."""
+    release = cli.kube.get_custom("releases", cli.ns, args.release)
+    if release is None:
+        print(f"error: no release {args.release!r} in namespace {cli.ns}", file=sys.stderr)
+        return USAGE
+    uid = release["metadata"]["uid"]
+    spec: dict[str, Any] = {
+        "release": args.release,
+        "stage": args.stage,
+        "releaseUID": uid,
+        "digest": release["spec"]["digest"],
+    }
     if args.comment:
         spec["comment"] = args.comment
     if args.reviewed_by:
@@ -182,7 +193,12 @@ def cmd_approve(cli: Cli, args: argparse.Namespace) -> int:
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Approval",
-        "metadata": {"generateName": f"{args.release}-{args.stage}-"[:58]},
+        "metadata": {
+            "generateName": f"{args.release}-{args.stage}-"[:58],
+            "ownerReferences": [
+                {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Release", "name": args.release, "uid": uid}
+            ],
+        },
         "spec": spec,
     }
     created = cli.kube.create_custom_object("approvals", cli.ns, body)

@@ -1,9 +1,12 @@
 """Approval policy: which Approvals count for a release entering a stage, and why the others do not.
 
-Only the identity the API server stamped counts (spec.approver). Per stage: allowed approvers
-(users and/or groups), a minimum number of distinct approvers, four eyes (the release's requester
-may not approve it), and an expiry. An Approval that does not count is kept and marked with the
-reason — never silently dropped.
+Only the identity the API server stamped counts (spec.approver). An Approval counts only for the
+content its approver consented to: created no earlier than its Release (a re-created release of the
+same name never inherits it), and — when it names them, as `kubectl conveyor approve` does — for that
+Release's uid and digest. Per stage: allowed approvers (users and/or groups), a minimum number of
+distinct approvers, four eyes (the release's requester may not approve it), and an expiry counted
+from when Conveyor first saw the Approval. An Approval that does not count is kept and marked with
+the reason — never silently dropped. Every message is cut to the status bound where it is built.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import datetime, timedelta
 from conveyor.api.approval import Approval
 from conveyor.api.pipeline import Pipeline, Stage
 from conveyor.api.release import Release
+from conveyor.core.conditions import truncate
 
 # Reasons an Approval does not count.
 IDENTITY_NOT_ENFORCED = "IdentityNotEnforced"
@@ -25,6 +29,9 @@ SELF_APPROVAL = "SelfApproval"
 REQUESTER_UNKNOWN = "RequesterUnknown"
 EXPIRED = "Expired"
 DUPLICATE = "DuplicateApprover"
+STALE = "StaleApproval"
+OTHER_RELEASE = "OtherRelease"
+DIGEST_MISMATCH = "DigestMismatch"
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,38 @@ class Judgement:
     reason: str
     message: str
     expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # Messages quote user-supplied names and lists: cut here, where they are built.
+        object.__setattr__(self, "message", truncate(self.message))
+
+
+def binds_to(approval: Approval, release: Release) -> Judgement | None:
+    """Why the Approval is not for this very Release (None: it is)."""
+    name = release.metadata.name
+    if approval.spec.release_uid and approval.spec.release_uid != release.metadata.uid:
+        return Judgement(
+            False,
+            OTHER_RELEASE,
+            f"given for another release named {name} (uid {approval.spec.release_uid}); this one "
+            f"has uid {release.metadata.uid}: approve it anew",
+        )
+    if approval.spec.digest and approval.spec.digest != release.spec.digest:
+        return Judgement(
+            False,
+            DIGEST_MISMATCH,
+            f"given for image {approval.spec.digest}; release {name} names {release.spec.digest}",
+        )
+    created, born = approval.metadata.creation_timestamp, release.metadata.creation_timestamp
+    # Both timestamps are the API server's: comparing them is comparing one clock with itself.
+    if created is not None and born is not None and created < born:
+        return Judgement(
+            False,
+            STALE,
+            f"created {created.isoformat()}, before release {name} existed ({born.isoformat()}): an "
+            "approval never carries over to a re-created release of the same name; approve it anew",
+        )
+    return None
 
 
 def judge(
@@ -72,6 +111,9 @@ def judge(
             "no authenticated approver was stamped on this Approval "
             "(created before the admission policies were installed?)",
         )
+    unbound = binds_to(approval, release)
+    if unbound is not None:
+        return unbound
     policy = stage.approval
     allowed = policy.approvers
     if (
@@ -101,13 +143,15 @@ def judge(
                 f"four eyes: {who.username} requested release {release.metadata.name} and may not approve it",
             )
     expires_at = None
-    if policy.expires_after_seconds is not None and approval.metadata.creation_timestamp is not None:
-        expires_at = approval.metadata.creation_timestamp + timedelta(seconds=policy.expires_after_seconds)
+    if policy.expires_after_seconds is not None:
+        # Counted from when Conveyor first saw it: the operator's clock against the operator's clock.
+        seen = approval.status.seen_at or now
+        expires_at = seen + timedelta(seconds=policy.expires_after_seconds)
         if now >= expires_at:
             return Judgement(
                 False,
                 EXPIRED,
-                f"older than {policy.expires_after_seconds}s (expired {expires_at.isoformat()})",
+                f"seen more than {policy.expires_after_seconds}s ago (expired {expires_at.isoformat()})",
                 expires_at,
             )
     return Judgement(

@@ -44,11 +44,17 @@ def image_ref(pipeline: Pipeline, release: Release) -> str:
     return f"{pipeline.spec.image_repository}@{release.spec.digest}"
 
 
-def job_name(owner: str, stage: str, kind: JobKind) -> str:
-    """`<owner>-<stage>-<kind>` (owner: a release or a rollback), shortened with a hash past 63
-    characters. Deterministic, so a restarted operator finds the Job it created instead of creating
-    another."""
-    return bounded_name(owner, f"{stage}-{kind.value}")
+# Kubernetes deletes a finished Job this long after it finished even if Conveyor never does (say,
+# it was uninstalled); Conveyor itself deletes it retention.finishedJobsSeconds after recording it.
+JOB_BACKSTOP_TTL_SECONDS = 7 * 24 * 3600
+
+
+def job_name(owner: str, owner_uid: str, stage: str, kind: JobKind) -> str:
+    """`<owner>-<stage>-<kind>-<uid[:6]>` (owner: a release or a rollback), shortened with a hash
+    past 63 characters. Deterministic, so a restarted operator finds the Job it created instead of
+    creating another; the owner's uid in it means a re-created release of the same name never meets
+    the Jobs of the one before."""
+    return bounded_name(owner, f"{stage}-{kind.value}-{owner_uid[:6].lower()}")
 
 
 def bounded_name(prefix: str, suffix: str, limit: int = 63) -> str:
@@ -97,7 +103,7 @@ def job_manifest(
     """The Job to create for `kind` in `stage`, running `release`'s image and facts.
 
     A rollback's Jobs are named after the rollback (a release's own smoke-test Job already exists)
-    and owned by its uid.
+    and owned by its uid (`owner_uid`).
     """
     template = template_for(pipeline, kind)
     if template is None:
@@ -132,7 +138,9 @@ def job_manifest(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(rollback or release.metadata.name, stage.name, kind),
+            "name": job_name(
+                rollback or release.metadata.name, owner_uid or release.metadata.uid, stage.name, kind
+            ),
             "namespace": stage.namespace,
             "labels": labels,
             "annotations": {
@@ -143,6 +151,7 @@ def job_manifest(
         },
         "spec": {
             "backoffLimit": template.backoff_limit,
+            "ttlSecondsAfterFinished": JOB_BACKSTOP_TTL_SECONDS,
             "activeDeadlineSeconds": deadline,
             "template": {
                 "metadata": {"labels": {**template.labels, **labels}},

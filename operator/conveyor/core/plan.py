@@ -9,12 +9,11 @@ from typing import Any, Literal
 
 from conveyor.api.approval import Approval, ApprovalStatus
 from conveyor.api.pipeline import ParityDifference, Pipeline, PipelineStatus, Stage, VetoRecord
-from conveyor.api.release import HistoryEntry, Release, StagePhase
+from conveyor.api.release import HISTORY_LIMIT, HistoryEntry, Release, StagePhase
 from conveyor.api.rollback import Rollback, RollbackStatus
 from conveyor.core.conditions import truncate
 from conveyor.core.world import World
 
-HISTORY_LIMIT = 50
 CONVEYOR = "conveyor"  # the actor of transitions Conveyor makes on its own
 BLOCKED_RETRY_SECONDS = 15.0
 
@@ -64,7 +63,51 @@ class DeleteRelease:
     release: str
 
 
-Action = CreateJob | SetImage | CreateRollback | LabelRelease | DeleteRelease
+@dataclass(frozen=True)
+class DeleteJob:
+    """Delete a finished Job whose result is recorded (after the TTL), or one whose owner is gone."""
+
+    owner: str  # the Job itself: a failed deletion never holds back its release's status
+    namespace: str
+    name: str
+    why: str
+
+
+@dataclass(frozen=True)
+class OwnApproval:
+    """Make a Release the owner of an Approval given for it, so the garbage collector removes the
+    Approval with its Release (a re-created release of the same name never inherits it)."""
+
+    owner: str  # the approval (a failure holds back only its own status)
+    approval: str
+    release: str
+    release_uid: str
+
+
+Action = CreateJob | SetImage | CreateRollback | LabelRelease | DeleteRelease | DeleteJob | OwnApproval
+
+
+@dataclass(frozen=True)
+class StopRelease:
+    """Effect of a rollback on a release in flight in its stage: it ends there (RolledBack when it
+    changed the stage, Cancelled when it had not)."""
+
+    release: str
+    stage: str
+    rollback: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class VetoRelease:
+    """Effect of a rollback on the release it rolls away from: never promoted again."""
+
+    release: str
+    rollback: str
+    actor: str
+
+
+Effect = StopRelease | VetoRelease
 Kind = Literal["Release", "Pipeline", "Approval", "Rollback"]
 
 
@@ -96,6 +139,7 @@ class Plan:
     pipeline: PipelineStatus = field(default_factory=PipelineStatus)
     events: list[Emit] = field(default_factory=list)
     requeue_after: float | None = None
+    errors: list[str] = field(default_factory=list)  # objects a pass could not decide for, and why
 
     def requeue(self, seconds: float | None) -> None:
         """Ask to be called again within `seconds` (the earliest request wins)."""
@@ -118,13 +162,11 @@ def order_key(obj: Release | Rollback) -> tuple[datetime, datetime, str]:
     return (created, accepted, obj.metadata.name)
 
 
-def created_before(release: Release, moment: datetime) -> bool:
-    """True when the release certainly existed before `moment` (µs precision where Conveyor has it)."""
-    created = release.metadata.creation_timestamp or EPOCH
-    if created < moment.replace(microsecond=0):
-        return True
+def accepted_by(release: Release, moment: datetime) -> bool:
+    """True when Conveyor had accepted the release by `moment` — both on the operator's clock (the API
+    server's creationTimestamp is never compared with the operator's time)."""
     accepted = release.status.accepted_at
-    return created <= moment and accepted is not None and accepted < moment
+    return accepted is not None and accepted <= moment
 
 
 def path_of(pipeline: Pipeline, release: Release) -> list[Stage] | None:
@@ -175,6 +217,7 @@ class Pass:
     pins: dict[str, Pin] = field(default_factory=dict)  # stage -> completed rollback
     vetoed: dict[str, VetoRecord] = field(default_factory=dict)  # digest -> veto
     parity: list[ParityDifference] = field(default_factory=list)  # differences between stages now
+    effects: list[Effect] = field(default_factory=list)  # cross-object effects, applied in one place
 
     def emit(
         self,

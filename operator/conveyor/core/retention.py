@@ -1,8 +1,10 @@
 """Retention: which old, finished Releases of a pipeline to delete.
 
 Keep the newest `keepReleases`; beyond them delete finished ones — but never a release that is
-still live, runs in a stage, is a stage's rollback target (the one a Rollback would go back to),
-is named by an unfinished Rollback, or is vetoed and younger than `vetoedSeconds`.
+still live, was last verified in a stage, runs in a stage now (even one that failed after deploying),
+last changed a stage (a rollback plans from it), is a stage's rollback target (the one a Rollback
+would go back to), is named by an unfinished Rollback, or was vetoed less than `vetoedSeconds` ago
+(counted from the veto, on the operator's clock).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from datetime import datetime, timedelta
 from conveyor.api.pipeline import Pipeline, PipelineStatus
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
-from conveyor.core.plan import EPOCH, order_key, stage_record
+from conveyor.core.plan import order_key, stage_record
+from conveyor.core.rollback import occupant
 
 
 def protected(
@@ -25,6 +28,13 @@ def protected(
             keep.setdefault(state.release, f"runs in {state.name}")
         if state.in_flight:
             keep.setdefault(state.in_flight, f"in flight in {state.name}")
+        if state.running and state.running.release:
+            keep.setdefault(state.running.release, f"its image runs in {state.name}")
+    by_name = {r.metadata.name: r for r in releases}
+    for stage in pipeline.spec.stages:
+        last = occupant(stage.name, by_name, rollbacks, exclude="")
+        if last:
+            keep.setdefault(last, f"last changed {stage.name} (a rollback plans from it)")
     for stage in pipeline.spec.stages:
         running = next((s.release for s in status.stages if s.name == stage.name), None)
         verified = [
@@ -58,12 +68,14 @@ def to_delete(
     newest_first = sorted(releases, key=order_key, reverse=True)
     keep = protected(pipeline, status, releases, rollbacks)
     vetoed_floor = now - timedelta(seconds=policy.vetoed_seconds)
+    vetoed_at = {v.release: v.at for v in status.vetoed}
     out = []
     for r in newest_first[policy.keep_releases :]:
         name = r.metadata.name
         if r.status.phase not in TERMINAL_PHASES or name in keep:
             continue
-        if r.status.vetoed and (r.metadata.creation_timestamp or EPOCH) > vetoed_floor:
+        # The veto's own time; for a veto the list no longer holds, when Conveyor accepted the release.
+        if r.status.vetoed and vetoed_at.get(name, r.status.accepted_at or now) > vetoed_floor:
             continue
         out.append(
             (

@@ -1,15 +1,21 @@
 """Rollbacks: plan first (recorded before anything changes), then act, then record — pure decisions.
 
-Plan, from the release being rolled away from (the one that last changed the stage):
+Plan, against what the stage runs when Conveyor first sees the Rollback (the release that last
+changed it):
   schemaChange none / backwardCompatible -> ImageOnly
   breaking, with a downMigration template -> DownMigrationThenImage (run with the *newer* image)
-  breaking, without one                   -> Refused (RollbackBlocked says exactly what is missing)
-A target never verified in the stage, an unknown one, or none at all is refused the same way.
+  breaking, without one                   -> Blocked: refused until spec.downMigration is added
+  the target is what already runs         -> Nothing (changes, vetoes and pins nothing)
+A target never verified in the stage, an unknown one, none at all, or another rollback already
+acting on the stage: Refused, and that is final — a refused rollback never acts later. A Blocked one
+is planned again when the pipeline changes, and refused for good if the stage moved on meanwhile.
 
-Act: stop the release in flight in the stage (RolledBack, or Cancelled if it changed nothing),
-veto the release rolled away from, run the down-migration once, set every target back to the
-target's digest, wait for the rollout, smoke-test if asked. A completed rollback pins the stage:
-only releases created after it enter, and a vetoed digest is never promoted again.
+Act: stop the release in flight in the stage (RolledBack, or Cancelled if it changed nothing) and
+veto the release rolled away from — both returned as effects for the pass to apply, never edits of
+other objects made here — run the down-migration once, set every target back to the target's
+digest (stopping, not fighting, if someone else changes the image meanwhile), wait for the rollout,
+smoke-test if asked. A completed rollback pins the stage: only releases accepted after it enter,
+and a vetoed digest is never promoted again.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from datetime import datetime
 
 from conveyor.api.common import ConditionStatus
 from conveyor.api.pipeline import Pipeline, Stage, VetoRecord
-from conveyor.api.release import TERMINAL_PHASES, Phase, Release, SchemaChange, StagePhase
+from conveyor.api.release import TERMINAL_PHASES, Release, SchemaChange, StagePhase
 from conveyor.api.rollback import (
     ROLLBACK_TERMINAL,
     PlanAction,
@@ -34,13 +40,13 @@ from conveyor.core.plan import (
     CONVEYOR,
     EPOCH,
     CreateJob,
-    LabelRelease,
     Pass,
     Pin,
     SetImage,
+    StopRelease,
+    VetoRelease,
     stage_record,
 )
-from conveyor.core.release_status import Verdict, apply_verdict
 from conveyor.core.steps import (
     JobCheck,
     JobState,
@@ -51,15 +57,21 @@ from conveyor.core.steps import (
 )
 from conveyor.core.world import StageWorld
 
-VETOED_LABEL = "conveyor.dev/vetoed"
+# Refusals the user can fix without a new Rollback; every other refusal is final.
+FIXABLE = frozenset({"NoDownMigration"})
 
 
-def _refuse(code: str, message: str, stage: Stage | None = None) -> tuple[RollbackPlan, str]:
+def _refuse(
+    code: str, message: str, stage: Stage | None = None, src: Release | None = None
+) -> tuple[RollbackPlan, str]:
     return RollbackPlan(
         action=PlanAction.REFUSED,
         reason=message,
         stage=stage.name if stage else None,
         namespace=stage.namespace if stage else None,
+        from_release=src.metadata.name if src else None,
+        from_commit=src.spec.commit if src else None,
+        from_digest=src.spec.digest if src else None,
     ), code
 
 
@@ -130,6 +142,7 @@ def plan_rollback(
                 "UnknownRelease",
                 f"no release {rollback.spec.to_release!r} in pipeline {pipeline.metadata.name}",
                 stage,
+                src,
             )
         if verified_at(target) is None:
             return _refuse(
@@ -137,12 +150,14 @@ def plan_rollback(
                 f"release {target.metadata.name} was never verified in "
                 f"{stage.name}: Conveyor only rolls back to a release proven there",
                 stage,
+                src,
             )
         if target.status.vetoed:
             return _refuse(
                 "TargetVetoed",
                 f"release {target.metadata.name} was itself rolled away from (by {target.status.vetoed_by})",
                 stage,
+                src,
             )
     else:
         candidates = [
@@ -159,6 +174,7 @@ def plan_rollback(
                 f"no release other than {src.metadata.name} was ever verified in "
                 f"{stage.name}: there is nothing to go back to",
                 stage,
+                src,
             )
         target = max(candidates, key=lambda r: verified_at(r) or EPOCH)
     base = {
@@ -300,36 +316,72 @@ class RollbackStep:
             )
 
     def run(self) -> RollbackStatus:
+        """Plan (once; again only while Blocked for a fixable reason), else act on the plan."""
+        st = self.status
+        if st.plan is None or st.phase == RollbackPhase.BLOCKED:
+            return self.decide()
+        return self.act()
+
+    def decide(self) -> RollbackStatus:
         st, ctx = self.status, self.ctx
-        if st.plan is None or st.plan.action == PlanAction.REFUSED:
-            plan, code = plan_rollback(ctx.pipeline, self.rb, ctx.releases, ctx.rollbacks)
-            changed = st.plan is None or st.plan.reason != plan.reason
-            st.plan = plan
-            st.from_short_commit = short_commit(plan.from_commit) if plan.from_commit else None
-            st.to_short_commit = short_commit(plan.to_commit) if plan.to_commit else None
-            if plan.action == PlanAction.REFUSED:
+        previous = st.plan if st.plan is not None and st.plan.stage is not None else None
+        plan, code = plan_rollback(ctx.pipeline, self.rb, ctx.releases, ctx.rollbacks)
+        if previous is not None and plan.from_release != previous.from_release:
+            # Planned against what the stage ran when first seen; it never acts on a newcomer.
+            now_runs = plan.from_release or "nothing Conveyor knows"
+            plan = previous.model_copy(
+                update={
+                    "action": PlanAction.REFUSED,
+                    "reason": f"{previous.stage} ran {previous.from_release} when this rollback was "
+                    f"planned and runs {now_runs} now: it never acts on a release that entered "
+                    "afterwards; create a new Rollback",
+                }
+            )
+            code = "StageMovedOn"
+        other = ctx.holds.get(plan.stage or "")
+        if plan.action not in (PlanAction.REFUSED, PlanAction.NOTHING) and other not in (None, self.name):
+            plan = plan.model_copy(
+                update={
+                    "action": PlanAction.REFUSED,
+                    "reason": f"rollback {other} is already acting on {plan.stage}: one rollback at a "
+                    "time; create a new one after it finishes if it is still needed",
+                }
+            )
+            code = "RollbackInProgress"
+        changed = st.plan is None or st.plan.reason != plan.reason
+        st.plan = plan
+        st.from_short_commit = short_commit(plan.from_commit) if plan.from_commit else None
+        st.to_short_commit = short_commit(plan.to_commit) if plan.to_commit else None
+        if plan.action == PlanAction.REFUSED:
+            if code in FIXABLE:
                 if changed:
                     self.emit("RollbackBlocked", plan.reason, warning=True)
                 self.set_state(RollbackPhase.BLOCKED, code, plan.reason)
                 return st
-            st.planned_at = ctx.now
-            self.emit(
-                "RollbackStarted",
-                f"{plan.stage}: {plan.from_release} ({st.from_short_commit}) -> "
-                f"{plan.to_release} ({st.to_short_commit}); plan {plan.action}: {plan.reason}"
-                + (f"; reason: {self.rb.spec.reason}" if self.rb.spec.reason else ""),
-            )
-            assert plan.stage is not None
-            stage = ctx.pipeline.stage(plan.stage)
-            assert stage is not None
-            ctx.holds[plan.stage] = self.name
-            self.stop_in_flight(stage)  # status only: no release may act in the stage from now on
-            # The plan is recorded before anything in the cluster changes; the next pass (woken by
-            # this status write, or the requeue) acts on it.
-            ctx.plan.requeue(0.05)
-            self.set_state(RollbackPhase.PENDING, code, f"planned: {plan.reason}")
+            self.finish()
+            st.verdict = f"Refused: {code}"
+            self.emit("RollbackRefused", plan.reason, warning=True)
+            self.set_state(RollbackPhase.REFUSED, code, plan.reason)
             return st
-        return self.act()
+        st.planned_at = ctx.now
+        if plan.action == PlanAction.NOTHING:
+            return self.succeed()  # nothing to change: no veto, no pin, nothing stopped
+        self.emit(
+            "RollbackStarted",
+            f"{plan.stage}: {plan.from_release} ({st.from_short_commit}) -> "
+            f"{plan.to_release} ({st.to_short_commit}); plan {plan.action}: {plan.reason}"
+            + (f"; reason: {self.rb.spec.reason}" if self.rb.spec.reason else ""),
+        )
+        assert plan.stage is not None
+        stage = ctx.pipeline.stage(plan.stage)
+        assert stage is not None
+        ctx.holds[plan.stage] = self.name
+        self.stop_in_flight(stage)  # status only: no release may act in the stage from now on
+        # The plan is recorded before anything in the cluster changes; the next pass (woken by
+        # this status write, or the requeue) acts on it.
+        ctx.plan.requeue(0.05)
+        self.set_state(RollbackPhase.PENDING, code, f"planned: {plan.reason}")
+        return st
 
     def act(self) -> RollbackStatus:
         st, ctx = self.status, self.ctx
@@ -339,11 +391,14 @@ class RollbackStep:
         stage = ctx.pipeline.stage(plan.stage)
         if stage is None:
             return self.fail("StageRemoved", f"stage {plan.stage} is no longer in the pipeline")
+        if plan.action == PlanAction.NOTHING:
+            return self.succeed()
+        other = ctx.holds.get(stage.name)
+        if other not in (None, self.name):
+            return self.fail("RollbackInProgress", f"rollback {other} is already acting on {stage.name}")
         ctx.holds[stage.name] = self.name
         self.stop_in_flight(stage)
         self.veto(plan.from_release)
-        if plan.action == PlanAction.NOTHING:
-            return self.succeed()
         src, dst = ctx.releases.get(plan.from_release or ""), ctx.releases.get(plan.to_release or "")
         if dst is None or src is None:
             return self.fail(
@@ -384,6 +439,14 @@ class RollbackStep:
                 ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
                 self.set_state(RollbackPhase.ROLLING_BACK, check_r.reason, check_r.detail)
                 return st
+            if check_r.state is RolloutState.PATCH and st.patched_at is not None:
+                # Someone else changed the image after Conveyor set it: stop, never fight.
+                changed_by_others = ", ".join(sorted(check_r.patches))
+                return self.fail(
+                    "ImageChanged",
+                    f"the image of {changed_by_others} in {stage.namespace} changed after the rollback "
+                    f"set it to {image}: another writer is at work; the rollback stops here",
+                )
             if check_r.state is RolloutState.PATCH:
                 annotations = set_image_annotations(dst.metadata.name, dst.spec.commit, self.name)
                 for deployment, images in check_r.patches.items():
@@ -438,7 +501,7 @@ class RollbackStep:
         deadline_seconds: float | None = None,
     ) -> tuple[JobCheck, str]:
         """Judge the rollback's Job of `kind` (running `release`'s image); plan its creation once."""
-        name = job_name(self.name, stage.name, kind)
+        name = job_name(self.name, self.rb.metadata.uid, stage.name, kind)
         check = check_job(
             sw,
             name,
@@ -456,64 +519,20 @@ class RollbackStep:
         return check, name
 
     def stop_in_flight(self, stage: Stage) -> None:
-        """A release in flight in the stage ends: RolledBack if it changed the stage, else Cancelled."""
-        ctx = self.ctx
-        for r in ctx.releases.values():
+        """Every release in flight in the stage ends there (an effect the pass applies)."""
+        for r in self.ctx.releases.values():
             rec = stage_record(r, stage.name)
             if r.status.phase in TERMINAL_PHASES or rec is None or rec.started_at is None:
                 continue
             if rec.phase in (StagePhase.VERIFIED, StagePhase.FAILED):
                 continue
-            changed = rec.deployed_at is not None or rec.migration_job is not None
-            rec.phase, rec.finished_at = StagePhase.FAILED, ctx.now
-            rec.message = f"stopped by rollback {self.name}"
-            phase, reason = (Phase.ROLLED_BACK, "RolledBack") if changed else (Phase.CANCELLED, "Cancelled")
-            msg = f"stopped in {stage.name} by rollback {self.name}"
-            ctx.emit(
-                "Release",
-                r.metadata.name,
-                f"Release{reason}",
-                msg,
-                warning=True,
-                stage=stage.name,
-                subject=r,
-                actor=self.actor,
-                history=r.status.history,
-            )
-            apply_verdict(r.status, Verdict(phase, reason, msg), r.metadata.generation, ctx.now)
-            ctx.in_flight.pop(stage.name, None)
+            self.ctx.effects.append(StopRelease(r.metadata.name, stage.name, self.name, self.actor))
 
     def veto(self, release_name: str | None) -> None:
-        """The release rolled away from is never promoted again: status, label, and the pipeline's list."""
-        ctx = self.ctx
-        r = ctx.releases.get(release_name or "")
-        if r is None or r.status.vetoed:
-            return
-        r.status.vetoed, r.status.vetoed_by = True, self.name
-        ctx.plan.actions.append(LabelRelease(self.name, r.metadata.name, {VETOED_LABEL: "true"}))
-        msg = f"vetoed by rollback {self.name}: Conveyor never promotes {short_commit(r.spec.commit)} again"
-        ctx.emit(
-            "Release",
-            r.metadata.name,
-            "ReleaseVetoed",
-            msg,
-            warning=True,
-            subject=r,
-            actor=self.actor,
-            history=r.status.history,
-        )
-        if r.status.phase not in TERMINAL_PHASES:
-            apply_verdict(r.status, Verdict(Phase.ROLLED_BACK, "Vetoed", msg), r.metadata.generation, ctx.now)
-        ctx.vetoed.setdefault(
-            r.spec.digest,
-            VetoRecord(
-                digest=r.spec.digest,
-                commit=r.spec.commit,
-                release=r.metadata.name,
-                rollback=self.name,
-                at=ctx.now,
-            ),
-        )
+        """The release rolled away from is never promoted again (an effect the pass applies)."""
+        r = self.ctx.releases.get(release_name or "")
+        if r is not None and not r.status.vetoed:
+            self.ctx.effects.append(VetoRelease(r.metadata.name, self.name, self.actor))
 
     def finish(self) -> None:
         st = self.status

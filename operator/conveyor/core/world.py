@@ -95,7 +95,12 @@ class JobView:
     failed: bool
     failure_reason: str = ""
     failure_message: str = ""
-    release_uid: str | None = None
+    release_uid: str | None = None  # the uid of the Release or Rollback that created it
+
+    @property
+    def finished(self) -> bool:
+        """Complete or failed: the Job controller is done with it."""
+        return self.complete or self.failed
 
     @classmethod
     def from_object(cls, obj: dict[str, Any]) -> JobView:
@@ -124,7 +129,7 @@ class StageWorld:
     namespace: str
     namespace_exists: bool = True
     deployments: dict[str, DeploymentView | None] = field(default_factory=dict)  # None: not found
-    jobs: dict[str, JobView] = field(default_factory=dict)
+    jobs: dict[str, JobView] = field(default_factory=dict)  # every Job of this pipeline there
     secrets: dict[str, SecretInfo] = field(default_factory=dict)  # for parity: how each Secret is made
 
 

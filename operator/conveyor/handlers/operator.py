@@ -24,6 +24,7 @@ from conveyor.handlers.reconcile import (
     report_orphan_approval,
     report_orphan_release,
     report_orphan_rollback,
+    report_pass_failure,
 )
 from conveyor.handlers.workers import PipelineWorkers
 from conveyor.kube.client import Kube, load_api_client
@@ -59,7 +60,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     executor = ThreadPoolExecutor(max_workers=RECONCILE_THREADS, thread_name_prefix="reconcile")
     memo.kube = kube
     memo.executor = executor
-    memo.workers = PipelineWorkers(lambda ns, name: reconcile_pipeline(kube, ns, name), executor)
+    memo.workers = PipelineWorkers(
+        lambda ns, name: reconcile_pipeline(kube, ns, name),
+        executor,
+        report=lambda ns, name, error: report_pass_failure(kube, ns, name, error),
+    )
     log.info("conveyor %s is alive", __version__)
 
 

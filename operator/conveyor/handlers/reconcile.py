@@ -24,11 +24,22 @@ from conveyor.api.common import KubeModel
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
+from conveyor.core.conditions import truncate
+from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.core.parity import referenced_secrets
 from conveyor.core.patch import merge_patch
-from conveyor.core.plan import Action, CreateJob, CreateRollback, DeleteRelease, LabelRelease, Plan, SetImage
+from conveyor.core.plan import (
+    Action,
+    CreateJob,
+    CreateRollback,
+    DeleteJob,
+    DeleteRelease,
+    LabelRelease,
+    OwnApproval,
+    Plan,
+    SetImage,
+)
 from conveyor.core.promotion import (
-    jobs_to_observe,
     reconcile,
     unknown_pipeline_release,
     unknown_release_approval,
@@ -58,8 +69,8 @@ def _parse(model: type[KubeModel], obj: dict[str, Any]) -> Any:
         return None
 
 
-def observe(kube: Kube, pipeline: Pipeline, releases: list[Release], rollbacks: list[Rollback]) -> World:
-    """Read each stage's target Deployments, and the Jobs that live releases and rollbacks may own."""
+def observe(kube: Kube, pipeline: Pipeline) -> World:
+    """Read each stage's target Deployments and this pipeline's Jobs (one list per stage namespace)."""
     world = World()
     for stage in pipeline.spec.stages:
         sw = StageWorld(namespace=stage.namespace)
@@ -85,12 +96,21 @@ def observe(kube: Kube, pipeline: Pipeline, releases: list[Release], rollbacks: 
                     else None
                 )
                 sw_.secrets[secret] = SecretInfo.from_objects(meta, external)
-    for stage_name, namespace, name in jobs_to_observe(pipeline, releases, rollbacks):
-        seen = world.stages.get(stage_name)
-        if seen is not None and seen.namespace_exists:
-            obj = kube.get_job(namespace, name)
-            if obj is not None:
-                seen.jobs[name] = JobView.from_object(obj)
+    selector = ",".join(f"{k}={v}" for k, v in {**MANAGED_BY, PIPELINE_LABEL: pipeline.metadata.name}.items())
+    listed: dict[str, list[dict[str, Any]]] = {}
+    for stage in pipeline.spec.stages:
+        sw = world.stages[stage.name]
+        if not sw.namespace_exists:
+            continue
+        if stage.namespace not in listed:  # stages may share a namespace
+            listed[stage.namespace] = kube.list_jobs(stage.namespace, selector)
+        for obj in listed[stage.namespace]:
+            meta = obj.get("metadata") or {}
+            # The same pipeline name may live in another namespace: only our pipeline's Jobs.
+            if (meta.get("annotations") or {}).get(
+                PIPELINE_NAMESPACE_ANNOTATION
+            ) == pipeline.metadata.namespace:
+                sw.jobs[meta.get("name", "")] = JobView.from_object(obj)
     return world
 
 
@@ -119,6 +139,19 @@ def _perform(kube: Kube, namespace: str, action: Action) -> None:
     elif isinstance(action, LabelRelease):
         kube.label_custom("releases", namespace, action.release, action.labels)
         WRITES.add("release_label")
+    elif isinstance(action, DeleteJob):
+        kube.delete_job(action.namespace, action.name)
+        log.info("deleted Job %s/%s: %s", action.namespace, action.name, action.why)
+        WRITES.add("job_delete")
+    elif isinstance(action, OwnApproval):
+        owner = {
+            "apiVersion": "conveyor.dev/v1alpha1",
+            "kind": "Release",
+            "name": action.release,
+            "uid": action.release_uid,
+        }
+        kube.patch_custom_metadata("approvals", namespace, action.approval, {"ownerReferences": [owner]})
+        WRITES.add("approval_owner")
     else:
         kube.delete_custom("releases", namespace, action.release)
         WRITES.add("release_delete")
@@ -154,7 +187,15 @@ def apply_plan(
     ok = True
     failed: set[str] = set()  # owners (release or rollback) whose actions failed: their status waits
     # Image patches first: they are what a rollback waits on; Jobs, Rollbacks and labels follow.
-    order = {SetImage: 0, CreateJob: 1, CreateRollback: 2, LabelRelease: 3, DeleteRelease: 4}
+    order = {
+        SetImage: 0,
+        CreateJob: 1,
+        CreateRollback: 2,
+        LabelRelease: 3,
+        OwnApproval: 4,
+        DeleteRelease: 5,
+        DeleteJob: 6,
+    }
     for action in sorted(plan.actions, key=lambda a: order[type(a)]):
         if action.owner in failed:
             continue
@@ -178,9 +219,16 @@ def apply_plan(
         if name in failed:
             continue
         patch = merge_patch(old.wire(), new.wire())
-        if patch:
+        if not patch:
+            continue
+        try:
             kube.patch_custom_status(plural, ns, name, patch)
             WRITES.add("status_patch")
+        except Exception:
+            # One object's refused write never stops the others' (nor their Events).
+            log.warning("%s/%s: writing the status of %s failed", ns, name, plural, exc_info=True)
+            failed.add(name)
+            ok = False
     uids = {pipeline.metadata.name: pipeline.metadata.uid}
     uids.update({r.metadata.name: r.metadata.uid for r in releases})
     uids.update({r.metadata.name: r.metadata.uid for r in rollbacks})
@@ -255,14 +303,17 @@ def reconcile_pipeline(
     obj = kube.get_custom("pipelines", namespace, name)
     if obj is None:
         return False, None
-    pipeline = _parse(Pipeline, obj)
-    if pipeline is None:
+    try:
+        pipeline = Pipeline.model_validate(obj)
+    except ValidationError as e:
+        # Stored before a schema bound existed, say: it says why on itself, and heals when fixed.
+        report_pass_failure(kube, namespace, name, f"the Pipeline does not validate: {e}", clock)
         return True, None
     releases: list[Release] = _list(kube, Release, "releases", namespace, f"spec.pipeline={name}")
     names = {r.metadata.name for r in releases}
     approvals = [a for a in _list(kube, Approval, "approvals", namespace) if a.spec.release in names]
     rollbacks: list[Rollback] = _list(kube, Rollback, "rollbacks", namespace, f"spec.pipeline={name}")
-    world = observe(kube, pipeline, releases, rollbacks)
+    world = observe(kube, pipeline)
     world.identity_enforced = IDENTITY(kube)
     now = clock()
     plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks)
@@ -316,3 +367,34 @@ def report_orphan_rollback(kube: Kube, obj: dict[str, Any], clock: Clock = utcno
     rollback = _parse(Rollback, obj)
     if rollback is not None and rollback.status.phase not in ROLLBACK_TERMINAL:
         _write_status(kube, "rollbacks", rollback, unknown_pipeline_rollback(rollback, clock()))
+
+
+def report_pass_failure(kube: Kube, namespace: str, name: str, error: str, clock: Clock = utcnow) -> None:
+    """Say on the Pipeline that Conveyor's passes over it fail, and why (best effort: this runs when
+    something already went wrong). The next successful pass sets Reconciled back to True."""
+    try:
+        obj = kube.get_custom("pipelines", namespace, name)
+        if obj is None:
+            return
+        status = obj.get("status") or {}
+        conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+        previous = next((c for c in conditions if c.get("type") == "Reconciled"), None)
+        condition = {
+            "type": "Reconciled",
+            "status": "False",
+            "reason": "ReconcileFailed",
+            "message": truncate(error),
+            "observedGeneration": (obj.get("metadata") or {}).get("generation"),
+            "lastTransitionTime": (
+                previous["lastTransitionTime"]
+                if previous and previous.get("status") == "False" and previous.get("lastTransitionTime")
+                else clock().isoformat()
+            ),
+        }
+        if previous == condition:
+            return
+        others = [c for c in conditions if c.get("type") != "Reconciled"]
+        kube.patch_custom_status("pipelines", namespace, name, {"conditions": [*others, condition]})
+        WRITES.add("status_patch")
+    except Exception:
+        log.warning("%s/%s: could not report the failing pass", namespace, name, exc_info=True)

@@ -27,16 +27,21 @@ log = logging.getLogger("conveyor.workers")
 
 Key = tuple[str, str]  # (namespace, pipeline name)
 Pass = Callable[[str, str], tuple[bool, float | None]]
+Report = Callable[[str, str, str], None]  # (namespace, name, error): say it on the Pipeline
 
 RESYNC_SECONDS = 300.0  # a full look even when nothing announced a change
 MAX_BACKOFF_SECONDS = 60.0
+REPORT_AFTER_FAILURES = 2  # a pass that fails again is no blip: the Pipeline says so
 
 
 class PipelineWorkers:
     """The registry of pipeline workers and the namespaces each one cares about."""
 
-    def __init__(self, reconcile_pass: Pass, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, reconcile_pass: Pass, executor: ThreadPoolExecutor, report: Report | None = None
+    ) -> None:
         self._pass = reconcile_pass
+        self._report = report
         self._executor = executor
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._wakeups: dict[Key, asyncio.Event] = {}
@@ -97,7 +102,7 @@ class PipelineWorkers:
                 RECONCILE_TOTAL.labels(
                     CONTROLLER, "requeue_after" if requeue is not None else "success"
                 ).inc()
-            except Exception:
+            except Exception as e:
                 RECONCILE_TOTAL.labels(CONTROLLER, "error").inc()
                 RECONCILE_ERRORS.labels(CONTROLLER).inc()
                 failures += 1
@@ -110,6 +115,9 @@ class PipelineWorkers:
                     failures,
                     requeue,
                 )
+                if self._report is not None and failures >= REPORT_AFTER_FAILURES:
+                    error = f"{failures} passes in a row failed; the last: {type(e).__name__}: {e}"
+                    await loop.run_in_executor(self._executor, self._report, namespace, name, error)
             finally:
                 ACTIVE_WORKERS.labels(CONTROLLER).dec()
                 RECONCILE_TIME.labels(CONTROLLER).observe(time.monotonic() - started)

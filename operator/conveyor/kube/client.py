@@ -104,6 +104,20 @@ class Kube:
         return items
 
     @instrumented("patch")
+    def patch_custom_metadata(self, plural: str, namespace: str, name: str, metadata: dict[str, Any]) -> None:
+        """Merge-patch an object's metadata (labels, ownerReferences; never its spec)."""
+        try:
+            self.request(
+                "PATCH",
+                _custom(namespace, plural, name),
+                body={"metadata": metadata},
+                content_type=MERGE_PATCH,
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    @instrumented("patch")
     def patch_custom_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Merge-patch the status subresource (missing object: ignored, it was deleted)."""
         try:
@@ -241,6 +255,30 @@ class Kube:
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Job, or None."""
         return self._get_or_none(f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs/{quote(name)}")
+
+    @instrumented("list", "jobs")
+    def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """The Jobs of a namespace that carry these labels."""
+        result = self.request(
+            "GET",
+            f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs",
+            query={"labelSelector": label_selector},
+        )
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items
+
+    @instrumented("delete", "jobs")
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and (in the background) its pods; an already-gone Job is fine."""
+        try:
+            self.request(
+                "DELETE",
+                f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs/{quote(name)}",
+                body={"propagationPolicy": "Background"},
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
     @instrumented("create", "jobs")
     def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool:

@@ -1,0 +1,215 @@
+"""The Pipeline's status: per stage, the release last verified there and what its Deployments run
+now; the vetoes; and the conditions Ready (targets resolve), InParity, Tracked (every stage runs an
+image a live release names) and Reconciled (Conveyor could decide for every object)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from conveyor.api.pipeline import VETO_LIMIT, Pipeline, PipelineStatus, RunningState, StageState
+from conveyor.api.release import Release
+from conveyor.api.rollback import PlanAction, Rollback, RollbackPhase
+from conveyor.core.conditions import set_condition
+from conveyor.core.jobs import image_ref, short_commit
+from conveyor.core.parity import summary as parity_summary
+from conveyor.core.plan import Pass, Plan
+from conveyor.core.steps import resolve_targets
+from conveyor.core.world import StageWorld
+
+
+def running_state(pipeline: Pipeline, sw: StageWorld | None, releases: list[Release]) -> RunningState | None:
+    """What the stage's Deployments run now, matched to the live release whose image it is."""
+    if sw is None:
+        return None
+    images = []
+    touched = False
+    for t in pipeline.spec.targets:
+        dep = sw.deployments.get(t.deployment)
+        if dep is None or t.container not in dep.images:
+            continue
+        images.append((t.deployment, dep.images[t.container]))
+        touched = touched or dep.release_annotation is not None
+    if not images:
+        return None
+    by_image = {image_ref(pipeline, r): r for r in releases}
+    unknown = [(d, i) for d, i in images if i not in by_image]
+    first = images[0][1]
+    state = RunningState(image=first, digest=first.partition("@")[2] or None)
+    named = by_image.get(first)
+    if named is not None and len({i for _, i in images}) == 1:
+        state.release, state.commit = named.metadata.name, named.spec.commit
+        state.short_commit = short_commit(named.spec.commit)
+    if not touched:
+        state.tracked = True
+        state.message = "Conveyor has not promoted anything here yet"
+    elif unknown:
+        state.tracked = False
+        state.message = "; ".join(
+            f"Deployment {sw.namespace}/{d} runs {i}, which no live Release of pipeline "
+            f"{pipeline.metadata.name} names (was its release deleted, or the image set by hand?)"
+            for d, i in unknown
+        )
+    else:
+        state.tracked = True
+        if state.release is None:
+            state.message = "the targets run images of different releases"
+    return state
+
+
+def pipeline_status(
+    pipeline: Pipeline,
+    releases: list[Release],
+    *,
+    rollbacks: list[Rollback],
+    plan: Plan,
+    ctx: Pass,
+    now: datetime,
+) -> PipelineStatus:
+    """Per stage, the release last verified there (or rolled back to) and what runs now; conditions."""
+    status = pipeline.status.model_copy(deep=True)
+    by_name = {r.metadata.name: r for r in releases}
+    states: list[StageState] = []
+    for stage in pipeline.spec.stages:
+        best: tuple[datetime, Release, str | None] | None = None
+        for r in releases:
+            rec = next((x for x in r.status.stages if x.name == stage.name), None)
+            if rec and rec.verified_at and (best is None or rec.verified_at > best[0]):
+                best = (rec.verified_at, r, None)
+        for rb in rollbacks:
+            rbs = plan.rollbacks.get(rb.metadata.name, rb.status)
+            p = rbs.plan
+            if (
+                rbs.phase == RollbackPhase.SUCCEEDED
+                and p
+                and p.action != PlanAction.NOTHING
+                and p.stage == stage.name
+                and rbs.finished_at
+            ):
+                target = by_name.get(p.to_release or "")
+                if target is not None and (best is None or rbs.finished_at > best[0]):
+                    best = (rbs.finished_at, target, rb.metadata.name)
+        state = StageState(
+            name=stage.name, namespace=stage.namespace, in_flight=ctx.in_flight.get(stage.name)
+        )
+        if best is not None:
+            since, r, pinned_by = best
+            state.release, state.commit = r.metadata.name, r.spec.commit
+            state.short_commit, state.digest, state.since = short_commit(r.spec.commit), r.spec.digest, since
+            state.pinned_by = pinned_by
+        state.running = running_state(pipeline, ctx.world.stages.get(stage.name), releases)
+        states.append(state)
+    status.stages = states
+    status.summary = " ".join(f"{s.name}={s.short_commit or '-'}" for s in states)
+    status.production_commit = states[-1].short_commit if states else None
+    status.vetoed = sorted(ctx.vetoed.values(), key=lambda v: v.at)[-VETO_LIMIT:]
+    set_parity(status, pipeline, ctx, now)
+    set_tracked(status, pipeline, ctx, now)
+    set_reconciled(status, pipeline, plan.errors, now)
+    status.observed_generation = pipeline.metadata.generation
+    problems = []
+    for stage in pipeline.spec.stages:
+        if stage.name in ctx.world.stages:
+            problem = resolve_targets(pipeline, ctx.world.stages[stage.name])
+            if problem is not None:
+                problems.append((stage.name, *problem))
+    if problems:
+        msg = "; ".join(f"{s}: {m}" for s, _, m in problems)
+        status.conditions = set_condition(
+            status.conditions,
+            "Ready",
+            "False",
+            problems[0][1],
+            msg,
+            generation=pipeline.metadata.generation,
+            now=now,
+        )
+    else:
+        status.conditions = set_condition(
+            status.conditions,
+            "Ready",
+            "True",
+            "TargetsResolved",
+            "every stage's namespace, Deployments and containers exist",
+            generation=pipeline.metadata.generation,
+            now=now,
+        )
+    return status
+
+
+def set_parity(status: PipelineStatus, pipeline: Pipeline, ctx: Pass, now: datetime) -> None:
+    """The InParity condition and status.parity; an Event when the verdict changes."""
+    gen = pipeline.metadata.generation
+    if pipeline.spec.parity.policy == "off" or len(pipeline.spec.stages) < 2:
+        status.conditions = [c for c in status.conditions if c.type != "InParity"]
+        status.parity = status.parity.model_copy(update={"in_parity": None, "differences": []})
+        return
+    in_parity = not ctx.parity
+    before = status.parity.in_parity
+    if before != in_parity or status.parity.differences != ctx.parity:
+        status.parity = status.parity.model_copy(
+            update={"in_parity": in_parity, "checked_at": now, "differences": list(ctx.parity)}
+        )
+    if in_parity:
+        msg = f"{len(pipeline.spec.stages)} stages have the same shape"
+        status.conditions = set_condition(
+            status.conditions, "InParity", "True", "InParity", msg, generation=gen, now=now
+        )
+    else:
+        msg = f"{len(ctx.parity)} difference(s): {parity_summary(ctx.parity)}"
+        status.conditions = set_condition(
+            status.conditions, "InParity", "False", "StagesDiffer", msg, generation=gen, now=now
+        )
+    if before is not None and before != in_parity:
+        ctx.emit(
+            "Pipeline",
+            pipeline.metadata.name,
+            "ParityRestored" if in_parity else "ParityLost",
+            msg,
+            warning=not in_parity,
+        )
+
+
+def set_tracked(status: PipelineStatus, pipeline: Pipeline, ctx: Pass, now: datetime) -> None:
+    """Tracked: every stage runs an image some live release names; an Event when that changes."""
+    gen = pipeline.metadata.generation
+    lost = [
+        f"{s.name}: {s.running.message}" for s in status.stages if s.running and s.running.tracked is False
+    ]
+    before = next((c.status for c in status.conditions if c.type == "Tracked"), None)
+    if lost:
+        msg = "; ".join(lost)
+        status.conditions = set_condition(
+            status.conditions, "Tracked", "False", "UntrackedImage", msg, generation=gen, now=now
+        )
+    else:
+        msg = "every stage runs an image a live release names (or one Conveyor never replaced)"
+        status.conditions = set_condition(
+            status.conditions, "Tracked", "True", "ImagesTracked", msg, generation=gen, now=now
+        )
+    if lost and before != "False":
+        ctx.emit("Pipeline", pipeline.metadata.name, "UntrackedImage", msg, warning=True)
+
+
+def set_reconciled(status: PipelineStatus, pipeline: Pipeline, errors: list[str], now: datetime) -> None:
+    """Reconciled: False with the errors when Conveyor could not decide for some object this pass."""
+    gen = pipeline.metadata.generation
+    if errors:
+        status.conditions = set_condition(
+            status.conditions,
+            "Reconciled",
+            "False",
+            "ReconcileFailed",
+            "; ".join(errors),
+            generation=gen,
+            now=now,
+        )
+    else:
+        status.conditions = set_condition(
+            status.conditions,
+            "Reconciled",
+            "True",
+            "Reconciled",
+            "every object was reconciled",
+            generation=gen,
+            now=now,
+        )
