@@ -251,11 +251,6 @@ class Kube:
         """True when the namespace exists."""
         return self._get_or_none(f"/api/v1/namespaces/{quote(name)}") is not None
 
-    @instrumented("get", "jobs")
-    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A Job, or None."""
-        return self._get_or_none(f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs/{quote(name)}")
-
     @instrumented("list", "jobs")
     def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """The Jobs of a namespace that carry these labels."""
