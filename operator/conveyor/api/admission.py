@@ -4,9 +4,13 @@ the identity is the one it authenticated, with no webhook server to run or to lo
 
 - conveyor-stamp-identity (mutating): on CREATE, when the stamp field is absent, set it from
   `request.userInfo` (username and groups).
-- conveyor-identity-stamps (validating): on CREATE, refuse a stamp that differs from
-  `request.userInfo` — a forged stamp is refused, never silently replaced. Edits are impossible
-  anyway: each kind's spec is immutable.
+- conveyor-identity-stamps (validating): on CREATE, refuse a stamp whose username or groups differ
+  from `request.userInfo` — the groups compared as lists (same groups, same order), so a supplied
+  stamp passes only when it is exactly what the API server would have stamped. A forged stamp is
+  refused, never silently replaced. Edits are impossible anyway: each kind's spec is immutable.
+
+Both read the groups through `has()`: `request.userInfo.groups` and a stamp's `groups` are optional
+fields (absent, not empty, when there are none).
 """
 
 from __future__ import annotations
@@ -36,6 +40,28 @@ def _rules(plurals: list[str]) -> dict[str, Any]:
     }
 
 
+# The authenticated groups; absent (not []) in a request whose user has none.
+USER_GROUPS = "has(request.userInfo.groups) ? request.userInfo.groups : []"
+
+
+def _stamp_matches(field: str) -> str:
+    """CEL: the object's stamp is exactly the authenticated identity (username, and groups as a list)."""
+    stamp = f"object.spec.{field}"
+    return (
+        f"has({stamp}) && {stamp}.username == request.userInfo.username && "
+        f"(has({stamp}.groups) ? {stamp}.groups : []) == variables.userGroups"
+    )
+
+
+def _refusal(field: str) -> str:
+    """CEL: the refusal message, naming the identity the API server authenticated."""
+    return (
+        f"'spec.{field} is stamped by the API server from the identity it authenticated (' + "
+        "request.userInfo.username + ') with groups [' + variables.userGroups.join(', ') + ']: leave "
+        f"spec.{field} out, or give exactly that username and those groups, in that order'"
+    )
+
+
 def admission_policies() -> list[dict[str, Any]]:
     """The policies and their bindings, in apply order."""
     plurals = sorted(STAMPED)
@@ -47,7 +73,7 @@ def admission_policies() -> list[dict[str, Any]]:
                 "expression": (
                     f"request.resource.resource == '{plural}' && !has(object.spec.{field}) ? "
                     f"[JSONPatch{{op: 'add', path: '/spec/{field}', value: Object.spec.{field}{{"
-                    "username: request.userInfo.username, groups: request.userInfo.groups}}] : []"
+                    f"username: request.userInfo.username, groups: {USER_GROUPS}}}}}] : []"
                 )
             },
         }
@@ -55,14 +81,8 @@ def admission_policies() -> list[dict[str, Any]]:
     ]
     validations = [
         {
-            "expression": (
-                f"request.resource.resource != '{plural}' || (has(object.spec.{field}) && "
-                f"object.spec.{field}.username == request.userInfo.username)"
-            ),
-            "messageExpression": (
-                f"'spec.{field} is stamped by the API server from the identity it authenticated (' + "
-                f"request.userInfo.username + '): leave it out'"
-            ),
+            "expression": f"request.resource.resource != '{plural}' || ({_stamp_matches(field)})",
+            "messageExpression": _refusal(field),
             "reason": "Forbidden",
         }
         for plural, field in sorted(STAMPED.items())
@@ -93,6 +113,7 @@ def admission_policies() -> list[dict[str, Any]]:
             "spec": {
                 "failurePolicy": "Fail",
                 "matchConstraints": _rules(plurals),
+                "variables": [{"name": "userGroups", "expression": USER_GROUPS}],
                 "validations": validations,
             },
         },

@@ -18,6 +18,15 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
+# Bounds of an authenticated identity. Kubernetes sets none; these are generous (a ServiceAccount's
+# user name is at most 339 characters). A user in more or longer groups cannot create Approvals,
+# Releases or Rollbacks, and the schema says why (spec.approver.groups: Too many ...).
+USERNAME_MAX = 512
+GROUP_MAX = 256
+GROUPS_MAX = 256
+UserName = Annotated[str, Field(max_length=USERNAME_MAX)]
+GroupName = Annotated[str, Field(max_length=GROUP_MAX)]
+
 
 def cel(rule: str, message: str | None = None, *, message_expression: str | None = None) -> JsonDict:
     """One `x-kubernetes-validations` entry: a CEL rule the API server enforces."""
@@ -110,9 +119,14 @@ class Identity(KubeModel):
     """An identity the API server authenticated, stamped at admission — never typed by a client."""
 
     username: str = Field(
-        description="Authenticated user name (for a ServiceAccount: system:serviceaccount:NS:NAME)."
+        description="Authenticated user name (for a ServiceAccount: system:serviceaccount:NS:NAME).",
+        max_length=USERNAME_MAX,
     )
-    groups: list[str] = Field(default_factory=list, description="Groups the API server placed the user in.")
+    groups: list[GroupName] = Field(
+        default_factory=list,
+        max_length=GROUPS_MAX,
+        description="Groups the API server placed the user in, in its order.",
+    )
 
 
 STAMP_DESCRIPTION = (

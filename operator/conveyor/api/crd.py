@@ -39,6 +39,8 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         if len(options) != 1:
             raise ValueError(f"only Optional[X] unions are supported, got {options}")
         inner = _structural(options[0], defs)
+        if "properties" in schema:  # the field spells out the object (e.g. dict[str, Any] | None)
+            inner.pop("x-kubernetes-preserve-unknown-fields", None)
         schema = {**inner, **{k: v for k, v in schema.items() if k != "default" or v is not None}}
     if "const" in schema:
         schema["enum"] = [schema.pop("const")]

@@ -12,15 +12,79 @@ from conveyor.api.common import (
     DNS_SUBDOMAIN,
     ENV_NAME,
     Condition,
+    GroupName,
     KubeModel,
     Message,
     ObjectMeta,
+    UserName,
     cel,
     latest,
 )
 
 VETO_LIMIT = 100
 IMAGE_REPOSITORY = r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+
+# Bounds of what a Pipeline may carry (one object must never be big enough to wedge a pass).
+ARG_MAX = 4096  # one command or args item
+ARGS_MAX = 64  # command or args items
+Arg = Annotated[str, Field(max_length=ARG_MAX)]
+VariableValue = Annotated[str, Field(max_length=4096)]
+ParityPattern = Annotated[str, Field(max_length=512)]
+LabelValue = Annotated[str, Field(max_length=63)]
+
+
+def _string(max_length: int) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_length}
+
+
+def _object(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, **extra}
+
+
+_NAME = _string(253)
+# Kubernetes' own shapes (EnvVarSource, EnvFromSource, ResourceRequirements), written out so that
+# every string in them is bounded; unknown fields are pruned (they would not be bounded).
+_KEY_SELECTOR = _object({"name": _NAME, "key": _string(253), "optional": {"type": "boolean"}})
+_VALUE_FROM = _object(
+    {
+        "secretKeyRef": _KEY_SELECTOR,
+        "configMapKeyRef": _KEY_SELECTOR,
+        "fieldRef": _object({"apiVersion": _string(64), "fieldPath": _string(256)}),
+        "resourceFieldRef": _object(
+            {
+                "containerName": _string(63),
+                "resource": _string(253),
+                "divisor": {"x-kubernetes-int-or-string": True, "maxLength": 64},
+            }
+        ),
+    },
+    maxProperties=1,
+)
+_ENV_FROM_SOURCE = _object(
+    {
+        "prefix": _string(253),
+        "configMapRef": _object({"name": _NAME, "optional": {"type": "boolean"}}),
+        "secretRef": _object({"name": _NAME, "optional": {"type": "boolean"}}),
+    },
+    maxProperties=3,
+)
+_QUANTITIES = {
+    "type": "object",
+    "maxProperties": 32,
+    "additionalProperties": {"x-kubernetes-int-or-string": True, "maxLength": 64},
+}
+_RESOURCES = _object(
+    {
+        "limits": _QUANTITIES,
+        "requests": _QUANTITIES,
+        "claims": {
+            "type": "array",
+            "maxItems": 16,
+            "items": _object({"name": _string(63), "request": _string(63)}, required=["name"]),
+        },
+    },
+    maxProperties=3,
+)
 
 
 class Target(KubeModel):
@@ -64,9 +128,9 @@ class EnvVar(KubeModel):
     value: str | None = Field(default=None, description="Literal value.", max_length=4096)
     value_from: dict[str, Any] | None = Field(
         default=None,
-        description="A reference to where the value lives (secretKeyRef, configMapKeyRef, fieldRef), "
-        "as in a Pod spec.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        description="A reference to where the value lives (secretKeyRef, configMapKeyRef, fieldRef, "
+        "resourceFieldRef), as in a Pod spec.",
+        json_schema_extra=_VALUE_FROM,
     )
 
 
@@ -79,8 +143,12 @@ class JobTemplate(KubeModel):
         description="Image to run; default: the release's own image (repository@digest).",
         max_length=512,
     )
-    command: list[str] = Field(default_factory=list, description="Entrypoint, as in a container spec.")
-    args: list[str] = Field(default_factory=list, description="Arguments, as in a container spec.")
+    command: list[Arg] = Field(
+        default_factory=list, max_length=ARGS_MAX, description="Entrypoint, as in a container spec."
+    )
+    args: list[Arg] = Field(
+        default_factory=list, max_length=ARGS_MAX, description="Arguments, as in a container spec."
+    )
     env: list[EnvVar] = Field(
         default_factory=list,
         max_length=64,
@@ -88,18 +156,28 @@ class JobTemplate(KubeModel):
     )
     env_from: list[dict[str, Any]] = Field(
         default_factory=list,
+        max_length=32,
         description="Sources of environment variables (secretRef, configMapRef), as in a container spec.",
-        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        json_schema_extra={"items": _ENV_FROM_SOURCE},
     )
     resources: dict[str, Any] | None = Field(
         default=None,
-        description="Resource requests and limits, as in a container spec.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        description="Resource requests and limits (and claims), as in a container spec.",
+        json_schema_extra=_RESOURCES,
     )
     service_account_name: str | None = Field(
         default=None, description="ServiceAccount the Job's pod runs as.", max_length=253
     )
-    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the Job's pod.")
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Extra labels on the Job's pod.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.all(k, k.size() <= 317)", "label keys are at most 317 characters (prefix/name)")
+            ]
+        },
+    )
     deadline_seconds: int = Field(
         default=600,
         ge=1,
@@ -116,8 +194,12 @@ class Approvers(KubeModel):
     """Who may approve: a user listed, or a member of a group listed (empty: anyone allowed by RBAC
     to create Approvals)."""
 
-    users: list[str] = Field(default_factory=list, description="Authenticated user names.")
-    groups: list[str] = Field(default_factory=list, description="Groups (as the API server reports them).")
+    users: list[UserName] = Field(
+        default_factory=list, max_length=100, description="Authenticated user names."
+    )
+    groups: list[GroupName] = Field(
+        default_factory=list, max_length=100, description="Groups (as the API server reports them)."
+    )
 
 
 class ApprovalPolicy(KubeModel):
@@ -146,15 +228,16 @@ class Stage(KubeModel):
         max_length=63,
         pattern=DNS_LABEL,
     )
-    variables: dict[str, str] = Field(
+    variables: dict[str, VariableValue] = Field(
         default_factory=dict,
         description="Per-stage environment for the migration and smoke-test Jobs (e.g. BASE_URL).",
         json_schema_extra={
             "maxProperties": 64,
             "x-kubernetes-validations": [
                 cel(
-                    "self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
-                    "variable names must be environment variable names ([A-Za-z_][A-Za-z0-9_]*)",
+                    "self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]{0,127}$'))",
+                    "variable names must be environment variable names ([A-Za-z_][A-Za-z0-9_]*, at "
+                    "most 128 characters)",
                 ),
                 cel(
                     f"self.all(k, !k.matches('{CREDENTIAL_NAME}'))",
@@ -219,8 +302,9 @@ class ParitySpec(KubeModel):
         description="enforce: a release may not enter the last stage while stages differ (it waits, "
         "ParityBlocked, and moves on when parity returns); warn: record only; off: no check.",
     )
-    ignore: list[str] = Field(
+    ignore: list[ParityPattern] = Field(
         default_factory=list,
+        max_length=100,
         description="Accepted differences, as path patterns where * matches anything, e.g. "
         "'deployment[shop].containers[web].env[DEBUG]' or 'deployment[shop].*.readinessProbe'.",
     )

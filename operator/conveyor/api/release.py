@@ -39,7 +39,9 @@ class Source(KubeModel):
     """Facts CI declares about where the artifact came from (declared, not verified)."""
 
     repository: str | None = Field(default=None, description="Source repository URL.", max_length=512)
-    commit_time: datetime | None = Field(default=None, description="When the commit was made.")
+    commit_time: datetime | None = Field(
+        default=None, description="When the commit was made.", json_schema_extra={"maxLength": 64}
+    )
     author: str | None = Field(default=None, description="Commit author as CI reports it.", max_length=256)
     ci_run_id: str | None = Field(default=None, description="CI run identifier.", max_length=128)
     ci_run_url: str | None = Field(default=None, description="Link to the CI run.", max_length=1024)
