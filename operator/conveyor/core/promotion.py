@@ -106,9 +106,11 @@ def reconcile(
     now: datetime,
     *,
     rollbacks: list[Rollback] | None = None,
+    invalid: list[str] | None = None,
 ) -> Plan:
-    """Decide one pass over a pipeline: actions to take and the status every object should have."""
-    plan = Plan()
+    """Decide one pass over a pipeline: actions to take and the status every object should have.
+    `invalid` names objects the shell could not read (they are reported, the rest goes on)."""
+    plan = Plan(errors=list(invalid or []))
     ordered = sorted(releases, key=order_key)
     working = {
         r.metadata.name: r.model_copy(update={"status": r.status.model_copy(deep=True)}) for r in ordered

@@ -259,13 +259,25 @@ def apply_plan(
 
 
 def _list(
-    kube: Kube, model: type[KubeModel], plural: str, namespace: str, selector: str | None = None
+    kube: Kube,
+    model: type[KubeModel],
+    plural: str,
+    namespace: str,
+    selector: str | None = None,
+    *,
+    invalid: list[str] | None = None,
 ) -> list[Any]:
-    return [
-        o
-        for o in (_parse(model, x) for x in kube.list_custom(plural, namespace, field_selector=selector))
-        if o is not None
-    ]
+    """Parsed objects; one that does not validate (stored before a schema bound existed, say) is
+    skipped, and named in `invalid` so the Pipeline's Reconciled condition says so."""
+    out = []
+    for obj in kube.list_custom(plural, namespace, field_selector=selector):
+        parsed = _parse(model, obj)
+        if parsed is not None:
+            out.append(parsed)
+        elif invalid is not None:
+            name = (obj.get("metadata") or {}).get("name")
+            invalid.append(f"{model.__name__} {name} does not validate (see the operator log); it is skipped")
+    return out
 
 
 class IdentityCheck:
@@ -309,14 +321,16 @@ def reconcile_pipeline(
         # Stored before a schema bound existed, say: it says why on itself, and heals when fixed.
         report_pass_failure(kube, namespace, name, f"the Pipeline does not validate: {e}", clock)
         return True, None
-    releases: list[Release] = _list(kube, Release, "releases", namespace, f"spec.pipeline={name}")
+    invalid: list[str] = []
+    selector = f"spec.pipeline={name}"
+    releases: list[Release] = _list(kube, Release, "releases", namespace, selector, invalid=invalid)
     names = {r.metadata.name for r in releases}
     approvals = [a for a in _list(kube, Approval, "approvals", namespace) if a.spec.release in names]
-    rollbacks: list[Rollback] = _list(kube, Rollback, "rollbacks", namespace, f"spec.pipeline={name}")
+    rollbacks: list[Rollback] = _list(kube, Rollback, "rollbacks", namespace, selector, invalid=invalid)
     world = observe(kube, pipeline)
     world.identity_enforced = IDENTITY(kube)
     now = clock()
-    plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks)
+    plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
     ok = apply_plan(
         kube,
         pipeline=pipeline,
