@@ -308,7 +308,7 @@ class RollbackStep:
             )
             else "False",
             "Failed": "True" if phase == RollbackPhase.FAILED else "False",
-            "RollbackBlocked": "True" if phase == RollbackPhase.BLOCKED else "False",
+            "RollbackBlocked": "True" if phase in (RollbackPhase.BLOCKED, RollbackPhase.REFUSED) else "False",
         }
         for ctype, value in flags.items():
             st.conditions = set_condition(
