@@ -50,7 +50,10 @@ def test_happy_path_staging_then_approval_then_prod(story: Story):
     rel = story.get("releases", "shop-v1")
     assert status(rel)["phase"] == "Succeeded"
     assert story.deployment_image("prod") == image_of("v1")
-    assert story.jobs("prod") == ["shop-v1-prod-migrate", "shop-v1-prod-smoke"]
+    assert story.jobs("prod") == [
+        story.job("shop-v1", "prod", "migrate"),
+        story.job("shop-v1", "prod", "smoke"),
+    ]
     prod = stage_record(rel, "prod")
     # Every step is timestamped, in order, with sub-second precision.
     steps = [ts(prod[k]) for k in ("startedAt", "migratedAt", "deployedAt", "rolledOutAt", "verifiedAt")]
@@ -157,7 +160,7 @@ def test_smoke_test_failure_fails_the_stage(story: Story):
     assert stage_record(rel, "prod") == {}
     assert story.jobs("prod") == []
     # The smoke test got the stage's variables and Conveyor's own
-    job = story.batch.read_namespaced_job("shop-v2-staging-smoke", story.stage_ns["staging"])
+    job = story.batch.read_namespaced_job(story.job("shop-v2", "staging", "smoke"), story.stage_ns["staging"])
     env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
     assert env["BASE_URL"] == "https://staging.example"
     assert env["CONVEYOR_COMMIT"] == commit_of("v2")
@@ -231,8 +234,11 @@ def test_operator_killed_mid_phase_finishes_correctly_after_restart(story: Story
     story.when_approved("shop-k", "prod")
     rel = story.then_release_phase("shop-k", "Succeeded")
     # Then every stage ran exactly once: one migration and one smoke Job each, one new ReplicaSet
-    assert story.jobs("staging") == ["shop-k-staging-migrate", "shop-k-staging-smoke"]
-    assert story.jobs("prod") == ["shop-k-prod-migrate", "shop-k-prod-smoke"]
+    for stage in ("staging", "prod"):
+        assert story.jobs(stage) == [
+            story.job("shop-k", stage, "migrate"),
+            story.job("shop-k", stage, "smoke"),
+        ]
     for stage in ("staging", "prod"):
         rs = story.apps.list_namespaced_replica_set(story.stage_ns[stage]).items
         assert sorted(r.spec.template.spec.containers[0].image for r in rs) == sorted(

@@ -60,7 +60,7 @@ def test_manual_rollback_to_the_previous_release(story: Story):
     assert st["plannedAt"] <= st["patchedAt"] <= st["rolledOutAt"] <= st["verifiedAt"] <= st["finishedAt"]
     assert st["durationSeconds"] > 0
     assert story.deployment_image("prod") == image_of("v1")
-    assert story.jobs("prod")[-1] == "undo-v2-prod-smoke"
+    assert story.jobs("prod")[-1] == story.job("undo-v2", "prod", "smoke", plural="rollbacks")
     v2 = story.get("releases", "shop-v2")
     assert status(v2)["vetoed"] is True
     assert v2["metadata"]["labels"]["conveyor.dev/vetoed"] == "true"
@@ -101,7 +101,7 @@ def test_automatic_rollback_after_a_smoke_test_failure(story: Story):
     story.when_release("shop-buggy", label="buggy", digest_prefix="0bad")
     story.then_condition("releases", "shop-buggy", "Failed", reason="SmokeTestFailed")
     # Then Conveyor created one Rollback itself, and staging runs the good release again
-    rb = story.then_rollback_phase("shop-buggy-staging-rollback", "Succeeded")
+    rb = story.then_rollback_phase(story.auto_rollback("shop-buggy", "staging"), "Succeeded")
     assert status(rb)["plan"]["toRelease"] == "shop-good"
     assert rb["metadata"]["labels"]["conveyor.dev/automatic"] == "true"
     assert "automatic" in rb["spec"]["reason"]
@@ -118,7 +118,7 @@ def test_automatic_rollback_after_the_rollout_deadline(story: Story):
     story.promote("shop-v1", label="v1")
     story.when_release("shop-v2", label="v2", digest_prefix="dead")
     story.then_condition("releases", "shop-v2", "Failed", reason="RolloutTimedOut", timeout=60)
-    story.then_rollback_phase("shop-v2-prod-rollback", "Succeeded")
+    story.then_rollback_phase(story.auto_rollback("shop-v2", "prod"), "Succeeded")
     assert story.deployment_image("prod") == image_of("v1")
     story.wait_deployment_available(story.stage_ns["prod"], "shop")
 
@@ -130,8 +130,9 @@ def test_breaking_schema_runs_the_down_migration_once_then_rolls_back(story: Sto
     rb = story.then_rollback_phase("undo-breaking", "Succeeded")
     assert status(rb)["plan"]["action"] == "DownMigrationThenImage"
     assert status(rb)["downMigratedAt"] <= status(rb)["patchedAt"]
-    assert story.jobs("prod") == ["undo-breaking-prod-down"]
-    down = story.batch.read_namespaced_job("undo-breaking-prod-down", story.stage_ns["prod"])
+    down_job = story.job("undo-breaking", "prod", "down", plural="rollbacks")
+    assert story.jobs("prod") == [down_job]
+    down = story.batch.read_namespaced_job(down_job, story.stage_ns["prod"])
     assert down.spec.template.spec.containers[0].image == image_of("v2")  # the newer image undoes itself
     assert down.spec.template.spec.containers[0].command == DOWN["command"]
     assert story.deployment_image("prod") == image_of("v1")
@@ -204,8 +205,8 @@ def test_operator_killed_mid_rollback_finishes_the_same_plan(story: Story):
     story.restart_operator()
     rb = story.then_rollback_phase("undo", "Succeeded")
     assert status(rb)["plan"]["action"] == "DownMigrationThenImage"
-    downs = [j for j in story.jobs("prod") if j.endswith("-down")]
-    assert downs == ["undo-prod-down"]  # at most once
+    downs = [j for j in story.jobs("prod") if "-down-" in j]
+    assert downs == [story.job("undo", "prod", "down", plural="rollbacks")]  # at most once
     assert story.deployment_image("prod") == image_of("v1")
 
 
@@ -215,9 +216,11 @@ def test_bad_rollbacks_are_refused_with_clear_messages(story: Story):
     story.when_rollback("no-pipeline", pipeline="nope")
     rb = story.then_condition("rollbacks", "no-pipeline", "RollbackBlocked", reason="PipelineNotFound")
     assert "no Pipeline 'nope'" in status(rb)["message"]
+    assert status(rb)["phase"] == "Blocked"  # heals if the pipeline appears
     story.when_rollback("no-stage", stage="qa")
     rb = story.then_condition("rollbacks", "no-stage", "RollbackBlocked", reason="UnknownStage")
     assert "no stage 'qa'" in status(rb)["message"]
+    assert status(rb)["phase"] == "Refused"  # final
     story.when_rollback("no-release", toRelease="shop-ghost")
     story.then_condition("rollbacks", "no-release", "RollbackBlocked", reason="UnknownRelease")
     story.when_rollback("not-verified", toRelease="shop-never")

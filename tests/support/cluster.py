@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass
@@ -30,9 +31,28 @@ class Cluster:
         return (self.cluster_dir / "users" / f"{name}.token").read_text().strip()
 
 
+def local_paths(folder: str | Path | None = None) -> tuple[Path, Path]:
+    """(cluster folder, admin kubeconfig), absolute, of the local control plane in `folder` (default:
+    CONVEYOR_CLUSTER_DIR when set, else .cluster/test, apart from the demo's .cluster so both can
+    run). hack/cluster resolves them (`hack/cluster env`): one rule for every script and the tests."""
+    folder = folder or os.environ.get("CONVEYOR_CLUSTER_DIR") or REPO / ".cluster" / "test"
+    out = subprocess.run(
+        [REPO / "hack" / "cluster", "env"],
+        env={**os.environ, "CONVEYOR_CLUSTER_DIR": str(folder)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"hack/cluster env: {out.stderr.strip() or out.stdout.strip()}")
+    # Lines of `export NAME=value`, shell-quoted.
+    exported = dict(shlex.split(line)[1].split("=", 1) for line in out.stdout.splitlines() if line)
+    return Path(exported["CONVEYOR_CLUSTER_DIR"]), Path(exported["KUBECONFIG"])
+
+
 def test_cluster_dir() -> Path:
-    """The local test cluster's folder: separate from the demo's .cluster so both can run."""
-    return Path(os.environ.get("CONVEYOR_CLUSTER_DIR") or REPO / ".cluster" / "test")
+    """The local test cluster's folder (see local_paths)."""
+    return local_paths()[0]
 
 
 def acquire() -> Cluster:
@@ -40,7 +60,7 @@ def acquire() -> Cluster:
     external = os.environ.get("CONVEYOR_TEST_KUBECONFIG")
     if external:
         return Cluster(Path(external), local=False, cluster_dir=None, started_here=False)
-    cdir = test_cluster_dir()
+    cdir, kubeconfig = local_paths()
     env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(cdir)}
     running = (
         subprocess.run(
@@ -50,7 +70,7 @@ def acquire() -> Cluster:
     )
     if not running:
         subprocess.run([REPO / "hack" / "cluster", "up"], env=env, check=True)
-    return Cluster(cdir / "kubeconfig", local=True, cluster_dir=cdir, started_here=not running)
+    return Cluster(kubeconfig, local=True, cluster_dir=cdir, started_here=not running)
 
 
 def release(cluster: Cluster) -> None:

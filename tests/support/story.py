@@ -19,6 +19,7 @@ from typing import Any
 from kubernetes import client
 
 from conveyor.api.common import GROUP, VERSION
+from conveyor.api.release import Release
 from support.builders import REPO, commit_of, digest_of, pipeline_dict, release_dict
 from support.cluster import kubectl_binary
 from support.operator import OperatorProcess
@@ -310,6 +311,20 @@ class Story:
         """The image a stage's Deployment runs now."""
         dep = self.apps.read_namespaced_deployment(name, self.stage_ns[stage])
         return next(c.image for c in dep.spec.template.spec.containers if c.name == container)
+
+    def job(self, owner: str, stage: str, kind: str, *, plural: str = "releases") -> str:
+        """The name Conveyor gives a Job: `<owner>-<stage>-<kind>-<owner uid[:6]>` (kind: migrate,
+        smoke, down; owner: a release, or a rollback with plural="rollbacks")."""
+        from conveyor.core.jobs import JobKind, job_name
+
+        uid = self.get(plural, owner)["metadata"]["uid"]
+        return job_name(owner, uid, stage, JobKind(kind))
+
+    def auto_rollback(self, release: str, stage: str) -> str:
+        """The name of the Rollback Conveyor creates when `release` fails in `stage` (onFailure)."""
+        from conveyor.core.release_step import auto_rollback_name
+
+        return auto_rollback_name(Release.model_validate(self.get("releases", release)), stage)
 
     def jobs(self, stage: str) -> list[str]:
         """Names of Conveyor's Jobs in a stage namespace."""
