@@ -6,8 +6,10 @@ PYTHON ?= python3.11
 UV_VERSION := 0.13.8
 VENV := .venv
 BIN := $(VENV)/bin
-# The test cluster lives apart from the demo's, so both can run at once.
-TEST_CLUSTER_DIR := $(CURDIR)/.cluster/test
+# Every target's cluster is the one in CONVEYOR_CLUSTER_DIR when it is set. Unset, the demo and the
+# cluster-* targets use .cluster/, the tests .cluster/test/ (tests/support/cluster.py) and the
+# benchmarks .cluster/bench/ (bench/harness.py), so all of them can run at once. hack/cluster is
+# the one place that resolves the folder (`hack/cluster env`, `hack/cluster dir`).
 
 .PHONY: help venv binaries lint validate unit integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
 
@@ -34,10 +36,10 @@ unit: venv ## unit tests (no cluster)
 	@$(BIN)/pytest tests/unit -q
 
 integration: venv binaries ## integration tests against the local control plane
-	@CONVEYOR_CLUSTER_DIR=$(TEST_CLUSTER_DIR) $(BIN)/pytest tests/integration -q
+	@$(BIN)/pytest tests/integration -q
 
 e2e: venv binaries ## end-to-end tests: the operator as users run it, on the local control plane
-	@CONVEYOR_CLUSTER_DIR=$(TEST_CLUSTER_DIR) $(BIN)/pytest tests/e2e -q
+	@$(BIN)/pytest tests/e2e -q
 
 test: ## everything, in fail-fast stages: validate -> unit -> binaries -> cluster -> integration -> e2e
 	@hack/test-stages
