@@ -55,3 +55,8 @@ def test_every_kind_with_a_health_check_has_captured_fixtures():
     assert kinds == {"Release", "Rollback", "Pipeline", "Approval"}
     statuses = set(EXPECTED.values())
     assert {"Healthy", "Progressing", "Degraded", "Suspended"} <= statuses
+
+
+def test_a_refused_rollback_is_degraded():
+    obj = {"kind": "Rollback", "metadata": {"name": "x"}, "status": {"phase": "Refused", "message": "no"}}
+    assert health("Rollback", obj)["status"] == "Degraded"

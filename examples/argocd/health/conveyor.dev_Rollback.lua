@@ -7,7 +7,7 @@ local phase = obj.status.phase
 hs.message = obj.status.message or phase
 if phase == "Succeeded" then
   hs.status = "Healthy"
-elseif phase == "Failed" or phase == "Blocked" then
+elseif phase == "Failed" or phase == "Blocked" or phase == "Refused" then
   hs.status = "Degraded"
 else
   hs.status = "Progressing"
