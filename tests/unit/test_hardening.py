@@ -222,7 +222,9 @@ def test_a_rollback_to_what_already_runs_vetoes_and_pins_nothing():
 
 
 def test_two_rollbacks_of_one_stage_the_second_is_refused():
-    p = pipeline()
+    p = pipeline(
+        stages=[{"name": "staging", "namespace": "shop-staging"}, {"name": "prod", "namespace": "shop-prod"}]
+    )
     v0 = with_status(
         release("v0", created=later(-10), status=verified_in("staging", "prod", at=-10)),
         accepted_at=later(-10),
@@ -236,6 +238,19 @@ def test_two_rollbacks_of_one_stage_the_second_is_refused():
     refused = next(n for n, ph in phases.items() if ph == "Refused")
     assert cond(plan.rollbacks[refused], "RollbackBlocked").reason == "RollbackInProgress"
     acting = next(n for n in phases if n != refused)
+    # The refusal did not release the stage: a release waiting for prod still waits.
+    waiting = with_status(
+        release("v3", created=later(29), status=verified_in("staging", at=29)),
+        accepted_at=later(29),
+        phase=Phase.WAITING,
+        current_stage="prod",
+    )
+    w = world(
+        staging=deployment_view(image("v3"), release_name="v3"),
+        prod=deployment_view(image("v2"), release_name="v2"),
+    )
+    plan = reconcile(p, [*rs, waiting], [], w, later(31), rollbacks=[a, b])
+    assert cond(plan.releases["v3"], "Ready").reason == "RollbackInProgress"
     a, b = carry_rb(a, plan), carry_rb(b, plan)
     plan = reconcile(p, rs, [], prod_on("v2", "v2"), later(32), rollbacks=[a, b])
     sets = [x for x in plan.actions if isinstance(x, SetImage)]

@@ -539,8 +539,8 @@ class RollbackStep:
         st.finished_at = self.ctx.now
         if st.planned_at is not None:
             st.duration_seconds = round((st.finished_at - st.planned_at).total_seconds(), 3)
-        if st.plan and st.plan.stage:
-            self.ctx.holds.pop(st.plan.stage, None)
+        if st.plan and st.plan.stage and self.ctx.holds.get(st.plan.stage) == self.name:
+            del self.ctx.holds[st.plan.stage]  # only its own hold: another rollback may hold the stage
 
     def succeed(self) -> RollbackStatus:
         st = self.status
