@@ -46,6 +46,8 @@ def fresh_checkout(dest: Path) -> Path:
         if src.is_file():  # skip files deleted in the working tree
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+    # Shared, so the checkout runs hack/demo, never `make`: `make venv` there would re-sync the
+    # shared virtualenv onto the checkout's path (console-script shebangs, the editable install).
     (dest / ".venv").symlink_to(REPO / ".venv")
     assert not (dest / ".cluster").exists()
     return dest
