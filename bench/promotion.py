@@ -143,11 +143,11 @@ def run_conveyor(b: Bench, label: str) -> tuple[float, float]:
     try:
         b.custom.create_namespaced_custom_object(GROUP, VERSION, pns, "pipelines", pipeline_body(pns, stages))
         t0 = time.monotonic()
-        b.custom.create_namespaced_custom_object(
+        created = b.custom.create_namespaced_custom_object(
             GROUP, VERSION, pns, "releases", release_dict(label, namespace=pns)
         )
-        # Production approved up front — right after the release exists: an approval older than its
-        # release never counts (it could be for a namesake).
+        # Production approved up front — right after the release exists, for its uid (as `kubectl
+        # conveyor approve` does): an approval never counts for a namesake.
         b.custom.create_namespaced_custom_object(
             GROUP,
             VERSION,
@@ -157,7 +157,7 @@ def run_conveyor(b: Bench, label: str) -> tuple[float, float]:
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "Approval",
                 "metadata": {"name": f"{label}-prod"},
-                "spec": {"release": label, "stage": "prod"},
+                "spec": {"release": label, "stage": "prod", "releaseUID": created["metadata"]["uid"]},
             },
         )
         rel = wait_for_object(

@@ -332,7 +332,7 @@ def test_what_only_the_cluster_can_judge_becomes_a_condition_and_heals(story: St
     rel = story.then_condition("releases", "early", "Ready", status="False", reason="PipelineNotFound")
     assert "no Pipeline 'shop'" in status(rel)["message"]
     # An approval for a release that does not exist
-    story.when_approved("nobody", "prod", name="orphan")
+    story.when_approved("nobody", "prod", name="orphan", bind=False)
     story.then_condition("approvals", "orphan", "Counted", status="False", reason="UnknownRelease")
 
     # The pipeline appears, but staging's Deployment does not exist yet

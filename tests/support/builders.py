@@ -117,7 +117,7 @@ def approval(
     release_name: str,
     stage: str,
     *,
-    created: datetime = T0,
+    created: datetime = T0 + timedelta(seconds=1),  # a second after release()'s default
     approver: str | None = "alice",
     groups: tuple[str, ...] = ("conveyor:approvers",),
     seen: datetime | None = None,

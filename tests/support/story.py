@@ -212,14 +212,24 @@ class Story:
         return self.create("releases", release_dict(name, namespace=self.ns, **kwargs), as_user=as_user)
 
     def when_approved(
-        self, release: str, stage: str = "prod", name: str | None = None, *, as_user: str | None = "alice"
+        self,
+        release: str,
+        stage: str = "prod",
+        name: str | None = None,
+        *,
+        as_user: str | None = "alice",
+        bind: bool = True,
     ) -> dict[str, Any]:
-        """Someone (alice, by default) creates an Approval."""
+        """Someone (alice, by default) creates an Approval — bound to the release's uid, as
+        `kubectl conveyor approve` does (`bind=False`: a plain one, only release and stage)."""
+        spec: dict[str, Any] = {"release": release, "stage": stage}
+        if bind:
+            spec["releaseUID"] = self.get("releases", release)["metadata"]["uid"]
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Approval",
             "metadata": {"name": name or f"{release}-{stage}"},
-            "spec": {"release": release, "stage": stage},
+            "spec": spec,
         }
         return self.create("approvals", body, as_user=as_user)
 

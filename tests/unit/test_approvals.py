@@ -113,7 +113,7 @@ def test_two_distinct_approvals_required_one_is_not_enough_and_twice_the_same_pe
 
 def test_an_expired_approval_is_ignored_and_the_operator_wakes_when_one_expires():
     p = gated({"expiresAfterSeconds": 3600})
-    plan = run(p, [approval("old", "r1", "prod", created=later(0), seen=later(0))], now=later(3601))
+    plan = run(p, [approval("old", "r1", "prod", created=later(1), seen=later(1))], now=later(3602))
     assert cond(plan.approvals["old"], "Counted").reason == "Expired"
     assert plan.releases["r1"].phase == Phase.AWAITING_APPROVAL
 

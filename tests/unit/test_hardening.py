@@ -78,6 +78,17 @@ def test_an_approval_older_than_its_release_is_stale_and_does_not_open_the_gate(
     assert not any(isinstance(a, OwnApproval) for a in plan.actions)
 
 
+def test_a_plain_approval_in_the_same_second_as_its_release_cannot_prove_it_came_after():
+    r = at_prod_door(created=later(100))
+    same = approval("a1", "r1", "prod", created=later(100))  # one-second timestamps: no order
+    plan = reconcile(prod_gate(), [r], [same], staged(), later(101))
+    assert plan.releases["r1"].phase == Phase.AWAITING_APPROVAL
+    assert cond(plan.approvals["a1"], "Counted").reason == "AmbiguousOrder"
+    bound = same.model_copy(update={"spec": same.spec.model_copy(update={"release_uid": "uid-r1"})})
+    plan = reconcile(prod_gate(), [r], [bound], staged(), later(101))
+    assert plan.releases["r1"].phase == Phase.PROGRESSING  # naming the uid proves it
+
+
 def test_an_approval_bound_to_another_uid_or_digest_does_not_count():
     r = at_prod_door()
     other_uid = approval("a1", "r1", "prod", created=later(5))
@@ -445,3 +456,91 @@ def test_pins_compare_the_operators_own_clock_only():
     assert plan.releases["v3"].phase == Phase.SUPERSEDED
     assert cond(plan.releases["v3"], "Ready").reason == "PinnedByRollback"
     assert plan.releases["v4"].phase == Phase.PROGRESSING
+
+
+# --- found by a hostile review: the world's word on what runs, same artifacts, late writers, bytes
+
+
+def test_a_rollback_rolls_away_from_what_runs_even_when_its_promotion_was_never_recorded():
+    # The operator was killed right after patching v3's image: v3's status records nothing.
+    p = pipeline(stages=[{"name": "prod", "namespace": "shop-prod"}])
+    rs = verified_v1_v2()
+    v3 = with_status(release("v3", created=later(30), target_stage="prod"), accepted_at=later(30))
+    rb = rollback("rb1", created=later(40))
+    plan = reconcile(p, [*rs, v3], [], prod_on("v3", "v3"), later(41), rollbacks=[rb])
+    st = plan.rollbacks["rb1"]
+    assert (st.plan.from_release, st.plan.to_release) == ("v3", "v2")
+
+
+def test_a_migration_that_ran_after_what_runs_is_still_what_a_rollback_undoes():
+    p = pipeline(stages=[{"name": "prod", "namespace": "shop-prod"}], down_migration={"command": ["d"]})
+    rs = verified_v1_v2()
+    failed = release("v3", created=later(30), status=verified_in("prod", at=30, deployed=False))
+    failed.status.stages[0] = failed.status.stages[0].model_copy(
+        update={"phase": "Failed", "verified_at": None, "migration_job": "v3-prod-migrate-uid-v3"}
+    )
+    failed = with_status(failed, phase=Phase.FAILED, accepted_at=later(30))
+    failed = failed.model_copy(update={"spec": failed.spec.model_copy(update={"schema_change": "breaking"})})
+    plan = reconcile(p, [*rs, failed], [], prod_on("v2", "v2"), later(41), rollbacks=[rollback("rb1")])
+    assert plan.rollbacks["rb1"].plan.from_release == "v3"
+    assert plan.rollbacks["rb1"].plan.action == "DownMigrationThenImage"
+
+
+def test_a_rollback_to_the_same_artifact_under_another_name_is_nothing_and_vetoes_nothing():
+    p = pipeline(stages=[{"name": "prod", "namespace": "shop-prod"}])
+    a = with_status(release("a", created=later(0), status=verified_in("prod", at=0)), accepted_at=later(0))
+    b = with_status(release("b", created=later(10), status=verified_in("prod", at=10)), accepted_at=later(10))
+    c = release("c", created=later(20), label="a", status=verified_in("prod", at=20))  # a, re-released
+    c = with_status(c, accepted_at=later(20))
+    plan = reconcile(p, [a, b, c], [], prod_on("a", "c"), later(30), rollbacks=[rollback("rb", to="a")])
+    assert plan.rollbacks["rb"].plan.action == "Nothing"
+    assert plan.pipeline.vetoed == []
+
+
+def test_an_image_changed_during_the_smoke_test_fails_the_stage_instead_of_verifying_it():
+    p = pipeline(stages=[{"name": "staging", "namespace": "shop-staging"}], smoke_test={"command": ["s"]})
+    rs = [release("r1")]
+    rs = carry(rs, reconcile(p, rs, [], world(), later(0)))
+    done = world(staging=deployment_view(image("r1"), release_name="r1"))
+    rs = carry(rs, reconcile(p, rs, [], done, later(1)))  # rolled out; smoke test created
+    smoke = job_name("r1", "uid-r1", "staging", JobKind.SMOKE_TEST)
+    hand = world(
+        staging=deployment_view(image("by-hand"), release_name="r1"),
+        jobs={smoke: JobView(name=smoke, complete=True, failed=False, release_uid="uid-r1")},
+    )
+    plan = reconcile(p, rs, [], hand, later(2))
+    assert plan.releases["r1"].phase == Phase.FAILED
+    assert cond(plan.releases["r1"], "Failed").reason == "ImageChanged"
+
+
+def test_retention_keeps_every_release_whose_image_some_target_runs():
+    p = pipeline(
+        stages=[{"name": "prod", "namespace": "shop-prod"}],
+        targets=[{"deployment": "shop", "container": "web"}, {"deployment": "api", "container": "web"}],
+    )
+    p = p.model_copy(
+        update={
+            "spec": p.spec.model_copy(
+                update={"retention": p.spec.retention.model_copy(update={"keep_releases": 1})}
+            )
+        }
+    )
+    rs = [
+        with_status(release(n, created=later(i), status=verified_in("prod", at=i)), accepted_at=later(i))
+        for i, n in enumerate(["r0", "r1", "r2", "r3"])
+    ]
+    w = world(prod=deployment_view(image("r3"), release_name="r3"))
+    w.stages["prod"].deployments["api"] = deployment_view(image("r1"), release_name="r1", name="api")
+    plan = reconcile(p, rs, [], w, later(100))
+    deleted = {a.release for a in plan.actions if type(a).__name__ == "DeleteRelease"}
+    assert "r1" not in deleted
+    assert "r0" in deleted
+
+
+def test_event_messages_are_cut_in_bytes_never_inside_a_character():
+    from conveyor.core.conditions import cut_bytes
+
+    cut = cut_bytes("💥" * 1024)
+    assert len(cut.encode()) <= 1024
+    assert cut.endswith("…")
+    assert cut_bytes("short") == "short"

@@ -32,6 +32,7 @@ DUPLICATE = "DuplicateApprover"
 STALE = "StaleApproval"
 OTHER_RELEASE = "OtherRelease"
 DIGEST_MISMATCH = "DigestMismatch"
+SAME_SECOND = "AmbiguousOrder"
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,24 @@ def binds_to(approval: Approval, release: Release) -> Judgement | None:
         )
     created, born = approval.metadata.creation_timestamp, release.metadata.creation_timestamp
     # Both timestamps are the API server's: comparing them is comparing one clock with itself.
-    if created is not None and born is not None and created < born:
+    if created is None or born is None:
+        return None
+    if created < born:
         return Judgement(
             False,
             STALE,
             f"created {created.isoformat()}, before release {name} existed ({born.isoformat()}): an "
             "approval never carries over to a re-created release of the same name; approve it anew",
+        )
+    if created == born and approval.spec.release_uid is None:
+        # Timestamps have one-second resolution: within one second "after the release" cannot be
+        # proven for an approval that does not name the release's uid.
+        return Judgement(
+            False,
+            SAME_SECOND,
+            f"created in the same second as release {name} ({born.isoformat()}), so it cannot be told "
+            "apart from an approval for a namesake created just before: approve with `kubectl conveyor "
+            "approve` (it names the release's uid) or create the Approval again",
         )
     return None
 

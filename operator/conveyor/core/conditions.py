@@ -14,6 +14,15 @@ def truncate(message: str, limit: int = MAX_MESSAGE) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
+def cut_bytes(message: str, limit: int = MAX_MESSAGE) -> str:
+    """Cut a message to `limit` UTF-8 bytes (where an API counts bytes, as Events do), never inside a
+    character, marking the cut."""
+    data = message.encode()
+    if len(data) <= limit:
+        return message
+    return data[: limit - len("…".encode())].decode(errors="ignore") + "…"
+
+
 def set_condition(
     conditions: list[Condition],
     type_: str,

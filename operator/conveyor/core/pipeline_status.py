@@ -13,32 +13,29 @@ from conveyor.core.conditions import set_condition
 from conveyor.core.jobs import image_ref, short_commit
 from conveyor.core.parity import summary as parity_summary
 from conveyor.core.plan import Pass, Plan
+from conveyor.core.running import release_running, target_images
 from conveyor.core.steps import resolve_targets
 from conveyor.core.world import StageWorld
 
 
 def running_state(pipeline: Pipeline, sw: StageWorld | None, releases: list[Release]) -> RunningState | None:
     """What the stage's Deployments run now, matched to the live release whose image it is."""
-    if sw is None:
+    targets = target_images(pipeline, sw)
+    if not targets:
         return None
-    images = []
-    touched = False
-    for t in pipeline.spec.targets:
-        dep = sw.deployments.get(t.deployment)
-        if dep is None or t.container not in dep.images:
-            continue
-        images.append((t.deployment, dep.images[t.container]))
-        touched = touched or dep.release_annotation is not None
-    if not images:
-        return None
-    by_image = {image_ref(pipeline, r): r for r in releases}
-    unknown = [(d, i) for d, i in images if i not in by_image]
-    first = images[0][1]
-    state = RunningState(image=first, digest=first.partition("@")[2] or None)
-    named = by_image.get(first)
-    if named is not None and len({i for _, i in images}) == 1:
+    images = {image for _, image, _ in targets}
+    state = RunningState()
+    if len(images) == 1:
+        state.image = targets[0][1]
+        state.digest = state.image.partition("@")[2] or None
+    named = release_running(pipeline, sw, releases)
+    if named is not None:
         state.release, state.commit = named.metadata.name, named.spec.commit
         state.short_commit = short_commit(named.spec.commit)
+    known = {image_ref(pipeline, r) for r in releases}
+    unknown = [(d, i) for d, i, _ in targets if i not in known]
+    touched = any(annotation is not None for _, _, annotation in targets)
+    assert sw is not None  # targets exist
     if not touched:
         state.tracked = True
         state.message = "Conveyor has not promoted anything here yet"
@@ -51,8 +48,10 @@ def running_state(pipeline: Pipeline, sw: StageWorld | None, releases: list[Rele
         )
     else:
         state.tracked = True
-        if state.release is None:
-            state.message = "the targets run images of different releases"
+        if named is None:
+            state.message = "the targets run images of different releases: " + "; ".join(
+                f"{d} runs {i}" for d, i, _ in targets
+            )
     return state
 
 

@@ -172,7 +172,7 @@ def reconcile(
     plan.pipeline = pipeline_status(
         pipeline, list(working.values()), rollbacks=rbs, plan=plan, ctx=ctx, now=now
     )
-    for name, why in to_delete(pipeline, plan.pipeline, list(working.values()), rbs, now):
+    for name, why in to_delete(pipeline, plan.pipeline, list(working.values()), rbs, now, world=world):
         plan.actions.append(DeleteRelease(owner=name, release=name))
         release = working[name]
         ctx.emit(

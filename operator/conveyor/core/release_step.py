@@ -41,6 +41,7 @@ from conveyor.core.release_status import Verdict
 from conveyor.core.steps import (
     JobState,
     RolloutState,
+    changed_targets,
     check_job,
     check_rollout,
     resolve_targets,
@@ -330,6 +331,16 @@ class ReleaseStep:
             verdict = self.rollout_step(stage, rec)
             if verdict is not None:
                 return verdict
+        changed = changed_targets(pipeline, ctx.world.stage(stage.name, stage.namespace), self.image)
+        if changed:
+            # What is smoke-tested and verified must be what runs: another writer ends the stage.
+            return self.fail(
+                stage,
+                rec,
+                "ImageChanged",
+                f"the image of {', '.join(changed)} in {stage.namespace} changed after it rolled out to "
+                f"{self.image}: another writer is at work",
+            )
         if pipeline.spec.smoke_test is not None and rec.smoke_test_result is None:
             verdict = self.job_step(stage, rec, JobKind.SMOKE_TEST)
             if verdict is not None:

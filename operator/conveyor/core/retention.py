@@ -16,10 +16,17 @@ from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
 from conveyor.core.plan import order_key, stage_record
 from conveyor.core.rollback import occupant
+from conveyor.core.running import release_running, releases_running
+from conveyor.core.world import World
 
 
 def protected(
-    pipeline: Pipeline, status: PipelineStatus, releases: list[Release], rollbacks: list[Rollback]
+    pipeline: Pipeline,
+    status: PipelineStatus,
+    releases: list[Release],
+    rollbacks: list[Rollback],
+    *,
+    world: World | None = None,
 ) -> dict[str, str]:
     """Releases that must stay, with why."""
     keep: dict[str, str] = {}
@@ -32,17 +39,21 @@ def protected(
             keep.setdefault(state.running.release, f"its image runs in {state.name}")
     by_name = {r.metadata.name: r for r in releases}
     for stage in pipeline.spec.stages:
-        last = occupant(stage.name, by_name, rollbacks, exclude="")
+        sw = world.stages.get(stage.name) if world is not None else None
+        for name in sorted(releases_running(pipeline, sw, releases)):
+            keep.setdefault(name, f"its image runs in {stage.name}")
+        runs = release_running(pipeline, sw, releases)
+        last = occupant(stage.name, by_name, rollbacks, "", runs.metadata.name if runs else None)
         if last:
             keep.setdefault(last, f"last changed {stage.name} (a rollback plans from it)")
     for stage in pipeline.spec.stages:
-        running = next((s.release for s in status.stages if s.name == stage.name), None)
+        last_verified = next((s.release for s in status.stages if s.name == stage.name), None)
         verified = [
             (stage_record(r, stage.name).verified_at, r.metadata.name)
             for r in releases
             if stage_record(r, stage.name) is not None
             and stage_record(r, stage.name).verified_at
-            and r.metadata.name != running
+            and r.metadata.name != last_verified
             and not r.status.vetoed
         ]
         if verified:
@@ -50,9 +61,9 @@ def protected(
     for rb in rollbacks:
         plan = rb.status.plan
         if rb.status.phase not in ROLLBACK_TERMINAL and plan is not None:
-            for name in (plan.from_release, plan.to_release):
-                if name:
-                    keep.setdefault(name, f"named by rollback {rb.metadata.name}")
+            for named in (plan.from_release, plan.to_release):
+                if named:
+                    keep.setdefault(named, f"named by rollback {rb.metadata.name}")
     return keep
 
 
@@ -62,11 +73,13 @@ def to_delete(
     releases: list[Release],
     rollbacks: list[Rollback],
     now: datetime,
+    *,
+    world: World | None = None,
 ) -> list[tuple[str, str]]:
     """(release, why) to delete now, oldest first."""
     policy = pipeline.spec.retention
     newest_first = sorted(releases, key=order_key, reverse=True)
-    keep = protected(pipeline, status, releases, rollbacks)
+    keep = protected(pipeline, status, releases, rollbacks, world=world)
     vetoed_floor = now - timedelta(seconds=policy.vetoed_seconds)
     vetoed_at = {v.release: v.at for v in status.vetoed}
     out = []

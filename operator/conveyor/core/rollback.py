@@ -47,15 +47,17 @@ from conveyor.core.plan import (
     VetoRelease,
     stage_record,
 )
+from conveyor.core.running import release_running
 from conveyor.core.steps import (
     JobCheck,
     JobState,
     RolloutState,
+    changed_targets,
     check_job,
     check_rollout,
     set_image_annotations,
 )
-from conveyor.core.world import StageWorld
+from conveyor.core.world import StageWorld, World
 
 # Refusals the user can fix without a new Rollback; every other refusal is final.
 FIXABLE = frozenset({"NoDownMigration"})
@@ -85,9 +87,21 @@ def _changed_at(release: Release, stage: str) -> datetime | None:
     return rec.started_at if rec.migration_job is not None else None
 
 
-def occupant(stage: str, releases: dict[str, Release], rollbacks: list[Rollback], exclude: str) -> str | None:
-    """The release whose work the stage runs now: the latest to change it, by promotion or rollback."""
+def occupant(
+    stage: str,
+    releases: dict[str, Release],
+    rollbacks: list[Rollback],
+    exclude: str,
+    running: str | None = None,
+) -> str | None:
+    """The release whose work the stage runs now: the latest to change it, by promotion or rollback.
+
+    `running` is the release whose image the Deployments run (the world's word). It wins unless a
+    record shows another release changed the stage after it (a migration that ran, then failed
+    before the image was set); it also wins when nothing records its own change — the operator was
+    killed between patching the image and writing the release's status."""
     best: tuple[datetime, str] | None = None
+    running_at: datetime | None = None
     for r in releases.values():
         t = _changed_at(r, stage)
         if t is not None and (best is None or t > best[0]):
@@ -104,11 +118,21 @@ def occupant(stage: str, releases: dict[str, Release], rollbacks: list[Rollback]
             continue
         if best is None or st.patched_at > best[0]:
             best = (st.patched_at, p.to_release)
-    return best[1] if best else None
+        if p.to_release == running and (running_at is None or st.patched_at > running_at):
+            running_at = st.patched_at
+    if running is None or best is None or best[1] == running:
+        return best[1] if best else running
+    own = _changed_at(releases[running], stage) if running in releases else None
+    running_at = max((t for t in (own, running_at) if t is not None), default=None)
+    return running if running_at is None or running_at >= best[0] else best[1]
 
 
 def plan_rollback(
-    pipeline: Pipeline, rollback: Rollback, releases: dict[str, Release], rollbacks: list[Rollback]
+    pipeline: Pipeline,
+    rollback: Rollback,
+    releases: dict[str, Release],
+    rollbacks: list[Rollback],
+    world: World | None = None,
 ) -> tuple[RollbackPlan, str]:
     """Decide the plan (and a CamelCase code for the condition reason)."""
     stage_name = rollback.spec.stage or pipeline.spec.stages[-1].name
@@ -118,7 +142,11 @@ def plan_rollback(
         return _refuse(
             "UnknownStage", f"pipeline {pipeline.metadata.name} has no stage {stage_name!r} (stages: {names})"
         )
-    current = occupant(stage.name, releases, rollbacks, rollback.metadata.name)
+    sw = world.stages.get(stage.name) if world is not None else None
+    running = release_running(pipeline, sw, list(releases.values()))
+    current = occupant(
+        stage.name, releases, rollbacks, rollback.metadata.name, running.metadata.name if running else None
+    )
     if current is None:
         return _refuse(
             "NothingToRollBack",
@@ -188,9 +216,12 @@ def plan_rollback(
         "to_commit": target.spec.commit,
         "to_digest": target.spec.digest,
     }
-    if target.metadata.name == src.metadata.name:
+    if target.spec.digest == src.spec.digest:
+        # The same artifact (perhaps released twice under two names): nothing to change or veto.
         return RollbackPlan(
-            action=PlanAction.NOTHING, reason=f"{stage.name} already runs {target.metadata.name}", **base
+            action=PlanAction.NOTHING,
+            reason=f"{stage.name} already runs {target.metadata.name}'s image ({target.spec.digest})",
+            **base,
         ), "AlreadyThere"
     target_at = verified_at(target) or EPOCH
     between = [
@@ -325,7 +356,7 @@ class RollbackStep:
     def decide(self) -> RollbackStatus:
         st, ctx = self.status, self.ctx
         previous = st.plan if st.plan is not None and st.plan.stage is not None else None
-        plan, code = plan_rollback(ctx.pipeline, self.rb, ctx.releases, ctx.rollbacks)
+        plan, code = plan_rollback(ctx.pipeline, self.rb, ctx.releases, ctx.rollbacks, ctx.world)
         if previous is not None and plan.from_release != previous.from_release:
             # Planned against what the stage ran when first seen; it never acts on a newcomer.
             now_runs = plan.from_release or "nothing Conveyor knows"
@@ -338,8 +369,9 @@ class RollbackStep:
                 }
             )
             code = "StageMovedOn"
-        other = ctx.holds.get(plan.stage or "")
-        if plan.action not in (PlanAction.REFUSED, PlanAction.NOTHING) and other not in (None, self.name):
+        # Another rollback acting on the stage comes first, whatever this one's plan would be.
+        other = ctx.holds.get(self.rb.spec.stage or ctx.pipeline.spec.stages[-1].name)
+        if other not in (None, self.name):
             plan = plan.model_copy(
                 update={
                     "action": PlanAction.REFUSED,
@@ -468,6 +500,13 @@ class RollbackStep:
                 return st
             st.rolled_out_at = ctx.now
             self.emit("RollbackRolledOut", f"every target of {stage.name} available on {dst.metadata.name}")
+        changed = changed_targets(ctx.pipeline, sw, image_ref(ctx.pipeline, dst))
+        if changed:
+            return self.fail(
+                "ImageChanged",
+                f"the image of {', '.join(changed)} in {stage.namespace} changed after the rollback "
+                "rolled it out: another writer is at work; the rollback stops here",
+            )
         if self.rb.spec.verify and ctx.pipeline.spec.smoke_test is not None and st.verified_at is None:
             check, name = self.job(
                 stage,

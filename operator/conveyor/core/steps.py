@@ -172,6 +172,16 @@ def check_rollout(
     return RolloutCheck(RolloutState.WAITING, requeue_after=(deadline - now).total_seconds())
 
 
+def changed_targets(pipeline: Pipeline, sw: StageWorld, image: str) -> list[str]:
+    """Target Deployments that run another image than `image` (missing ones are not counted here)."""
+    out = []
+    for t in pipeline.spec.targets:
+        dep = sw.deployments.get(t.deployment)
+        if dep is not None and t.container in dep.images and dep.images[t.container] != image:
+            out.append(t.deployment)
+    return sorted(set(out))
+
+
 def set_image_annotations(release: str, commit: str, rollback: str | None = None) -> dict[str, str | None]:
     """Annotations on a Deployment and its pod template: whose image runs there, and which rollback
     put it back (None removes a stale one when a release is promoted again)."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.api.common import API_VERSION
+from conveyor.core.conditions import cut_bytes
 from conveyor.kube.client import Kube
 
 audit = logging.getLogger("conveyor.audit")
@@ -107,7 +108,7 @@ def announce(
         },
         "type": type_,
         "reason": reason,
-        "message": message,
+        "message": cut_bytes(message),  # the Event API counts bytes: a multi-byte message still posts
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,
         "reportingInstance": INSTANCE,
