@@ -496,3 +496,54 @@ def test_an_approval_that_expires_while_the_release_waits_does_not_count(story: 
     story.when_approved("shop-v2", "prod", name="v2-by-dave", as_user="dave")
     rel = story.then_condition("releases", "shop-v2", "Ready", timeout=30)
     assert stage_record(rel, "prod")["approvals"] == ["v2-by-dave"]
+
+
+# --- found by a hostile review ------------------------------------------------------------------------
+
+
+def test_a_rollback_after_the_operator_died_mid_promotion_rolls_away_from_what_runs(story: Story):
+    # Given prod ran v1, then v2
+    given_prod(story)
+    story.promote("shop-v1", label="v1")
+    story.promote("shop-v2", label="v2")
+    # When v3's image is set in prod and the operator is SIGKILLed at that moment — perhaps before
+    # it recorded the patch in v3's status
+    story.when_release("shop-v3", label="v3", digest_prefix="dead")  # never Ready: stays in flight
+    wait_for_object(
+        story.apps.list_namespaced_deployment,
+        "shop",
+        lambda d: d is not None and d.spec.template.spec.containers[0].image == image_of("v3", "dead"),
+        namespace=story.stage_ns["prod"],
+        what="prod's Deployment patched to v3's image",
+    )
+    assert story.operator is not None
+    story.operator.kill()
+    # and on-call rolls prod back while the operator restarts
+    story.when_rollback("undo", verify=False)
+    story.given_operator()
+    # Then the rollback rolls away from v3 — what runs — back to v2, and vetoes v3, not v2
+    rb = story.then_rollback_phase("undo", "Succeeded")
+    assert (status(rb)["plan"]["fromRelease"], status(rb)["plan"]["toRelease"]) == ("shop-v3", "shop-v2")
+    assert story.deployment_image("prod") == image_of("v2")
+    assert status(story.get("releases", "shop-v3")).get("vetoed") is True
+    assert not status(story.get("releases", "shop-v2")).get("vetoed")
+
+
+def test_an_image_changed_during_the_smoke_test_fails_the_stage(story: Story):
+    # Given a smoke test that runs until told otherwise (its pod never finishes)
+    never = {**SMOKE, "labels": {"conveyor.dev/simulate": "never-ready"}}
+    given_prod(story, smoke_test=never, smokeTestDeadlineSeconds=300)
+    story.when_release("shop-v1", label="v1")
+    story.then_release(
+        "shop-v1",
+        lambda o: o is not None and stage_record(o, "prod").get("smokeTestJob"),
+        "smoke test running",
+    )
+    # When someone sets another image while it runs
+    story.kubectl(
+        "set", "image", "deployment/shop", f"web={image_of('by-hand')}", "-n", story.stage_ns["prod"]
+    )
+    # Then the stage fails at once — what is verified must be what runs
+    rel = story.then_condition("releases", "shop-v1", "Failed", reason="ImageChanged", timeout=30)
+    assert stage_record(rel, "prod")["phase"] == "Failed"
+    assert "another writer" in status(rel)["message"]
