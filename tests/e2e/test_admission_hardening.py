@@ -113,7 +113,7 @@ def test_forged_requester_groups_on_releases_and_rollbacks_are_refused(story: St
 def test_a_stored_object_re_applied_by_another_identity_is_an_update_and_is_admitted(story: Story):
     """What Argo CD does when it re-applies an Approval whose stamp names alice: an UPDATE, which
     the identity policy does not judge (it judges CREATE); the spec stays immutable."""
-    created = story.when_approved("shop-v1", "prod", name="by-alice", as_user="alice")
+    created = story.when_approved("shop-v1", "prod", name="by-alice", as_user="alice", bind=False)
     manifest = {
         "apiVersion": created["apiVersion"],
         "kind": "Approval",
