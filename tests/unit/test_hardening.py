@@ -29,6 +29,10 @@ from support.builders import (
 )
 
 
+def digest_short(label: str) -> str:
+    return release(label).spec.commit[:7]
+
+
 def image(label: str) -> str:
     return f"{REPO}@{digest_of(label)}"
 
@@ -313,6 +317,7 @@ def test_a_release_deleted_mid_rollout_leaves_an_untracked_image_that_the_pipeli
     assert state.running.digest == digest_of("v2")
     assert state.running.tracked is False
     assert cond(plan.pipeline, "Tracked").reason == "UntrackedImage"
+    assert plan.pipeline.summary == f"staging={digest_short('v1')}(runs:untracked)"
     assert "UntrackedImage" in [e.reason for e in plan.events]
     ok = reconcile(p, [v1], [], world(staging=deployment_view(image("v1"), release_name="v1")), later(11))
     assert ok.pipeline.stages[0].running.release == "v1"

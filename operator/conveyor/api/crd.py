@@ -125,6 +125,11 @@ KINDS: list[Kind] = [
                 '.status.conditions[?(@.type=="InParity")].status',
                 desc="Staging is production's twin",
             ),
+            _col(
+                "Tracked",
+                '.status.conditions[?(@.type=="Tracked")].status',
+                desc="Every stage runs an image a live release names",
+            ),
             AGE,
             _col("Repository", ".spec.imageRepository", priority=1),
         ],

@@ -98,7 +98,7 @@ def pipeline_status(
         state.running = running_state(pipeline, ctx.world.stages.get(stage.name), releases)
         states.append(state)
     status.stages = states
-    status.summary = " ".join(f"{s.name}={s.short_commit or '-'}" for s in states)
+    status.summary = " ".join(_summary(s) for s in states)
     status.production_commit = states[-1].short_commit if states else None
     status.vetoed = sorted(ctx.vetoed.values(), key=lambda v: v.at)[-VETO_LIMIT:]
     set_parity(status, pipeline, ctx, now)
@@ -166,6 +166,21 @@ def set_parity(status: PipelineStatus, pipeline: Pipeline, ctx: Pass, now: datet
             msg,
             warning=not in_parity,
         )
+
+
+def _summary(state: StageState) -> str:
+    """`prod=3f9c2a1`: the commit verified there; `prod=3f9c2a1(runs:9e1b0c2)` while something else
+    runs (a rollout in flight, a failure that changed the stage); `(runs:untracked)` for an image no
+    live release names."""
+    verified = state.short_commit or "-"
+    running = state.running
+    if running is None:
+        return f"{state.name}={verified}"
+    if running.tracked is False:
+        return f"{state.name}={verified}(runs:untracked)"
+    if running.short_commit and running.short_commit != state.short_commit:
+        return f"{state.name}={verified}(runs:{running.short_commit})"
+    return f"{state.name}={verified}"
 
 
 def set_tracked(status: PipelineStatus, pipeline: Pipeline, ctx: Pass, now: datetime) -> None:
