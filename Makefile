@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # The test cluster lives apart from the demo's, so both can run at once.
 TEST_CLUSTER_DIR := $(CURDIR)/.cluster/test
 
-.PHONY: help venv binaries lint validate unit integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
+.PHONY: help venv binaries lint validate unit fuzz integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ validate: lint
 
 unit: venv ## unit tests (no cluster)
 	@$(BIN)/pytest tests/unit -q
+
+fuzz: venv ## the model of the core (tests/unit/test_core_model.py) with many more examples, shrinking failures
+	@CONVEYOR_FUZZ=1 $(BIN)/pytest tests/unit/test_core_model.py -q $(FUZZ_ARGS)
 
 integration: venv binaries ## integration tests against the local control plane
 	@CONVEYOR_CLUSTER_DIR=$(TEST_CLUSTER_DIR) $(BIN)/pytest tests/integration -q
