@@ -115,3 +115,58 @@ def test_the_pipeline_says_prod_runs_the_release_that_failed_there():
     assert prod["release"] == "r1"  # last verified
     assert prod["running"]["release"] == "r2"  # what the Deployment runs
     holds(sim, "stage-truth")
+
+
+# --- approvals --------------------------------------------------------------------------------
+
+
+def approval_verdict(sim: SimCluster, release: str, approval: str) -> str | None:
+    records = sim.status("releases", release).get("approvals", [])
+    return next((a.get("verdict") for a in records if a["name"] == approval), None)
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: an approval created before its release counts by name")
+def test_an_approval_created_before_its_release_does_not_count():
+    sim = SimCluster(migration=False, smoke_test=False)
+    sim.create_approval("r1-prod", "r1", "prod", user="alice")  # no release r1 yet
+    sim.tick(1)
+    sim.create_release("r1")
+    sim.settle()
+    assert phase(sim, "releases", "r1") == "AwaitingApproval"
+    assert sim.image_of("shop-prod", "shop", "web") != image("r1")
+    assert approval_verdict(sim, "r1", "r1-prod") == "StaleApproval"
+    counted = condition(sim.status("approvals", "r1-prod"), "Counted")
+    assert (counted.get("status"), counted.get("reason")) == ("False", "StaleApproval")
+    holds(sim, "gate", "released-digests")
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: a deleted release's approval counts for its re-creation")
+def test_an_approval_of_a_deleted_release_does_not_count_for_a_new_one_of_the_same_name():
+    sim = SimCluster(migration=False, smoke_test=False)
+    sim.create_release("r1", artifact="good")
+    sim.settle()
+    sim.create_approval("r1-prod", "r1", "prod", user="alice")  # a plain `kubectl create`: no uid, no owner
+    sim.delete("releases", "r1")  # before the operator saw the approval
+    sim.tick(1)
+    sim.create_release("r1", artifact="other")  # the same name, another artifact
+    sim.settle()
+    assert sim.image_of("shop-prod", "shop", "web") != image("other")
+    assert phase(sim, "releases", "r1") == "AwaitingApproval"
+    holds(sim, "gate", "released-digests")
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: two rollbacks of one stage both act")
+def test_of_two_rollbacks_of_one_stage_only_the_first_acts():
+    sim = SimCluster(migration=False, smoke_test=False)
+    to_production(sim, "r1")
+    to_production(sim, "r2")
+    sim.create_rollback("rb1", stage="prod", user="alice")
+    sim.create_rollback("rb2", stage="prod", user="bob")  # the same second: both see r2 running
+    sim.settle()
+    assert phase(sim, "rollbacks", "rb1") == "Succeeded"
+    assert phase(sim, "rollbacks", "rb2") == "Refused"
+    blocked = condition(sim.status("rollbacks", "rb2"), "RollbackBlocked")
+    assert blocked.get("reason") == "RollbackInProgress"
+    assert "rb1" in blocked.get("message", "")
+    assert sim.image_of("shop-prod", "shop", "web") == image("r1")
+    holds(sim, "one-at-a-time", "no-fights")
