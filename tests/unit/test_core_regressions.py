@@ -170,3 +170,91 @@ def test_of_two_rollbacks_of_one_stage_only_the_first_acts():
     assert "rb1" in blocked.get("message", "")
     assert sim.image_of("shop-prod", "shop", "web") == image("r1")
     holds(sim, "one-at-a-time", "no-fights")
+
+
+# --- Deployments and Jobs ---------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: a release re-patches an image changed under its rollout")
+def test_a_release_whose_image_is_changed_mid_rollout_fails_instead_of_fighting():
+    sim = SimCluster(migration=False, smoke_test=False)
+    sim.create_release("r1", target_stage="staging")
+    sim.reconcile()  # r1 sets staging's image; the rollout has not finished
+    sim.set_image_by_hand("shop-staging", image("hotfix"))
+    sim.reconcile()
+    assert sim.image_of("shop-staging", "shop", "web") == image("hotfix")
+    assert phase(sim, "releases", "r1") == "Failed"
+    assert condition(sim.status("releases", "r1"), "Failed").get("reason") == "ImageChanged"
+    holds(sim, "no-fights")
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: a re-created release collides with its namesake's Jobs")
+def test_a_re_created_release_runs_its_own_jobs():
+    sim = SimCluster(migration=True, smoke_test=True)
+    sim.create_release("r1", artifact="first", target_stage="staging")
+    sim.settle()
+    sim.delete("releases", "r1")  # its finished Jobs stay in shop-staging
+    sim.create_release("r1", artifact="second", target_stage="staging")
+    sim.settle()
+    assert phase(sim, "releases", "r1") == "Succeeded"
+    assert sim.image_of("shop-staging", "shop", "web") == image("second")
+    holds(sim, "job-names-unique", "migrations-once")
+
+
+# --- approval expiry --------------------------------------------------------------------------
+
+
+def patient_stages(expires: int = 300) -> list[dict[str, Any]]:
+    """Rollouts may take an hour; prod approvals expire after `expires` seconds."""
+    return [
+        {"name": "staging", "namespace": "shop-staging", "rolloutDeadlineSeconds": 3600},
+        {
+            "name": "prod",
+            "namespace": "shop-prod",
+            "requiresApproval": True,
+            "rolloutDeadlineSeconds": 3600,
+            "approval": {"approvers": {"groups": ["conveyor:approvers"]}, "expiresAfterSeconds": expires},
+        },
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue #10: expiry compares the API server's clock with the operator's"
+)
+def test_an_approval_expires_by_the_time_conveyor_saw_it_whatever_the_clock_skew():
+    sim = SimCluster(stages=patient_stages(300), migration=False, smoke_test=False, skew_seconds=-90.5)
+    sim.create_release("r1")
+    sim.reconcile()  # r1 rolls out in staging (slowly)
+    sim.create_approval("r1-prod", "r1", "prod", user="alice", bound=True)
+    sim.reconcile()  # Conveyor sees the approval now
+    sim.tick(350)  # older than 300 s by any clock
+    sim.settle()
+    assert phase(sim, "releases", "r1") == "AwaitingApproval"
+    assert sim.image_of("shop-prod", "shop", "web") != image("r1")
+    assert approval_verdict(sim, "r1", "r1-prod") == "Expired"
+    holds(sim, "gate", "released-digests")
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: an approval that expires while the stage is busy counts")
+def test_an_approval_that_expires_while_the_stage_is_busy_no_longer_counts():
+    sim = SimCluster(stages=patient_stages(300), migration=False, smoke_test=False)
+    sim.create_release("r1")
+    sim.settle()
+    sim.create_approval("r1-prod", "r1", "prod", user="alice", bound=True)
+    sim.reconcile()  # r1 enters prod; its rollout stalls (the deadline is an hour)
+    sim.rollout("shop-prod", "stall")
+    sim.create_release("r2")
+    sim.reconcile()
+    sim.rollout("shop-staging")
+    sim.reconcile()  # r2 is verified in staging, at prod's door
+    sim.create_approval("r2-prod", "r2", "prod", user="bob", bound=True)
+    sim.reconcile()  # r2's gate is open, but prod is busy: r2 waits
+    assert phase(sim, "releases", "r2") == "Waiting"
+    sim.tick(400)  # r2's approval expires while it waits
+    sim.rollout("shop-prod", "complete")
+    sim.settle()
+    assert phase(sim, "releases", "r1") == "Succeeded"
+    assert phase(sim, "releases", "r2") == "AwaitingApproval"
+    assert approval_verdict(sim, "r2", "r2-prod") == "Expired"
+    assert sim.image_of("shop-prod", "shop", "web") == image("r1")
+    holds(sim, "gate", "released-digests")
