@@ -258,3 +258,28 @@ def test_an_approval_that_expires_while_the_stage_is_busy_no_longer_counts():
     assert approval_verdict(sim, "r2", "r2-prod") == "Expired"
     assert sim.image_of("shop-prod", "shop", "web") == image("r1")
     holds(sim, "gate", "released-digests")
+
+
+# --- retention --------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue #10: retention deletes the release prod runs after it failed there"
+)
+def test_retention_keeps_the_release_a_stage_runs_even_one_that_failed_there():
+    sim = SimCluster(migration=False, smoke_test=False, keep_releases=1)
+    to_production(sim, "r1")
+    sim.create_release("r2")
+    sim.settle()
+    sim.create_approval("r2-prod", "r2", "prod", user="alice", bound=True)
+    sim.reconcile()  # r2 sets prod's image...
+    sim.rollout("shop-prod", "fail")
+    sim.reconcile()  # ...and fails there: prod runs r2 (onFailure hold)
+    for newer in ("r3", "r4"):  # newer releases through staging push r2 past keepReleases
+        sim.create_release(newer, target_stage="staging")
+        sim.reconcile()
+        sim.rollout("shop-staging")
+        sim.reconcile()
+    assert sim.image_of("shop-prod", "shop", "web") == image("r2")
+    assert "r2" in sim.releases
+    holds(sim, "retention")
