@@ -57,7 +57,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "conveyor-fuzz",
-    max_examples=int(os.environ.get("CONVEYOR_MODEL_EXAMPLES", "3000")),
+    max_examples=int(os.environ.get("CONVEYOR_MODEL_EXAMPLES", "1000")),
     stateful_step_count=80,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
