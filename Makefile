@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # benchmarks .cluster/bench/ (bench/harness.py), so all of them can run at once. hack/cluster is
 # the one place that resolves the folder (`hack/cluster env`, `hack/cluster dir`).
 
-.PHONY: help venv binaries lint validate unit integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
+.PHONY: help venv binaries lint validate unit fuzz integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ validate: lint
 
 unit: venv ## unit tests (no cluster)
 	@$(BIN)/pytest tests/unit -q
+
+fuzz: venv ## the model of the core (tests/unit/test_core_model.py) with many more examples, shrinking failures
+	@CONVEYOR_FUZZ=1 $(BIN)/pytest tests/unit/test_core_model.py -q $(FUZZ_ARGS)
 
 integration: venv binaries ## integration tests against the local control plane
 	@$(BIN)/pytest tests/integration -q

@@ -1,0 +1,285 @@
+"""Failures the model of the core (test_core_model.py) found, each kept as a short story (issue #10).
+
+Each story drives the pure core through the simulated cluster (tests/support/sim.py), asserts what
+the hardening design says must happen, and checks the invariant the model caught it with. They are
+marked xfail(strict) while the core is the old one; remove a mark when its fix lands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from support.builders import REPO, digest_of
+from support.invariants import Invariants
+from support.sim import SimCluster
+
+
+def holds(sim: SimCluster, *invariants: str) -> None:
+    """The named invariants held over every pass so far."""
+    Invariants(sim, enabled=set(invariants)).check()
+
+
+def phase(sim: SimCluster, plural: str, name: str) -> str | None:
+    return sim.status(plural, name).get("phase")
+
+
+def condition(status: dict[str, Any], ctype: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c["type"] == ctype), {})
+
+
+def stage_state(sim: SimCluster, stage: str) -> dict[str, Any]:
+    return next(s for s in sim.status("pipelines", "shop").get("stages", []) if s["name"] == stage)
+
+
+def to_production(sim: SimCluster, name: str, *, artifact: str | None = None) -> None:
+    """CI releases `name`; it is verified in staging; alice approves it; it is verified in prod."""
+    sim.create_release(name, artifact=artifact)
+    sim.settle()
+    sim.create_approval(f"{name}-prod", name, "prod", user="alice", bound=True)
+    sim.settle()
+    assert phase(sim, "releases", name) == "Succeeded"
+
+
+def image(artifact: str) -> str:
+    return f"{REPO}@{digest_of(artifact)}"
+
+
+# --- rollbacks --------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: a refused rollback is re-planned and acts later")
+def test_a_refused_rollback_stays_refused_when_the_stage_changes_later():
+    sim = SimCluster(migration=False, smoke_test=False)
+    sim.create_rollback("rb1", stage="staging")  # nothing ever ran there: nothing to roll back
+    sim.reconcile()
+    sim.create_release("r1", target_stage="staging")
+    sim.settle()
+    assert phase(sim, "rollbacks", "rb1") == "Refused"
+    assert sim.image_of("shop-staging", "shop", "web") == image("r1")
+    assert not sim.status("releases", "r1").get("vetoed")
+    holds(sim, "final-rollbacks")
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: a rollback to what the stage already runs vetoes it")
+def test_rolling_back_to_what_the_stage_already_runs_vetoes_nothing():
+    sim = SimCluster(migration=False, smoke_test=False)
+    sim.create_release("r1", artifact="a1", target_stage="staging")
+    sim.settle()
+    sim.create_rollback("rb1", stage="staging", to_release="r1")
+    sim.settle()
+    assert phase(sim, "rollbacks", "rb1") == "Succeeded"
+    assert not sim.status("releases", "r1").get("vetoed")
+    assert "conveyor.dev/vetoed" not in sim.releases["r1"]["metadata"].get("labels", {})
+    assert sim.status("pipelines", "shop").get("vetoed", []) == []
+    assert stage_state(sim, "staging").get("pinnedBy") is None
+    # Re-releasing the same artifact afterwards ends Succeeded, not Vetoed.
+    sim.create_release("r2", artifact="a1", target_stage="staging")
+    sim.settle()
+    assert phase(sim, "releases", "r2") == "Succeeded"
+    holds(sim, "noop-rollbacks")
+
+
+# --- what runs --------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: the pipeline says what was verified, not what runs")
+def test_the_pipeline_says_what_runs_after_an_image_is_set_by_hand():
+    sim = SimCluster(migration=False, smoke_test=False)
+    sim.create_release("r1", target_stage="staging")
+    sim.settle()
+    sim.set_image_by_hand("shop-staging", image("hand-built"))
+    sim.reconcile()
+    staging = stage_state(sim, "staging")
+    assert staging["release"] == "r1"  # still the last one verified there
+    assert staging["running"]["image"] == image("hand-built")
+    assert staging["running"].get("release") in (None, "")
+    tracked = condition(sim.status("pipelines", "shop"), "Tracked")
+    assert (tracked.get("status"), tracked.get("reason")) == ("False", "UntrackedImage")
+    holds(sim, "stage-truth", "tracked")
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: after a failed rollout the pipeline names the old release")
+def test_the_pipeline_says_prod_runs_the_release_that_failed_there():
+    sim = SimCluster(migration=False, smoke_test=False)
+    to_production(sim, "r1")
+    sim.create_release("r2")
+    sim.settle()
+    sim.create_approval("r2-prod", "r2", "prod", user="alice", bound=True)
+    sim.reconcile()  # r2 enters prod and sets its image
+    sim.rollout("shop-prod", "fail")  # ProgressDeadlineExceeded: r2 fails, onFailure hold
+    sim.reconcile()
+    assert phase(sim, "releases", "r2") == "Failed"
+    prod = stage_state(sim, "prod")
+    assert prod["release"] == "r1"  # last verified
+    assert prod["running"]["release"] == "r2"  # what the Deployment runs
+    holds(sim, "stage-truth")
+
+
+# --- approvals --------------------------------------------------------------------------------
+
+
+def approval_verdict(sim: SimCluster, release: str, approval: str) -> str | None:
+    records = sim.status("releases", release).get("approvals", [])
+    return next((a.get("verdict") for a in records if a["name"] == approval), None)
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: an approval created before its release counts by name")
+def test_an_approval_created_before_its_release_does_not_count():
+    sim = SimCluster(migration=False, smoke_test=False)
+    sim.create_approval("r1-prod", "r1", "prod", user="alice")  # no release r1 yet
+    sim.tick(1)
+    sim.create_release("r1")
+    sim.settle()
+    assert phase(sim, "releases", "r1") == "AwaitingApproval"
+    assert sim.image_of("shop-prod", "shop", "web") != image("r1")
+    assert approval_verdict(sim, "r1", "r1-prod") == "StaleApproval"
+    counted = condition(sim.status("approvals", "r1-prod"), "Counted")
+    assert (counted.get("status"), counted.get("reason")) == ("False", "StaleApproval")
+    holds(sim, "gate", "released-digests")
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: a deleted release's approval counts for its re-creation")
+def test_an_approval_of_a_deleted_release_does_not_count_for_a_new_one_of_the_same_name():
+    sim = SimCluster(migration=False, smoke_test=False)
+    sim.create_release("r1", artifact="good")
+    sim.settle()
+    sim.create_approval("r1-prod", "r1", "prod", user="alice")  # a plain `kubectl create`: no uid, no owner
+    sim.delete("releases", "r1")  # before the operator saw the approval
+    sim.tick(1)
+    sim.create_release("r1", artifact="other")  # the same name, another artifact
+    sim.settle()
+    assert sim.image_of("shop-prod", "shop", "web") != image("other")
+    assert phase(sim, "releases", "r1") == "AwaitingApproval"
+    holds(sim, "gate", "released-digests")
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: two rollbacks of one stage both act")
+def test_of_two_rollbacks_of_one_stage_only_the_first_acts():
+    sim = SimCluster(migration=False, smoke_test=False)
+    to_production(sim, "r1")
+    to_production(sim, "r2")
+    sim.create_rollback("rb1", stage="prod", user="alice")
+    sim.create_rollback("rb2", stage="prod", user="bob")  # the same second: both see r2 running
+    sim.settle()
+    assert phase(sim, "rollbacks", "rb1") == "Succeeded"
+    assert phase(sim, "rollbacks", "rb2") == "Refused"
+    blocked = condition(sim.status("rollbacks", "rb2"), "RollbackBlocked")
+    assert blocked.get("reason") == "RollbackInProgress"
+    assert "rb1" in blocked.get("message", "")
+    assert sim.image_of("shop-prod", "shop", "web") == image("r1")
+    holds(sim, "one-at-a-time", "no-fights")
+
+
+# --- Deployments and Jobs ---------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: a release re-patches an image changed under its rollout")
+def test_a_release_whose_image_is_changed_mid_rollout_fails_instead_of_fighting():
+    sim = SimCluster(migration=False, smoke_test=False)
+    sim.create_release("r1", target_stage="staging")
+    sim.reconcile()  # r1 sets staging's image; the rollout has not finished
+    sim.set_image_by_hand("shop-staging", image("hotfix"))
+    sim.reconcile()
+    assert sim.image_of("shop-staging", "shop", "web") == image("hotfix")
+    assert phase(sim, "releases", "r1") == "Failed"
+    assert condition(sim.status("releases", "r1"), "Failed").get("reason") == "ImageChanged"
+    holds(sim, "no-fights")
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: a re-created release collides with its namesake's Jobs")
+def test_a_re_created_release_runs_its_own_jobs():
+    sim = SimCluster(migration=True, smoke_test=True)
+    sim.create_release("r1", artifact="first", target_stage="staging")
+    sim.settle()
+    sim.delete("releases", "r1")  # its finished Jobs stay in shop-staging
+    sim.create_release("r1", artifact="second", target_stage="staging")
+    sim.settle()
+    assert phase(sim, "releases", "r1") == "Succeeded"
+    assert sim.image_of("shop-staging", "shop", "web") == image("second")
+    holds(sim, "job-names-unique", "migrations-once")
+
+
+# --- approval expiry --------------------------------------------------------------------------
+
+
+def patient_stages(expires: int = 300) -> list[dict[str, Any]]:
+    """Rollouts may take an hour; prod approvals expire after `expires` seconds."""
+    return [
+        {"name": "staging", "namespace": "shop-staging", "rolloutDeadlineSeconds": 3600},
+        {
+            "name": "prod",
+            "namespace": "shop-prod",
+            "requiresApproval": True,
+            "rolloutDeadlineSeconds": 3600,
+            "approval": {"approvers": {"groups": ["conveyor:approvers"]}, "expiresAfterSeconds": expires},
+        },
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue #10: expiry compares the API server's clock with the operator's"
+)
+def test_an_approval_expires_by_the_time_conveyor_saw_it_whatever_the_clock_skew():
+    sim = SimCluster(stages=patient_stages(300), migration=False, smoke_test=False, skew_seconds=-90.5)
+    sim.create_release("r1")
+    sim.reconcile()  # r1 rolls out in staging (slowly)
+    sim.create_approval("r1-prod", "r1", "prod", user="alice", bound=True)
+    sim.reconcile()  # Conveyor sees the approval now
+    sim.tick(350)  # older than 300 s by any clock
+    sim.settle()
+    assert phase(sim, "releases", "r1") == "AwaitingApproval"
+    assert sim.image_of("shop-prod", "shop", "web") != image("r1")
+    assert approval_verdict(sim, "r1", "r1-prod") == "Expired"
+    holds(sim, "gate", "released-digests")
+
+
+@pytest.mark.xfail(strict=True, reason="issue #10: an approval that expires while the stage is busy counts")
+def test_an_approval_that_expires_while_the_stage_is_busy_no_longer_counts():
+    sim = SimCluster(stages=patient_stages(300), migration=False, smoke_test=False)
+    sim.create_release("r1")
+    sim.settle()
+    sim.create_approval("r1-prod", "r1", "prod", user="alice", bound=True)
+    sim.reconcile()  # r1 enters prod; its rollout stalls (the deadline is an hour)
+    sim.rollout("shop-prod", "stall")
+    sim.create_release("r2")
+    sim.reconcile()
+    sim.rollout("shop-staging")
+    sim.reconcile()  # r2 is verified in staging, at prod's door
+    sim.create_approval("r2-prod", "r2", "prod", user="bob", bound=True)
+    sim.reconcile()  # r2's gate is open, but prod is busy: r2 waits
+    assert phase(sim, "releases", "r2") == "Waiting"
+    sim.tick(400)  # r2's approval expires while it waits
+    sim.rollout("shop-prod", "complete")
+    sim.settle()
+    assert phase(sim, "releases", "r1") == "Succeeded"
+    assert phase(sim, "releases", "r2") == "AwaitingApproval"
+    assert approval_verdict(sim, "r2", "r2-prod") == "Expired"
+    assert sim.image_of("shop-prod", "shop", "web") == image("r1")
+    holds(sim, "gate", "released-digests")
+
+
+# --- retention --------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue #10: retention deletes the release prod runs after it failed there"
+)
+def test_retention_keeps_the_release_a_stage_runs_even_one_that_failed_there():
+    sim = SimCluster(migration=False, smoke_test=False, keep_releases=1)
+    to_production(sim, "r1")
+    sim.create_release("r2")
+    sim.settle()
+    sim.create_approval("r2-prod", "r2", "prod", user="alice", bound=True)
+    sim.reconcile()  # r2 sets prod's image...
+    sim.rollout("shop-prod", "fail")
+    sim.reconcile()  # ...and fails there: prod runs r2 (onFailure hold)
+    for newer in ("r3", "r4"):  # newer releases through staging push r2 past keepReleases
+        sim.create_release(newer, target_stage="staging")
+        sim.reconcile()
+        sim.rollout("shop-staging")
+        sim.reconcile()
+    assert sim.image_of("shop-prod", "shop", "web") == image("r2")
+    assert "r2" in sim.releases
+    holds(sim, "retention")
