@@ -31,9 +31,10 @@ from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import Release
 from conveyor.api.rollback import Rollback
 from conveyor.core import plan as plan_mod
+from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.core.patch import merge_patch
 from conveyor.core.plan import Plan
-from conveyor.core.promotion import jobs_to_observe, reconcile, unknown_release_approval
+from conveyor.core.promotion import reconcile, unknown_release_approval
 from conveyor.core.world import DeploymentView, JobView, StageWorld, World
 from support.builders import REPO, T0, digest_of, pipeline_dict, release_dict
 
@@ -500,9 +501,9 @@ class SimCluster:
     def _parse(self, model: type[KubeModel], objs: list[dict[str, Any]]) -> list[Any]:
         return [model.model_validate(o) for o in objs]
 
-    def observe(self, pipeline: Pipeline, releases: list[Release], rollbacks: list[Rollback]) -> World:
+    def observe(self, pipeline: Pipeline) -> World:
         """What `handlers/reconcile.observe` reads: each stage's target Deployments, the namespace
-        when a Deployment is missing, and the Jobs that live releases and rollbacks may own."""
+        when a Deployment is missing, and the pipeline's Jobs in each stage namespace (by label)."""
         world = World(identity_enforced=True)
         for stage in pipeline.spec.stages:
             sw = StageWorld(namespace=stage.namespace)
@@ -512,11 +513,20 @@ class SimCluster:
             if any(v is None for v in sw.deployments.values()):
                 sw.namespace_exists = stage.namespace in self.namespaces
             world.stages[stage.name] = sw
-        for stage_name, namespace, name in jobs_to_observe(pipeline, releases, rollbacks):
-            seen = world.stages.get(stage_name)
-            job = self.jobs.get((namespace, name))
-            if seen is not None and seen.namespace_exists and job is not None:
-                seen.jobs[name] = JobView.from_object(copy.deepcopy(job))
+        labels = {**MANAGED_BY, PIPELINE_LABEL: pipeline.metadata.name}
+        for stage in pipeline.spec.stages:
+            seen = world.stages[stage.name]
+            if not seen.namespace_exists:
+                continue
+            for (namespace, name), job in self.jobs.items():
+                meta = job.get("metadata") or {}
+                if (
+                    namespace == stage.namespace
+                    and labels.items() <= (meta.get("labels") or {}).items()
+                    and (meta.get("annotations") or {}).get(PIPELINE_NAMESPACE_ANNOTATION)
+                    == pipeline.metadata.namespace
+                ):
+                    seen.jobs[name] = JobView.from_object(copy.deepcopy(job))
         return world
 
     def reconcile(self, *, crash_after: int | None = None) -> PassRecord:
@@ -535,7 +545,7 @@ class SimCluster:
         rollbacks = self._parse(
             Rollback, [copy.deepcopy(o) for o in self.rollbacks.values() if o["spec"]["pipeline"] == PIPELINE]
         )
-        world = self.observe(pipeline, releases, rollbacks)
+        world = self.observe(pipeline)
         now = self.operator_now()
         record = PassRecord(
             index=len(self.passes),

@@ -1,15 +1,13 @@
 """Failures the model of the core (test_core_model.py) found, each kept as a short story (issue #10).
 
 Each story drives the pure core through the simulated cluster (tests/support/sim.py), asserts what
-the hardening design says must happen, and checks the invariant the model caught it with. They are
-marked xfail(strict) while the core is the old one; remove a mark when its fix lands.
+the hardening design says must happen, and checks the invariant the model caught it with. Each
+failed on the core before the hardening.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-import pytest
 
 from support.builders import REPO, digest_of
 from support.invariants import Invariants
@@ -49,7 +47,6 @@ def image(artifact: str) -> str:
 # --- rollbacks --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue #10: a refused rollback is re-planned and acts later")
 def test_a_refused_rollback_stays_refused_when_the_stage_changes_later():
     sim = SimCluster(migration=False, smoke_test=False)
     sim.create_rollback("rb1", stage="staging")  # nothing ever ran there: nothing to roll back
@@ -62,7 +59,6 @@ def test_a_refused_rollback_stays_refused_when_the_stage_changes_later():
     holds(sim, "final-rollbacks")
 
 
-@pytest.mark.xfail(strict=True, reason="issue #10: a rollback to what the stage already runs vetoes it")
 def test_rolling_back_to_what_the_stage_already_runs_vetoes_nothing():
     sim = SimCluster(migration=False, smoke_test=False)
     sim.create_release("r1", artifact="a1", target_stage="staging")
@@ -84,7 +80,6 @@ def test_rolling_back_to_what_the_stage_already_runs_vetoes_nothing():
 # --- what runs --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue #10: the pipeline says what was verified, not what runs")
 def test_the_pipeline_says_what_runs_after_an_image_is_set_by_hand():
     sim = SimCluster(migration=False, smoke_test=False)
     sim.create_release("r1", target_stage="staging")
@@ -100,7 +95,6 @@ def test_the_pipeline_says_what_runs_after_an_image_is_set_by_hand():
     holds(sim, "stage-truth", "tracked")
 
 
-@pytest.mark.xfail(strict=True, reason="issue #10: after a failed rollout the pipeline names the old release")
 def test_the_pipeline_says_prod_runs_the_release_that_failed_there():
     sim = SimCluster(migration=False, smoke_test=False)
     to_production(sim, "r1")
@@ -125,7 +119,6 @@ def approval_verdict(sim: SimCluster, release: str, approval: str) -> str | None
     return next((a.get("verdict") for a in records if a["name"] == approval), None)
 
 
-@pytest.mark.xfail(strict=True, reason="issue #10: an approval created before its release counts by name")
 def test_an_approval_created_before_its_release_does_not_count():
     sim = SimCluster(migration=False, smoke_test=False)
     sim.create_approval("r1-prod", "r1", "prod", user="alice")  # no release r1 yet
@@ -140,7 +133,6 @@ def test_an_approval_created_before_its_release_does_not_count():
     holds(sim, "gate", "released-digests")
 
 
-@pytest.mark.xfail(strict=True, reason="issue #10: a deleted release's approval counts for its re-creation")
 def test_an_approval_of_a_deleted_release_does_not_count_for_a_new_one_of_the_same_name():
     sim = SimCluster(migration=False, smoke_test=False)
     sim.create_release("r1", artifact="good")
@@ -155,7 +147,6 @@ def test_an_approval_of_a_deleted_release_does_not_count_for_a_new_one_of_the_sa
     holds(sim, "gate", "released-digests")
 
 
-@pytest.mark.xfail(strict=True, reason="issue #10: two rollbacks of one stage both act")
 def test_of_two_rollbacks_of_one_stage_only_the_first_acts():
     sim = SimCluster(migration=False, smoke_test=False)
     to_production(sim, "r1")
@@ -175,7 +166,6 @@ def test_of_two_rollbacks_of_one_stage_only_the_first_acts():
 # --- Deployments and Jobs ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue #10: a release re-patches an image changed under its rollout")
 def test_a_release_whose_image_is_changed_mid_rollout_fails_instead_of_fighting():
     sim = SimCluster(migration=False, smoke_test=False)
     sim.create_release("r1", target_stage="staging")
@@ -188,7 +178,6 @@ def test_a_release_whose_image_is_changed_mid_rollout_fails_instead_of_fighting(
     holds(sim, "no-fights")
 
 
-@pytest.mark.xfail(strict=True, reason="issue #10: a re-created release collides with its namesake's Jobs")
 def test_a_re_created_release_runs_its_own_jobs():
     sim = SimCluster(migration=True, smoke_test=True)
     sim.create_release("r1", artifact="first", target_stage="staging")
@@ -218,9 +207,6 @@ def patient_stages(expires: int = 300) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue #10: expiry compares the API server's clock with the operator's"
-)
 def test_an_approval_expires_by_the_time_conveyor_saw_it_whatever_the_clock_skew():
     sim = SimCluster(stages=patient_stages(300), migration=False, smoke_test=False, skew_seconds=-90.5)
     sim.create_release("r1")
@@ -235,7 +221,6 @@ def test_an_approval_expires_by_the_time_conveyor_saw_it_whatever_the_clock_skew
     holds(sim, "gate", "released-digests")
 
 
-@pytest.mark.xfail(strict=True, reason="issue #10: an approval that expires while the stage is busy counts")
 def test_an_approval_that_expires_while_the_stage_is_busy_no_longer_counts():
     sim = SimCluster(stages=patient_stages(300), migration=False, smoke_test=False)
     sim.create_release("r1")
@@ -263,9 +248,6 @@ def test_an_approval_that_expires_while_the_stage_is_busy_no_longer_counts():
 # --- retention --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue #10: retention deletes the release prod runs after it failed there"
-)
 def test_retention_keeps_the_release_a_stage_runs_even_one_that_failed_there():
     sim = SimCluster(migration=False, smoke_test=False, keep_releases=1)
     to_production(sim, "r1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conveyor.api.release import Phase, Release
 from conveyor.api.rollback import Rollback
-from conveyor.core.jobs import JobKind, job_name
+from conveyor.core.jobs import JobKind, job_name, uid_tag
 from conveyor.core.plan import CreateJob, CreateRollback, LabelRelease, Plan, SetImage
 from conveyor.core.promotion import reconcile
 from conveyor.core.rollback import plan_rollback
@@ -255,7 +255,7 @@ def test_failure_after_changing_the_stage_creates_one_automatic_rollback():
     plan = reconcile(p, rs, [], stuck, later(11))
     creates = [a for a in plan.actions if isinstance(a, CreateRollback)]
     assert len(creates) == 1
-    assert creates[0].manifest["metadata"]["name"] == "v9-staging-rollback-uid-v9"
+    assert creates[0].manifest["metadata"]["name"] == f"v9-staging-rollback-{uid_tag('uid-v9')}"
     assert creates[0].manifest["spec"]["stage"] == "staging"
     assert plan.releases["v9"].phase == Phase.FAILED
 

@@ -49,12 +49,18 @@ def image_ref(pipeline: Pipeline, release: Release) -> str:
 JOB_BACKSTOP_TTL_SECONDS = 7 * 24 * 3600
 
 
+def uid_tag(uid: str) -> str:
+    """Six hex characters standing for an object's uid in a child's name (a hash of the whole uid,
+    so even uids that share a prefix get different tags)."""
+    return hashlib.sha256(uid.encode()).hexdigest()[:6]
+
+
 def job_name(owner: str, owner_uid: str, stage: str, kind: JobKind) -> str:
-    """`<owner>-<stage>-<kind>-<uid[:6]>` (owner: a release or a rollback), shortened with a hash
+    """`<owner>-<stage>-<kind>-<uid tag>` (owner: a release or a rollback), shortened with a hash
     past 63 characters. Deterministic, so a restarted operator finds the Job it created instead of
     creating another; the owner's uid in it means a re-created release of the same name never meets
     the Jobs of the one before."""
-    return bounded_name(owner, f"{stage}-{kind.value}-{owner_uid[:6].lower()}")
+    return bounded_name(owner, f"{stage}-{kind.value}-{uid_tag(owner_uid)}")
 
 
 def bounded_name(prefix: str, suffix: str, limit: int = 63) -> str:

@@ -23,6 +23,7 @@ from conveyor.core.jobs import (
     job_manifest,
     job_name,
     short_commit,
+    uid_tag,
 )
 from conveyor.core.parity import summary as parity_summary
 from conveyor.core.plan import (
@@ -60,7 +61,7 @@ def _record(status: ReleaseStatus, stage: str) -> StageRecord:
 def auto_rollback_name(release: Release, stage: str) -> str:
     """The automatic rollback's name: one per failed release (by uid) and stage, whatever restarts
     happen — and a re-created release of the same name gets its own."""
-    return bounded_name(release.metadata.name, f"{stage}-rollback-{release.metadata.uid[:6].lower()}")
+    return bounded_name(release.metadata.name, f"{stage}-rollback-{uid_tag(release.metadata.uid)}")
 
 
 class ReleaseStep:
