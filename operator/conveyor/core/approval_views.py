@@ -120,5 +120,13 @@ def approvals_to_own(releases: list[Release], approvals: list[Approval]) -> list
             continue
         if any(ref.get("uid") == r.metadata.uid for ref in a.metadata.owner_references):
             continue
-        out.append(OwnApproval(a.metadata.name, a.metadata.name, r.metadata.name, r.metadata.uid))
+        out.append(
+            OwnApproval(
+                a.metadata.name,
+                a.metadata.name,
+                r.metadata.name,
+                r.metadata.uid,
+                tuple(a.metadata.owner_references),
+            )
+        )
     return out

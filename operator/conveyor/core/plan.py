@@ -82,6 +82,7 @@ class OwnApproval:
     approval: str
     release: str
     release_uid: str
+    others: tuple[dict[str, Any], ...] = ()  # owners it already has: a merge patch replaces the list
 
 
 Action = CreateJob | SetImage | CreateRollback | LabelRelease | DeleteRelease | DeleteJob | OwnApproval

@@ -150,7 +150,8 @@ def _perform(kube: Kube, namespace: str, action: Action) -> None:
             "name": action.release,
             "uid": action.release_uid,
         }
-        kube.patch_custom_metadata("approvals", namespace, action.approval, {"ownerReferences": [owner]})
+        owners = [*action.others, owner]
+        kube.patch_custom_metadata("approvals", namespace, action.approval, {"ownerReferences": owners})
         WRITES.add("approval_owner")
     else:
         kube.delete_custom("releases", namespace, action.release)
