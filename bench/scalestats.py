@@ -1,0 +1,215 @@
+"""Pure helpers of bench/scale.py (no cluster, no client): counting API requests from the operator's
+own metrics and from the API server's audit log, reading a process's memory and CPU from /proc, and
+judging where each release ended. Unit-tested in tests/unit/test_bench_scalestats.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+Key = tuple[str, str]  # (verb, resource), e.g. ("patch", "releases/status")
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def prometheus_counter(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Every sample of counter `name` in a Prometheus text exposition: {sorted label pairs: value}."""
+    out: dict[tuple[tuple[str, str], ...], float] = {}
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if not m or m["name"] != name:
+            continue
+        labels = tuple(sorted(_LABEL.findall(m["labels"])))
+        out[labels] = float(m["value"])
+    return out
+
+
+def operator_requests(before: str, after: str) -> Counter[Key]:
+    """Requests the operator counted itself (conveyor_api_requests_total) between two scrapes of its
+    /metrics, by (verb, kind) - all response codes together."""
+    name = "conveyor_api_requests_total"
+    b, a = prometheus_counter(before, name), prometheus_counter(after, name)
+    out: Counter[Key] = Counter()
+    for labels, value in a.items():
+        delta = value - b.get(labels, 0.0)
+        if delta:
+            d = dict(labels)
+            out[d.get("verb", "?"), d.get("kind", "?")] += round(delta)
+    return out
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 timestamp (the API server's, 'Z' or offset, any fraction) as an aware datetime."""
+    value = value.replace("Z", "+00:00")
+    # Python 3.11 takes at most 6 fractional digits; the API server writes up to 9.
+    value = re.sub(r"(\.\d{6})\d+", r"\1", value)
+    return datetime.fromisoformat(value)
+
+
+def audit_events(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
+    """Audit events from JSON-lines audit logs (a torn last line is skipped)."""
+    for path in paths:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+
+def audit_files(log: Path) -> list[Path]:
+    """The audit log and its rotated backups (audit-<timestamp>.log), oldest first."""
+    backups = sorted(log.parent.glob(f"{log.stem}-*{log.suffix}"))
+    return [*backups, log] if log.exists() else backups
+
+
+def resource_of(event: dict[str, Any]) -> str:
+    """'releases', 'releases/status', or the non-resource path ('/readyz')."""
+    ref = event.get("objectRef") or {}
+    if not ref.get("resource"):
+        return (event.get("requestURI") or "?").split("?", 1)[0]
+    return ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+
+
+class AuditRecord(NamedTuple):
+    """One request, as the audit log saw it (only what the counts need)."""
+
+    received: datetime
+    user: str
+    agent: str  # the program, from the user agent ("conveyor", "kube-controller-manager", ...)
+    verb: str
+    resource: str
+
+
+def audit_records(events: Iterable[dict[str, Any]]) -> list[AuditRecord]:
+    """Each request once (a watch logs when it starts and when it ends, with the same auditID)."""
+    seen: set[str] = set()
+    out = []
+    for ev in events:
+        aid = ev.get("auditID", "")
+        received = ev.get("requestReceivedTimestamp")
+        if (
+            aid in seen
+            or not received
+            or ev.get("stage") not in ("ResponseStarted", "ResponseComplete", "Panic")
+        ):
+            continue
+        seen.add(aid)
+        out.append(
+            AuditRecord(
+                parse_time(received),
+                (ev.get("user") or {}).get("username", "?"),
+                (ev.get("userAgent") or "?").split("/", 1)[0],
+                ev.get("verb", "?"),
+                resource_of(ev),
+            )
+        )
+    return out
+
+
+def audit_requests(
+    records: Iterable[AuditRecord], start: datetime, end: datetime, *, by_agent: bool = False
+) -> dict[str, Counter[Key]]:
+    """Requests received in [start, end), per user (`by_agent`: "user (program)"), by (verb, resource)."""
+    out: dict[str, Counter[Key]] = {}
+    for r in records:
+        if start <= r.received < end:
+            who = f"{r.user} ({r.agent})" if by_agent else r.user
+            out.setdefault(who, Counter())[r.verb, r.resource] += 1
+    return out
+
+
+def proc_memory_kb(pid: int, proc: Path = Path("/proc")) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in kB."""
+    out = {}
+    for line in (proc / str(pid) / "status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(rest.split()[0])
+    return out
+
+
+def proc_cpu_seconds(pid: int, proc: Path = Path("/proc")) -> float:
+    """User + system CPU time a process used so far, in seconds (/proc/<pid>/stat fields 14 and 15)."""
+    stat = (proc / str(pid) / "stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
+    # fields[0] is field 3 (state): utime is field 14, stime field 15.
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def order_key(release: dict[str, Any]) -> tuple[datetime, datetime, str]:
+    """The operator's creation order (conveyor.core.plan.order_key): creationTimestamp (seconds), then
+    when Conveyor accepted it, then the name."""
+    meta, status = release["metadata"], release.get("status") or {}
+    accepted = status.get("acceptedAt")
+    return (
+        parse_time(meta["creationTimestamp"]),
+        parse_time(accepted) if accepted else NEVER,
+        meta["name"],
+    )
+
+
+def wrong_end_states(
+    releases: list[dict[str, Any]], prod_image: dict[tuple[str, str], str], image_repo: str
+) -> list[dict[str, str]]:
+    """Releases that did not end as they should, with why. Per pipeline: the newest (order_key) is
+    Succeeded and its image is what prod's Deployment runs (`prod_image`: (namespace, pipeline) ->
+    image); every other release is Superseded or Succeeded. Nothing else (Failed, still running)."""
+    by_pipeline: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in releases:
+        by_pipeline.setdefault((r["metadata"]["namespace"], r["spec"]["pipeline"]), []).append(r)
+    wrong = []
+    for key, rels in sorted(by_pipeline.items()):
+        rels.sort(key=order_key)
+        for r in rels:
+            status = r.get("status") or {}
+            phase = status.get("phase") or "(none)"
+            name = f"{key[0]}/{r['metadata']['name']}"
+            why = None
+            if r is rels[-1]:
+                image = f"{image_repo}@{r['spec']['digest']}"
+                if phase != "Succeeded":
+                    why = f"newest of its pipeline, but {phase}"
+                elif prod_image.get(key) != image:
+                    why = f"newest and Succeeded, but prod runs {prod_image.get(key)}"
+            elif phase not in ("Superseded", "Succeeded"):
+                why = f"older release ended {phase}"
+            if why:
+                wrong.append(
+                    {"release": name, "phase": phase, "why": why, "message": status.get("message") or ""}
+                )
+    return wrong
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile, nearest rank (as bench/harness.py's pct)."""
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def per_promotion_table(
+    sources: dict[str, Counter[Key]], promotions: int, top: int = 25
+) -> list[tuple[str, str, list[float]]]:
+    """Rows (verb, resource, [requests per stage promotion, one per source]), busiest first."""
+    keys: Counter[Key] = Counter()
+    for counts in sources.values():
+        keys.update(counts)
+    rows = []
+    for (verb, resource), _ in keys.most_common(top):
+        rows.append(
+            (verb, resource, [c.get((verb, resource), 0) / max(promotions, 1) for c in sources.values()])
+        )
+    return rows
