@@ -42,3 +42,45 @@ def test_a_pass_that_keeps_failing_is_reported_and_other_pipelines_go_on():
     assert (namespace, name) == ("apps", "broken")
     assert f"{REPORT_AFTER_FAILURES} passes in a row failed" in error
     assert "RuntimeError: status write refused" in error
+
+
+def test_a_deployment_change_wakes_only_the_pipelines_that_target_it():
+    # Two pipelines share a stage namespace; each targets its own Deployment there.
+    passes: dict[str, int] = {"a": 0, "b": 0}
+    lock = threading.Lock()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def reconcile_pass(namespace: str, name: str) -> tuple[bool, float | None]:
+            with lock:
+                passes[name] += 1
+            loop.call_soon_threadsafe(changed.set)
+            return True, None  # no requeue: only a wake-up runs another pass
+
+        async def until(predicate, what: str) -> None:
+            async def loop_until() -> None:
+                while True:
+                    changed.clear()
+                    with lock:
+                        if predicate():
+                            return
+                    await changed.wait()
+
+            await asyncio.wait_for(loop_until(), timeout=10)  # deadline for `what`
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            workers = PipelineWorkers(reconcile_pass, pool)
+            workers.ensure(("apps", "a"), {("team", "app-a")})
+            workers.ensure(("apps", "b"), {("team", "app-b")})
+            await until(lambda: passes == {"a": 1, "b": 1}, "each pipeline's first pass")
+            workers.wake_deployment("team", "app-a")
+            await until(lambda: passes["a"] == 2, "pipeline a's pass after its Deployment changed")
+            workers.wake_deployment("team", "unrelated")
+            workers.forget(("apps", "a"))
+            workers.wake_deployment("team", "app-a")  # forgotten: wakes nobody
+            await workers.stop()
+
+    asyncio.run(scenario())
+    assert passes == {"a": 2, "b": 1}

@@ -38,8 +38,12 @@ ANNOTATION_PREFIX = "conveyor.dev"
 RECONCILE_THREADS = 16
 
 
-def _stage_namespaces(body: Any) -> set[str]:
-    return {s.get("namespace", "") for s in (body.get("spec") or {}).get("stages") or []}
+def _targets(body: Any) -> set[tuple[str, str]]:
+    """(stage namespace, Deployment) of every target in every stage: the Deployments whose changes
+    concern this pipeline."""
+    spec = body.get("spec") or {}
+    deployments = {t.get("deployment", "") for t in spec.get("targets") or []}
+    return {(s.get("namespace", ""), d) for s in spec.get("stages") or [] for d in deployments}
 
 
 @kopf.on.startup()
@@ -82,7 +86,7 @@ async def pipeline_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
     if event["type"] == "DELETED":
         memo.workers.forget(key)
         return
-    memo.workers.ensure(key, _stage_namespaces(body))
+    memo.workers.ensure(key, _targets(body))
 
 
 async def _ensure_pipeline(memo: kopf.Memo, namespace: str, name: str) -> bool:
@@ -94,7 +98,7 @@ async def _ensure_pipeline(memo: kopf.Memo, namespace: str, name: str) -> bool:
     obj = await _in_thread(memo, memo.kube.get_custom, "pipelines", namespace, name)
     if obj is None:
         return False
-    memo.workers.ensure(key, _stage_namespaces(obj))
+    memo.workers.ensure(key, _targets(obj))
     return True
 
 
@@ -141,8 +145,8 @@ async def approval_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
 
 @kopf.on.event("apps", "v1", "deployments")
 async def deployment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A Deployment changed: pipelines with a stage in its namespace look again."""
-    memo.workers.wake_namespace(body.metadata.namespace or "")
+    """A Deployment changed: the pipelines that target it look again."""
+    memo.workers.wake_deployment(body.metadata.namespace or "", body.metadata.name or "")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)

@@ -26,6 +26,7 @@ from conveyor.handlers.metrics import (
 log = logging.getLogger("conveyor.workers")
 
 Key = tuple[str, str]  # (namespace, pipeline name)
+Target = tuple[str, str]  # (stage namespace, Deployment name)
 Pass = Callable[[str, str], tuple[bool, float | None]]
 Report = Callable[[str, str, str], None]  # (namespace, name, error): say it on the Pipeline
 
@@ -35,7 +36,8 @@ REPORT_AFTER_FAILURES = 2  # a pass that fails again is no blip: the Pipeline sa
 
 
 class PipelineWorkers:
-    """The registry of pipeline workers and the namespaces each one cares about."""
+    """The registry of pipeline workers and the Deployments each one promotes (so a Deployment's
+    change wakes only the pipelines that target it — not every pipeline sharing its namespace)."""
 
     def __init__(
         self, reconcile_pass: Pass, executor: ThreadPoolExecutor, report: Report | None = None
@@ -45,14 +47,15 @@ class PipelineWorkers:
         self._executor = executor
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._wakeups: dict[Key, asyncio.Event] = {}
-        self._namespaces: dict[Key, set[str]] = {}
+        self._targets: dict[Key, set[Target]] = {}
+        self._by_target: dict[Target, set[Key]] = {}
 
     def __contains__(self, key: Key) -> bool:
         return key in self._tasks
 
-    def ensure(self, key: Key, stage_namespaces: set[str]) -> None:
-        """Start the pipeline's worker if needed, remember its stage namespaces, and wake it."""
-        self._namespaces[key] = stage_namespaces
+    def ensure(self, key: Key, targets: set[Target]) -> None:
+        """Start the pipeline's worker if needed, remember the Deployments it targets, and wake it."""
+        self._index(key, targets)
         if key not in self._tasks or self._tasks[key].done():
             self._wakeups[key] = asyncio.Event()
             self._tasks[key] = asyncio.create_task(self._run(key), name=f"pipeline {key[0]}/{key[1]}")
@@ -64,17 +67,24 @@ class PipelineWorkers:
         if event is not None:
             event.set()
 
-    def wake_namespace(self, namespace: str) -> None:
-        """Wake every pipeline with a stage in this namespace."""
-        for key, namespaces in self._namespaces.items():
-            if namespace in namespaces:
-                self.wake(key)
+    def wake_deployment(self, namespace: str, name: str) -> None:
+        """Wake the pipelines that target this Deployment."""
+        for key in self._by_target.get((namespace, name), ()):
+            self.wake(key)
+
+    def _index(self, key: Key, targets: set[Target]) -> None:
+        for target in self._targets.pop(key, set()):
+            self._by_target.get(target, set()).discard(key)
+        self._targets[key] = set(targets)
+        for target in targets:
+            self._by_target.setdefault(target, set()).add(key)
 
     def forget(self, key: Key) -> None:
         """Stop the worker of a deleted pipeline."""
         task = self._tasks.pop(key, None)
         self._wakeups.pop(key, None)
-        self._namespaces.pop(key, None)
+        self._index(key, set())
+        self._targets.pop(key, None)
         if task is not None:
             task.cancel()
 
