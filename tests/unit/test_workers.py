@@ -84,3 +84,14 @@ def test_a_deployment_change_wakes_only_the_pipelines_that_target_it():
 
     asyncio.run(scenario())
     assert passes == {"a": 2, "b": 1}
+
+
+def test_the_echo_of_conveyors_own_status_write_is_no_news():
+    from conveyor.handlers.workers import NewsFilter
+
+    news = NewsFilter()
+    assert news.news(None, "u1", 1)  # listed at start: a pass has not seen it
+    assert not news.news("MODIFIED", "u1", 1)  # a status write (the generation stays)
+    assert news.news("MODIFIED", "u1", 2)  # a spec change
+    assert news.news("DELETED", "u1", 2)
+    assert news.news("ADDED", "u1", 2)  # the same uid again after a deletion is news

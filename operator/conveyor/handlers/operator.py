@@ -26,7 +26,7 @@ from conveyor.handlers.reconcile import (
     report_orphan_rollback,
     report_pass_failure,
 )
-from conveyor.handlers.workers import PipelineWorkers
+from conveyor.handlers.workers import NewsFilter, PipelineWorkers
 from conveyor.kube.client import Kube, load_api_client
 from conveyor.kube.record import JsonFormatter
 
@@ -64,6 +64,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     executor = ThreadPoolExecutor(max_workers=RECONCILE_THREADS, thread_name_prefix="reconcile")
     memo.kube = kube
     memo.executor = executor
+    memo.news = NewsFilter()
     memo.workers = PipelineWorkers(
         lambda ns, name: reconcile_pipeline(kube, ns, name),
         executor,
@@ -82,6 +83,8 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "pipelines")
 async def pipeline_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Pipeline appeared, changed or went away: start, wake or stop its worker."""
+    if not _news(event, body, memo):
+        return
     key = (body.metadata.namespace or "", body.metadata.name or "")
     if event["type"] == "DELETED":
         memo.workers.forget(key)
@@ -102,6 +105,11 @@ async def _ensure_pipeline(memo: kopf.Memo, namespace: str, name: str) -> bool:
     return True
 
 
+def _news(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo) -> bool:
+    """False for the echo of Conveyor's own status (or metadata) write: nothing a pass has not seen."""
+    return bool(memo.news.news(event["type"], body.metadata.uid or "", body.metadata.get("generation")))
+
+
 async def _in_thread(memo: kopf.Memo, fn: Callable[..., Any], *args: Any) -> Any:
     """Run a blocking call (the official client blocks) on the reconcile thread pool."""
     return await asyncio.get_running_loop().run_in_executor(memo.executor, fn, *args)
@@ -111,6 +119,8 @@ async def _wake_or_report_orphan(
     event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, report: Callable[[Kube, dict[str, Any]], None]
 ) -> None:
     """Wake the pipeline named in spec.pipeline, or — when it does not exist — let the object say so."""
+    if not _news(event, body, memo):
+        return
     namespace, pipeline = body.metadata.namespace or "", body.spec.get("pipeline", "")
     if await _ensure_pipeline(memo, namespace, pipeline) or event["type"] == "DELETED":
         return
@@ -133,7 +143,7 @@ async def rollback_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
 async def approval_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """An Approval changed: the release's pipeline looks again (or the approval learns its release
     is missing)."""
-    if event["type"] == "DELETED":
+    if not _news(event, body, memo) or event["type"] == "DELETED":
         return
     namespace, release_name = body.metadata.namespace or "", body.spec.get("release", "")
     release = await _in_thread(memo, memo.kube.get_custom, "releases", namespace, release_name)

@@ -138,3 +138,26 @@ class PipelineWorkers:
             timeout = requeue if requeue is not None else RESYNC_SECONDS
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout=timeout)
+
+
+class NewsFilter:
+    """Which watch events on Conveyor's own kinds say something a pass has not seen.
+
+    Only Conveyor writes their status, and the pass that wrote it already acted on what it decided
+    (asking for a requeue when it wants to look again). A MODIFIED event that leaves the generation
+    as it was is that write coming back — waking the pipeline for it would double every pipeline's
+    passes. New objects, deletions and spec changes (a new generation) are news."""
+
+    def __init__(self) -> None:
+        self._generations: dict[str, int] = {}
+
+    def news(self, event_type: str | None, uid: str, generation: int | None) -> bool:
+        """True when the event is worth a pass (and remember what was seen)."""
+        if event_type == "DELETED":
+            self._generations.pop(uid, None)
+            return True
+        if generation is not None and self._generations.get(uid) == generation:
+            return False
+        if generation is not None:
+            self._generations[uid] = generation
+        return True
