@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from conveyor.core.jobs import uid_tag
 from support.builders import digest_of, pipeline_dict
 from support.story import Story, image_of, stage_record, status
 from support.wait import WaitTimeout, condition, wait_for_list, wait_for_object
@@ -376,11 +377,11 @@ def test_finished_jobs_are_deleted_after_their_result_is_recorded(story: Story):
     assert phase(rel) == "Succeeded"
     prod = stage_record(rel, "prod")
     assert (prod["migrationResult"], prod["smokeTestResult"]) == ("Succeeded", "Succeeded")
-    # And their names carried the release's uid
-    uid6 = rel["metadata"]["uid"][:6]
+    # And their names carried a tag of the release's uid
+    tag = uid_tag(rel["metadata"]["uid"])
     assert (prod["migrationJob"], prod["smokeTestJob"]) == (
-        f"shop-v1-prod-migrate-{uid6}",
-        f"shop-v1-prod-smoke-{uid6}",
+        f"shop-v1-prod-migrate-{tag}",
+        f"shop-v1-prod-smoke-{tag}",
     )
 
 
@@ -401,9 +402,9 @@ def test_a_recreated_release_runs_its_own_jobs(story: Story):
     # Then it runs its own migration and smoke test (no name conflict with the old release's Jobs)
     rel = then_release_settles(story, "shop-aaa", RELEASE_FINAL, uid=new["metadata"]["uid"], timeout=45)
     assert phase(rel) == "Succeeded", f"re-created shop-aaa ended {phase(rel)}: {status(rel).get('message')}"
-    uid6 = new["metadata"]["uid"][:6]
-    assert stage_record(rel, "prod")["migrationJob"] == f"shop-aaa-prod-migrate-{uid6}"
-    job = story.batch.read_namespaced_job(f"shop-aaa-prod-migrate-{uid6}", story.stage_ns["prod"])
+    migrate = f"shop-aaa-prod-migrate-{uid_tag(new['metadata']['uid'])}"
+    assert stage_record(rel, "prod")["migrationJob"] == migrate
+    job = story.batch.read_namespaced_job(migrate, story.stage_ns["prod"])
     assert job.spec.template.spec.containers[0].image == image_of("bbb")
     assert story.deployment_image("prod") == image_of("bbb")
 

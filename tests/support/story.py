@@ -323,7 +323,7 @@ class Story:
         return next(c.image for c in dep.spec.template.spec.containers if c.name == container)
 
     def job(self, owner: str, stage: str, kind: str, *, plural: str = "releases") -> str:
-        """The name Conveyor gives a Job: `<owner>-<stage>-<kind>-<owner uid[:6]>` (kind: migrate,
+        """The name Conveyor gives a Job: `<owner>-<stage>-<kind>-<tag of the owner's uid>` (kind: migrate,
         smoke, down; owner: a release, or a rollback with plural="rollbacks")."""
         from conveyor.core.jobs import JobKind, job_name
 
