@@ -222,3 +222,19 @@ def test_bounded_job_templates_still_take_what_a_container_spec_takes(story: Sto
     ]
     message = refused(story, "pipelines", both, as_user=None, status=422)
     assert "spec.smokeTest.env[0].valueFrom" in message
+
+
+def test_two_stages_in_one_namespace_are_refused(story: Story):
+    # prod's gate would mean nothing: a release in staging would already run in prod's Deployments
+    ns = story.stage_ns["staging"]
+    body = pipeline_dict(
+        "shop",
+        story.ns,
+        stages=[
+            {"name": "staging", "namespace": ns},
+            {"name": "prod", "namespace": ns, "requiresApproval": True},
+        ],
+    )
+    message = refused(story, "pipelines", body, as_user=None, status=422)
+    assert "spec.stages" in message
+    assert "each stage needs a namespace of its own" in message

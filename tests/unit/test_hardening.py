@@ -549,3 +549,22 @@ def test_event_messages_are_cut_in_bytes_never_inside_a_character():
     assert len(cut.encode()) <= 1024
     assert cut.endswith("…")
     assert cut_bytes("short") == "short"
+
+
+def test_a_breaking_change_already_undone_by_a_rollback_does_not_block_the_next_rollback():
+    p = pipeline(stages=[{"name": "prod", "namespace": "shop-prod"}], down_migration={"command": ["d"]})
+    v1 = with_status(release("v1", created=later(0), status=verified_in("prod", at=0)), accepted_at=later(0))
+    v2 = release("v2", created=later(10), status=verified_in("prod", at=10))  # breaking, rolled back
+    v2 = with_status(v2, accepted_at=later(10), vetoed=True, vetoed_by="rb1")
+    v3 = with_status(
+        release("v3", created=later(30), status=verified_in("prod", at=30)), accepted_at=later(30)
+    )
+    v2 = v2.model_copy(update={"spec": v2.spec.model_copy(update={"schema_change": "breaking"})})
+    v3 = v3.model_copy(update={"spec": v3.spec.model_copy(update={"schema_change": "breaking"})})
+    plan = reconcile(p, [v1, v2, v3], [], prod_on("v3", "v3"), later(40), rollbacks=[rollback("rb2")])
+    st = plan.rollbacks["rb2"]
+    assert (st.plan.action, st.plan.from_release, st.plan.to_release) == (
+        "DownMigrationThenImage",
+        "v3",
+        "v1",
+    )

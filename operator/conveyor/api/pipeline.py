@@ -330,8 +330,22 @@ class PipelineSpec(KubeModel):
     stages: list[Stage] = Field(
         min_length=1,
         max_length=10,
-        description="Stages in promotion order; the last one is production.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description="Stages in promotion order; the last one is production. Each stage has a namespace "
+        "of its own (two stages in one namespace would share its Deployments: a release in the first "
+        "would run in the second without its gate).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "x-kubernetes-validations": [
+                cel(
+                    # (mapped to strings first: the same check on whole stage objects is estimated
+                    # over the API server's CEL cost budget)
+                    "self.map(s, s.namespace).all(n, self.map(t, t.namespace).exists_one(m, m == n))",
+                    "each stage needs a namespace of its own: two stages in one namespace would share "
+                    "its Deployments",
+                )
+            ],
+        },
     )
     migration: JobTemplate | None = Field(
         default=None, description="Database migration Job, run in each stage before the rollout."

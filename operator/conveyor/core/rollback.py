@@ -230,6 +230,8 @@ def plan_rollback(
         if r.metadata.name not in (src.metadata.name, target.metadata.name)
         and r.spec.schema_change == SchemaChange.BREAKING
         and (_changed_at(r, stage.name) or EPOCH) > target_at
+        # A vetoed release was rolled away from: its breaking change was already undone.
+        and not r.status.vetoed
     ]
     if between:
         names = ", ".join(sorted(r.metadata.name for r in between))
