@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from conveyor.api.common import GROUP, VERSION
 from support.builders import commit_of, release_dict
 from support.story import Story, short, status
 
@@ -258,3 +259,26 @@ def test_retention_deletes_old_releases_but_keeps_what_it_must(story: Story):
     story.then_event("shop", "ReleaseDeleted")
     deleted = story.audit_event("ReleaseDeleted")
     assert deleted[0]["release"] == "shop-v1"
+
+
+def test_the_plugin_answers_odd_input_with_a_message_and_exit_2_never_a_traceback(story: Story):
+    gated(story)
+    story.when_release("shop-v1", label="v1")
+    cases = [
+        ("approve", "shop-v1", "--stage", ""),  # the schema refuses an empty stage
+        ("approve", "shop-v1", "--stage", "nope"),  # no such stage
+        ("approve", "shop-ghost", "--stage", "prod"),  # no such release
+        ("rollback", "nope"),  # no such pipeline
+        ("rollback", "shop", "--stage", "Ünï"),
+        ("rollback", "shop", "--to", "../x"),  # the schema refuses the name
+        ("rollback", "shop", "--reason", "x" * 2000),  # longer than the schema allows
+        ("trace", ""),
+        ("status", "shop", "--watch", "--timeout", "-1"),
+    ]
+    for args in cases:
+        out = plugin(story, *args, user="alice")
+        assert out.returncode == 2, (args, out.returncode, out.stderr[-500:])
+        assert "Traceback" not in out.stderr, (args, out.stderr[-500:])
+        assert out.stderr.strip(), args
+    assert story.custom.list_namespaced_custom_object(GROUP, VERSION, story.ns, "approvals")["items"] == []
+    assert story.custom.list_namespaced_custom_object(GROUP, VERSION, story.ns, "rollbacks")["items"] == []

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from typing import Any
 
 from kubernetes import config
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from conveyor.api.common import GROUP, VERSION
@@ -148,6 +150,9 @@ def _progress_line(rel: Release) -> str:
 def cmd_trace(cli: Cli, args: argparse.Namespace) -> int:
     """The commit's journey, one timeline per release of that commit."""
     sha = args.sha.lower()
+    if not re.fullmatch(r"[0-9a-f]{4,40}", sha):
+        print(f"kubectl conveyor: {args.sha!r} is not a commit SHA (4 to 40 hex characters)", file=sys.stderr)
+        return USAGE
     rels = [r for r in cli.releases() if r.spec.commit.startswith(sha)]
     if not rels:
         print(f"no release of a commit starting {sha} in namespace {cli.ns}", file=sys.stderr)
@@ -178,6 +183,13 @@ def cmd_approve(cli: Cli, args: argparse.Namespace) -> int:
     release = cli.kube.get_custom("releases", cli.ns, args.release)
     if release is None:
         print(f"error: no release {args.release!r} in namespace {cli.ns}", file=sys.stderr)
+        return USAGE
+    pipeline = cli.pipeline(release["spec"]["pipeline"])
+    if pipeline is not None and pipeline.stage(args.stage) is None:
+        names = ", ".join(st.name for st in pipeline.spec.stages)
+        print(
+            f"error: pipeline {pipeline.metadata.name} has no stage {args.stage!r} ({names})", file=sys.stderr
+        )
         return USAGE
     uid = release["metadata"]["uid"]
     spec: dict[str, Any] = {
@@ -212,7 +224,15 @@ def cmd_approve(cli: Cli, args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(cli: Cli, args: argparse.Namespace) -> int:
-    """Create a Rollback."""
+    """Create a Rollback (of a pipeline that exists, in a stage it has)."""
+    pipeline = cli.pipeline(args.pipeline)
+    if pipeline is None:
+        print(f"error: no pipeline {args.pipeline!r} in namespace {cli.ns}", file=sys.stderr)
+        return USAGE
+    if args.stage and pipeline.stage(args.stage) is None:
+        names = ", ".join(st.name for st in pipeline.spec.stages)
+        print(f"error: pipeline {args.pipeline} has no stage {args.stage!r} ({names})", file=sys.stderr)
+        return USAGE
     spec: dict[str, Any] = {"pipeline": args.pipeline, "verify": not args.no_verify}
     for key, value in (("stage", args.stage), ("toRelease", args.to), ("reason", args.reason)):
         if value:
@@ -246,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline", nargs="?")
     p.add_argument("--watch", "-w", action="store_true", help="follow a release to its verdict")
     p.add_argument("--release", help="with --watch: this release (default: the newest)")
-    p.add_argument("--timeout", type=float, default=1800, help="with --watch: give up after (s)")
+    p.add_argument("--timeout", type=_positive, default=1800, help="with --watch: give up after (s)")
     p.set_defaults(run=cmd_status)
     p = sub.add_parser("trace", parents=[common], help="a commit's journey")
     p.add_argument("sha")
@@ -271,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(value: str) -> float:
+    """A number of seconds greater than zero (argparse type)."""
+    seconds = float(value)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {value}")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `kubectl-conveyor`."""
     args = build_parser().parse_args(argv)
@@ -280,7 +308,20 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigException as e:
         print(f"kubectl conveyor: {e}", file=sys.stderr)
         return USAGE
+    except ApiException as e:
+        # The API server's own word (e.g. a field the schema refuses), not a traceback.
+        print(f"kubectl conveyor: {_api_message(e)}", file=sys.stderr)
+        return USAGE
     return code
+
+
+def _api_message(error: ApiException) -> str:
+    """The message of an API server's Status answer, else its reason."""
+    try:
+        body = json.loads(error.body or "{}")
+    except ValueError:
+        body = {}
+    return str(body.get("message") or f"{error.status} {error.reason}")
 
 
 if __name__ == "__main__":
