@@ -548,3 +548,18 @@ def test_an_image_changed_during_the_smoke_test_fails_the_stage(story: Story):
     rel = story.then_condition("releases", "shop-v1", "Failed", reason="ImageChanged", timeout=30)
     assert stage_record(rel, "prod")["phase"] == "Failed"
     assert "another writer" in status(rel)["message"]
+
+
+def test_a_deployment_belongs_to_the_first_pipeline_that_promotes_it(story: Story):
+    # Given shop promoted v1 into prod's Deployment
+    given_prod(story)
+    story.promote("shop-v1", label="v1")
+    # When a second pipeline targets the same Deployment and releases into it
+    other = pipeline_dict("other", story.ns, stages=[prod_stage(story)])
+    story.create("pipelines", other)
+    story.when_release("other-v9", pipeline="other", label="v9")
+    # Then it waits, and both it and its pipeline say whose Deployment that is; prod still runs v1
+    rel = story.then_condition("releases", "other-v9", "Ready", status="False", reason="DeploymentClaimed")
+    assert f"{story.ns}/shop" in status(rel)["message"]
+    story.then_condition("pipelines", "other", "Ready", status="False", reason="DeploymentClaimed")
+    assert story.deployment_image("prod") == image_of("v1")

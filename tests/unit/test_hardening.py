@@ -568,3 +568,19 @@ def test_a_breaking_change_already_undone_by_a_rollback_does_not_block_the_next_
         "v3",
         "v1",
     )
+
+
+def test_a_deployment_another_pipeline_promotes_is_not_this_ones_to_touch():
+    from dataclasses import replace
+
+    p = pipeline(stages=[{"name": "staging", "namespace": "shop-staging"}])
+    w = world()
+    dep = w.stages["staging"].deployments["shop"]
+    assert dep is not None
+    w.stages["staging"].deployments["shop"] = replace(dep, pipeline_annotation="apps/other")
+    plan = reconcile(p, [release("r1")], [], w, later(0))
+    assert not any(isinstance(a, SetImage) for a in plan.actions)
+    assert plan.releases["r1"].phase == Phase.WAITING
+    assert cond(plan.releases["r1"], "Ready").reason == "DeploymentClaimed"
+    assert cond(plan.pipeline, "Ready").reason == "DeploymentClaimed"
+    assert "apps/other" in cond(plan.pipeline, "Ready").message

@@ -62,6 +62,7 @@ def test_new_release_without_jobs_patches_staging_and_waits_for_the_rollout():
                 "conveyor.dev/release": "r1",
                 "conveyor.dev/commit": r.spec.commit,
                 "conveyor.dev/rollback": None,
+                "conveyor.dev/pipeline": "apps/shop",
             },
         )
     ]

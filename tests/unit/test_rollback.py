@@ -74,6 +74,7 @@ def test_image_only_plan_is_recorded_before_anything_changes_then_acted_on():
                 "conveyor.dev/release": "v1",
                 "conveyor.dev/commit": rs[0].spec.commit,
                 "conveyor.dev/rollback": "rb1",
+                "conveyor.dev/pipeline": "apps/shop",
             },
         )
     ]

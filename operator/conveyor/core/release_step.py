@@ -461,7 +461,7 @@ class ReleaseStep:
                 f"Conveyor set it to {self.image}: another writer is at work",
             )
         if check.state is RolloutState.PATCH:
-            annotations = set_image_annotations(self.name, self.commit)
+            annotations = set_image_annotations(ctx.pipeline, self.name, self.commit)
             for deployment, images in check.patches.items():
                 ctx.plan.actions.append(SetImage(self.name, stage.namespace, deployment, images, annotations))
         if rec.deployed_at is None:

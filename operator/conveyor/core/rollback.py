@@ -482,7 +482,9 @@ class RollbackStep:
                     f"set it to {image}: another writer is at work; the rollback stops here",
                 )
             if check_r.state is RolloutState.PATCH:
-                annotations = set_image_annotations(dst.metadata.name, dst.spec.commit, self.name)
+                annotations = set_image_annotations(
+                    ctx.pipeline, dst.metadata.name, dst.spec.commit, self.name
+                )
                 for deployment, images in check_r.patches.items():
                     ctx.plan.actions.append(
                         SetImage(self.name, stage.namespace, deployment, images, annotations)

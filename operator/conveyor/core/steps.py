@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from conveyor.api.pipeline import Pipeline
-from conveyor.core.world import RELEASE_ANNOTATION, DeploymentView, StageWorld
+from conveyor.core.world import PIPELINE_ANNOTATION, RELEASE_ANNOTATION, DeploymentView, StageWorld
 
 # A Job's own activeDeadlineSeconds normally ends it; this grace covers a Job controller that is
 # slow to say so.
@@ -108,6 +108,13 @@ def resolve_targets(pipeline: Pipeline, sw: StageWorld) -> tuple[str, str] | Non
         dep = sw.deployments.get(t.deployment)
         if dep is None:
             return "DeploymentNotFound", f"Deployment {sw.namespace}/{t.deployment} does not exist"
+        owner = dep.pipeline_annotation
+        if owner is not None and owner != pipeline_key(pipeline):
+            return (
+                "DeploymentClaimed",
+                f"Deployment {sw.namespace}/{t.deployment} is promoted by pipeline {owner}: one "
+                "Deployment, one pipeline (two would each roll back the other's releases)",
+            )
         if t.container not in dep.images:
             return (
                 "ContainerNotFound",
@@ -182,7 +189,20 @@ def changed_targets(pipeline: Pipeline, sw: StageWorld, image: str) -> list[str]
     return sorted(set(out))
 
 
-def set_image_annotations(release: str, commit: str, rollback: str | None = None) -> dict[str, str | None]:
-    """Annotations on a Deployment and its pod template: whose image runs there, and which rollback
-    put it back (None removes a stale one when a release is promoted again)."""
-    return {RELEASE_ANNOTATION: release, "conveyor.dev/commit": commit, "conveyor.dev/rollback": rollback}
+def pipeline_key(pipeline: Pipeline) -> str:
+    """`<namespace>/<name>`: the pipeline that claims the Deployments it promotes."""
+    return f"{pipeline.metadata.namespace}/{pipeline.metadata.name}"
+
+
+def set_image_annotations(
+    pipeline: Pipeline, release: str, commit: str, rollback: str | None = None
+) -> dict[str, str | None]:
+    """Annotations on a Deployment and its pod template: whose image runs there, which rollback put
+    it back (None removes a stale one when a release is promoted again), and which pipeline claims
+    the Deployment."""
+    return {
+        RELEASE_ANNOTATION: release,
+        "conveyor.dev/commit": commit,
+        "conveyor.dev/rollback": rollback,
+        PIPELINE_ANNOTATION: pipeline_key(pipeline),
+    }

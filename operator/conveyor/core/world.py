@@ -12,6 +12,7 @@ from typing import Any
 from conveyor.core.secrets import SecretInfo
 
 RELEASE_ANNOTATION = "conveyor.dev/release"
+PIPELINE_ANNOTATION = "conveyor.dev/pipeline"  # <namespace>/<name> of the pipeline that promotes it
 COMMIT_ANNOTATION = "conveyor.dev/commit"
 
 
@@ -33,6 +34,7 @@ class DeploymentView:
     unavailable_replicas: int
     progress_deadline_exceeded: bool
     progressing_message: str = ""
+    pipeline_annotation: str | None = None
     pod_spec: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -68,6 +70,7 @@ class DeploymentView:
             unavailable_replicas=int(status.get("unavailableReplicas") or 0),
             progress_deadline_exceeded=exceeded,
             progressing_message=(progressing or {}).get("message", ""),
+            pipeline_annotation=(meta.get("annotations") or {}).get(PIPELINE_ANNOTATION),
             pod_spec=template.get("spec") or {},
         )
 
