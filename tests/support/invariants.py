@@ -413,9 +413,15 @@ class Invariants:
             if applied.action.owner == name and applied.owner_uid == uid:
                 self.fail(invariant, f"pass {r.index}: {who} still acts: {type(applied.action).__name__}")
         before = {x.metadata.name: x for x in r.releases}
+        rollback = next((x for x in r.rollbacks if x.metadata.name == name), None)
+        plan = rollback.status.plan if rollback else None
+        vetoed_digest = plan.from_digest if plan is not None and plan.action != "Nothing" else None
         for rel_name, st in r.plan.releases.items():
             old = before[rel_name].status
-            if st.vetoed_by == name and old.vetoed_by != name:
+            # A new release of the artifact it rolled away from ends Vetoed by design (a vetoed digest
+            # is never promoted again, under any name): that is the veto standing, not a new act.
+            reapplied = vetoed_digest is not None and before[rel_name].spec.digest == vetoed_digest
+            if st.vetoed_by == name and old.vetoed_by != name and not reapplied:
                 self.fail(invariant, f"pass {r.index}: {who} vetoes {rel_name}")
             stopped = f"by rollback {name}"
             if (
