@@ -20,11 +20,11 @@ from pydantic import ValidationError
 
 from conveyor.api.admission import POLICY_OBJECTS
 from conveyor.api.approval import Approval
-from conveyor.api.common import KubeModel
+from conveyor.api.common import Condition, KubeModel
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
-from conveyor.core.conditions import truncate
+from conveyor.core.conditions import set_condition
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.core.parity import referenced_secrets
 from conveyor.core.patch import merge_patch
@@ -386,30 +386,22 @@ def report_orphan_rollback(kube: Kube, obj: dict[str, Any], clock: Clock = utcno
 
 def report_pass_failure(kube: Kube, namespace: str, name: str, error: str, clock: Clock = utcnow) -> None:
     """Say on the Pipeline that Conveyor's passes over it fail, and why (best effort: this runs when
-    something already went wrong). The next successful pass sets Reconciled back to True."""
+    something already went wrong, perhaps because the Pipeline itself does not validate — so only its
+    conditions are read). The next successful pass sets Reconciled back to True."""
     try:
         obj = kube.get_custom("pipelines", namespace, name)
         if obj is None:
             return
-        status = obj.get("status") or {}
-        conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
-        previous = next((c for c in conditions if c.get("type") == "Reconciled"), None)
-        condition = {
-            "type": "Reconciled",
-            "status": "False",
-            "reason": "ReconcileFailed",
-            "message": truncate(error),
-            "observedGeneration": (obj.get("metadata") or {}).get("generation"),
-            "lastTransitionTime": (
-                previous["lastTransitionTime"]
-                if previous and previous.get("status") == "False" and previous.get("lastTransitionTime")
-                else clock().isoformat()
-            ),
-        }
-        if previous == condition:
-            return
-        others = [c for c in conditions if c.get("type") != "Reconciled"]
-        kube.patch_custom_status("pipelines", namespace, name, {"conditions": [*others, condition]})
-        WRITES.add("status_patch")
+        raw = (obj.get("status") or {}).get("conditions") or []
+        conditions = [Condition.model_validate(c) for c in raw]  # Conveyor's own: they validate
+        generation = int((obj.get("metadata") or {}).get("generation") or 0)
+        updated = set_condition(
+            conditions, "Reconciled", "False", "ReconcileFailed", error, generation=generation, now=clock()
+        )
+        if updated != conditions:
+            kube.patch_custom_status(
+                "pipelines", namespace, name, {"conditions": [c.wire() for c in updated]}
+            )
+            WRITES.add("status_patch")
     except Exception:
         log.warning("%s/%s: could not report the failing pass", namespace, name, exc_info=True)
