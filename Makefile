@@ -36,7 +36,7 @@ unit: venv ## unit tests (no cluster)
 	@$(BIN)/pytest tests/unit -q
 
 fuzz: venv ## the model of the core (tests/unit/test_core_model.py) with many more examples, shrinking failures
-	@CONVEYOR_FUZZ=1 $(BIN)/pytest tests/unit/test_core_model.py -q $(FUZZ_ARGS)
+	@CONVEYOR_FUZZ=1 $(BIN)/pytest tests/unit/test_core_model.py -q --timeout=0 $(FUZZ_ARGS)
 
 integration: venv binaries ## integration tests against the local control plane
 	@$(BIN)/pytest tests/integration -q
