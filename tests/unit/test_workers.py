@@ -68,7 +68,10 @@ def test_a_deployment_change_wakes_only_the_pipelines_that_target_it():
                             return
                     await changed.wait()
 
-            await asyncio.wait_for(loop_until(), timeout=10)  # deadline for `what`
+            try:
+                await asyncio.wait_for(loop_until(), timeout=10)
+            except TimeoutError:
+                raise AssertionError(f"timed out after 10s waiting for {what}: passes {passes}") from None
 
         with ThreadPoolExecutor(max_workers=2) as pool:
             workers = PipelineWorkers(reconcile_pass, pool)

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from conveyor.api.approval import Approval
 from conveyor.api.pipeline import Pipeline, Stage
 from conveyor.api.release import Release
-from conveyor.core.conditions import truncate
 
 # Reasons an Approval does not count.
 IDENTITY_NOT_ENFORCED = "IdentityNotEnforced"
@@ -43,10 +42,6 @@ class Judgement:
     reason: str
     message: str
     expires_at: datetime | None = None
-
-    def __post_init__(self) -> None:
-        # Messages quote user-supplied names and lists: cut here, where they are built.
-        object.__setattr__(self, "message", truncate(self.message))
 
 
 def binds_to(approval: Approval, release: Release) -> Judgement | None:

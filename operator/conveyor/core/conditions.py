@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from conveyor.api.common import Condition, ConditionStatus
+from conveyor.api.common import MESSAGE_LIMIT, Condition, ConditionStatus, cut
 
-MAX_MESSAGE = 1024
+MAX_MESSAGE = MESSAGE_LIMIT
 
 
 def truncate(message: str, limit: int = MAX_MESSAGE) -> str:
-    """Cut a message to the API's comfort zone, marking the cut."""
-    return message if len(message) <= limit else message[: limit - 1] + "…"
+    """Cut a message to the API's comfort zone, marking the cut (for text that is not a model field:
+    Events, condition messages; the models' `Message` fields cut themselves the same way)."""
+    result: str = cut(message, limit)
+    return result
 
 
 def cut_bytes(message: str, limit: int = MAX_MESSAGE) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from conveyor.api.common import Condition
 from conveyor.api.pipeline import VETO_LIMIT, Pipeline, PipelineStatus, RunningState, StageState
 from conveyor.api.release import Release
 from conveyor.api.rollback import PlanAction, Rollback, RollbackPhase
@@ -204,26 +205,35 @@ def set_tracked(status: PipelineStatus, pipeline: Pipeline, ctx: Pass, now: date
         ctx.emit("Pipeline", pipeline.metadata.name, "UntrackedImage", msg, warning=True)
 
 
-def set_reconciled(status: PipelineStatus, pipeline: Pipeline, errors: list[str], now: datetime) -> None:
-    """Reconciled: False with the errors when Conveyor could not decide for some object this pass."""
-    gen = pipeline.metadata.generation
+def reconciled(
+    conditions: list[Condition], errors: list[str], *, generation: int, now: datetime
+) -> list[Condition]:
+    """The Reconciled condition: False with the errors when Conveyor could not decide for some object
+    (or a whole pass failed), True otherwise. One rule for the pass and for the shell's report of a
+    pass that keeps failing."""
     if errors:
-        status.conditions = set_condition(
-            status.conditions,
+        return set_condition(
+            conditions,
             "Reconciled",
             "False",
             "ReconcileFailed",
             "; ".join(errors),
-            generation=gen,
+            generation=generation,
             now=now,
         )
-    else:
-        status.conditions = set_condition(
-            status.conditions,
-            "Reconciled",
-            "True",
-            "Reconciled",
-            "every object was reconciled",
-            generation=gen,
-            now=now,
-        )
+    return set_condition(
+        conditions,
+        "Reconciled",
+        "True",
+        "Reconciled",
+        "every object was reconciled",
+        generation=generation,
+        now=now,
+    )
+
+
+def set_reconciled(status: PipelineStatus, pipeline: Pipeline, errors: list[str], now: datetime) -> None:
+    """Reconciled on the pipeline's status, from this pass's errors."""
+    status.conditions = reconciled(
+        status.conditions, errors, generation=pipeline.metadata.generation, now=now
+    )

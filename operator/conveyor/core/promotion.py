@@ -17,7 +17,7 @@ from datetime import datetime
 
 from conveyor.api.approval import Approval
 from conveyor.api.pipeline import Pipeline, Stage
-from conveyor.api.release import TERMINAL_PHASES, Phase, Release, ReleaseStatus
+from conveyor.api.release import TERMINAL_PHASES, Phase, Release, ReleaseStatus, StagePhase
 from conveyor.api.rollback import ROLLBACK_TERMINAL, PlanAction, Rollback, RollbackPhase
 from conveyor.core.approval_views import (
     approval_records,
@@ -72,7 +72,7 @@ def _in_flight(releases: list[Release]) -> dict[str, str]:
         if r.status.phase in TERMINAL_PHASES:
             continue
         for rec in r.status.stages:
-            if rec.started_at and rec.phase not in ("Verified", "Failed"):
+            if rec.started_at and rec.phase not in (StagePhase.VERIFIED, StagePhase.FAILED):
                 out[rec.name] = r.metadata.name
     return out
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from conveyor.api.common import ConditionStatus
 from conveyor.api.release import Phase, ReleaseStatus
-from conveyor.core.conditions import set_condition, truncate
+from conveyor.core.conditions import set_condition
 
 
 @dataclass
@@ -38,7 +38,7 @@ _CONDITIONS: dict[Phase, tuple[ConditionStatus, ConditionStatus, ConditionStatus
 def apply_verdict(status: ReleaseStatus, verdict: Verdict, generation: int, now: datetime) -> None:
     """Write phase, message and the four conditions from a verdict."""
     status.phase = verdict.phase
-    status.message = truncate(verdict.message)
+    status.message = verdict.message  # a Message field: cut to its bound on assignment
     status.observed_generation = generation
     ready, progressing, failed, awaiting = _CONDITIONS[verdict.phase]
     if verdict.progressing is not None:

@@ -15,7 +15,6 @@ from datetime import timedelta
 from conveyor.api.pipeline import Stage
 from conveyor.api.release import Phase, Release, ReleaseStatus, StagePhase, StageRecord
 from conveyor.core.approvals import Judgement, gate
-from conveyor.core.conditions import truncate
 from conveyor.core.jobs import (
     JobKind,
     bounded_name,
@@ -99,7 +98,7 @@ class ReleaseStep:
     def fail(self, stage: Stage, rec: StageRecord, reason: str, message: str) -> Verdict:
         rec.phase = StagePhase.FAILED
         rec.finished_at = self.ctx.now
-        rec.message = truncate(message)
+        rec.message = message  # a Message field: cut to its bound on assignment
         self.ctx.in_flight.pop(stage.name, None)
         self.emit(reason, message, stage.name, warning=True)
         changed = rec.deployed_at is not None or rec.migration_job is not None

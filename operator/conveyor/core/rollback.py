@@ -33,7 +33,7 @@ from conveyor.api.rollback import (
     RollbackPlan,
     RollbackStatus,
 )
-from conveyor.core.conditions import set_condition, truncate
+from conveyor.core.conditions import set_condition
 from conveyor.core.jobs import JobKind, image_ref, job_manifest, job_name, short_commit
 from conveyor.core.plan import (
     BLOCKED_RETRY_SECONDS,
@@ -328,7 +328,7 @@ class RollbackStep:
     def set_state(self, phase: RollbackPhase, reason: str, message: str) -> None:
         """Phase, message and the four conditions, together."""
         st, now, gen = self.status, self.ctx.now, self.rb.metadata.generation
-        st.phase, st.message, st.observed_generation = phase, truncate(message), gen
+        st.phase, st.message, st.observed_generation = phase, message, gen  # message: cut on assignment
         flags: dict[str, ConditionStatus] = {
             "Ready": "True" if phase == RollbackPhase.SUCCEEDED else "False",
             "Progressing": "True"

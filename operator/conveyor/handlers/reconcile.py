@@ -24,10 +24,10 @@ from conveyor.api.common import Condition, KubeModel
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
-from conveyor.core.conditions import set_condition
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.core.parity import referenced_secrets
 from conveyor.core.patch import merge_patch
+from conveyor.core.pipeline_status import reconciled
 from conveyor.core.plan import (
     Action,
     CreateJob,
@@ -395,9 +395,7 @@ def report_pass_failure(kube: Kube, namespace: str, name: str, error: str, clock
         raw = (obj.get("status") or {}).get("conditions") or []
         conditions = [Condition.model_validate(c) for c in raw]  # Conveyor's own: they validate
         generation = int((obj.get("metadata") or {}).get("generation") or 0)
-        updated = set_condition(
-            conditions, "Reconciled", "False", "ReconcileFailed", error, generation=generation, now=clock()
-        )
+        updated = reconciled(conditions, [error], generation=generation, now=clock())
         if updated != conditions:
             kube.patch_custom_status(
                 "pipelines", namespace, name, {"conditions": [c.wire() for c in updated]}
