@@ -584,3 +584,23 @@ def test_a_deployment_another_pipeline_promotes_is_not_this_ones_to_touch():
     assert cond(plan.releases["r1"], "Ready").reason == "DeploymentClaimed"
     assert cond(plan.pipeline, "Ready").reason == "DeploymentClaimed"
     assert "apps/other" in cond(plan.pipeline, "Ready").message
+
+
+def test_an_object_the_shell_could_not_read_is_named_and_the_others_go_on():
+    p = pipeline(stages=[{"name": "staging", "namespace": "shop-staging"}])
+    invalid = ["Release huge does not validate (see the operator log); it is skipped"]
+    plan = reconcile(p, [release("r1")], [], world(), later(0), invalid=invalid)
+    assert cond(plan.pipeline, "Reconciled").status == "False"
+    assert "Release huge does not validate" in cond(plan.pipeline, "Reconciled").message
+    assert plan.releases["r1"].phase == Phase.PROGRESSING
+
+
+def test_owning_an_approval_keeps_the_owners_it_already_had():
+    r = at_prod_door()
+    a = approval("a1", "r1", "prod", created=later(5))
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "name": "review", "uid": "cm-uid"}
+    a = a.model_copy(update={"metadata": a.metadata.model_copy(update={"owner_references": [other]})})
+    plan = reconcile(prod_gate(), [r], [a], staged(), later(10))
+    own = next(x for x in plan.actions if isinstance(x, OwnApproval))
+    assert own.others == (other,)
+    assert (own.release, own.release_uid) == ("r1", "uid-r1")
