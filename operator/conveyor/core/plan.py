@@ -141,6 +141,11 @@ class Plan:
     events: list[Emit] = field(default_factory=list)
     requeue_after: float | None = None
     errors: list[str] = field(default_factory=list)  # objects a pass could not decide for, and why
+    # A deadline verdict is due but the world was read from a cache: pass again on fresh reads.
+    refresh: bool = False
+    # What this pass recorded is what the next pass acts on (a rollback's plan): pass again at once,
+    # after the writes, instead of waiting for a wake-up.
+    again: bool = False
 
     def requeue(self, seconds: float | None) -> None:
         """Ask to be called again within `seconds` (the earliest request wins)."""

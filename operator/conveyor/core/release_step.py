@@ -378,6 +378,7 @@ class ReleaseStep:
             deadline_seconds=None if migration else stage.smoke_test_deadline_seconds,
             now=ctx.now,
         )
+        ctx.plan.refresh |= check.stale
         if check.state is JobState.CREATE or check.adopt:
             if check.state is JobState.CREATE:
                 ctx.plan.actions.append(
@@ -436,6 +437,7 @@ class ReleaseStep:
             deadline_seconds=stage.rollout_deadline_seconds,
             now=ctx.now,
         )
+        ctx.plan.refresh |= check.stale
         if check.state is RolloutState.BLOCKED:
             # The targets vanished after the release entered: that counts against the deadline.
             since = rec.deployed_at or rec.migrated_at or rec.started_at or ctx.now
@@ -483,6 +485,7 @@ class ReleaseStep:
             if check.state is RolloutState.WAITING
             else float(stage.rollout_deadline_seconds)
         )
-        return Verdict(
-            Phase.PROGRESSING, "RolloutInProgress", f"{stage.name}: rolling out {short_commit(self.commit)}"
-        )
+        message = f"{stage.name}: rolling out {short_commit(self.commit)}"
+        if check.detail:  # past the deadline, waiting on the cluster's controllers: say so
+            message += f"; past the deadline, waiting on the cluster ({check.detail})"
+        return Verdict(Phase.PROGRESSING, "RolloutInProgress", message)

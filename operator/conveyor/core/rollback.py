@@ -411,8 +411,9 @@ class RollbackStep:
         assert stage is not None
         ctx.holds[plan.stage] = self.name
         self.stop_in_flight(stage)  # status only: no release may act in the stage from now on
-        # The plan is recorded before anything in the cluster changes; the next pass (woken by
-        # this status write, or the requeue) acts on it.
+        # The plan is recorded before anything in the cluster changes; the next pass acts on it: the
+        # shell runs it at once, right after this status write (the requeue is the fallback).
+        ctx.plan.again = True
         ctx.plan.requeue(0.05)
         self.set_state(RollbackPhase.PENDING, code, f"planned: {plan.reason}")
         return st
@@ -469,6 +470,7 @@ class RollbackStep:
                 deadline_seconds=stage.rollout_deadline_seconds,
                 now=ctx.now,
             )
+            ctx.plan.refresh |= check_r.stale
             if check_r.state is RolloutState.BLOCKED:
                 ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
                 self.set_state(RollbackPhase.ROLLING_BACK, check_r.reason, check_r.detail)
@@ -554,6 +556,7 @@ class RollbackStep:
             deadline_seconds=deadline_seconds,
             now=self.ctx.now,
         )
+        self.ctx.plan.refresh |= check.stale
         if check.state is JobState.CREATE:
             manifest = job_manifest(
                 self.ctx.pipeline, release, stage, kind, rollback=self.name, owner_uid=self.rb.metadata.uid

@@ -35,6 +35,7 @@ class JobCheck:
     adopt: bool = False
     detail: str = ""
     requeue_after: float | None = None
+    stale: bool = False  # a verdict is due, but only on data read fresh from the API server
 
 
 def check_job(
@@ -52,6 +53,9 @@ def check_job(
     if job is not None and job.release_uid not in (None, owner_uid):
         return JobCheck(JobState.CONFLICT, detail=f"Job {sw.namespace}/{name} belongs to another object")
     if job is None:
+        if recorded and not sw.fresh:
+            # A cache may not have the Job yet: "gone" is judged only on what the API server says.
+            return JobCheck(JobState.RUNNING, stale=True)
         if recorded:
             return JobCheck(
                 JobState.MISSING, detail=f"Job {sw.namespace}/{name} disappeared before it finished"
@@ -68,6 +72,8 @@ def check_job(
         return JobCheck(state, adopt=adopt, detail=detail)
     if deadline_seconds is not None and started_at is not None:
         limit = started_at + timedelta(seconds=deadline_seconds + JOB_GRACE_SECONDS)
+        if now >= limit and not sw.fresh:
+            return JobCheck(JobState.RUNNING, adopt=adopt, stale=True)
         if now >= limit:
             return JobCheck(
                 JobState.TIMED_OUT,
@@ -89,6 +95,14 @@ class RolloutState(StrEnum):
     TIMED_OUT = "TimedOut"
 
 
+# A rollout past its deadline whose new replicas all run and are available, or whose Deployment the
+# controller has not looked at since the change, is waiting on the cluster, not failing: it gets up
+# to this many deadlines before the verdict (the Deployment's own ProgressDeadlineExceeded still
+# fails it at once).
+CLUSTER_LAG_FACTOR = 3
+LAG_RETRY_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class RolloutCheck:
     """The verdict on a rollout, with the patches still needed (deployment -> container -> image)."""
@@ -98,6 +112,7 @@ class RolloutCheck:
     detail: str = ""
     patches: dict[str, dict[str, str]] = field(default_factory=dict)
     requeue_after: float | None = None
+    stale: bool = False  # a verdict is due, but only on data read fresh from the API server
 
 
 def resolve_targets(pipeline: Pipeline, sw: StageWorld) -> tuple[str, str] | None:
@@ -164,6 +179,17 @@ def check_rollout(
         )
     start = patched_at or now
     deadline = start + timedelta(seconds=deadline_seconds)
+    if now >= deadline and not sw.fresh:
+        return RolloutCheck(RolloutState.WAITING, stale=True)
+    if now >= deadline and now < start + timedelta(seconds=deadline_seconds * CLUSTER_LAG_FACTOR):
+        # Fair verdicts: the release is not to blame when the cluster's controllers are what is slow.
+        lag = [lagging for v in views if not v.rolled_out() and (lagging := v.cluster_lag())]
+        if lag and len(lag) == sum(1 for v in views if not v.rolled_out()):
+            return RolloutCheck(
+                RolloutState.WAITING,
+                detail="; ".join(lag),
+                requeue_after=min(LAG_RETRY_SECONDS, deadline_seconds),
+            )
     if now >= deadline:
         parts = [
             f"{v.name}: {v.updated_replicas}/{v.replicas} replicas updated, "

@@ -84,6 +84,25 @@ class DeploymentView:
             and self.unavailable_replicas == 0
         )
 
+    def cluster_lag(self) -> str:
+        """Why a rollout that is not done is waiting on Kubernetes' controllers rather than on the
+        release's pods ("" when it is not): the Deployment controller has not observed the change
+        yet, or every new replica runs and is available and only old ones are still going away."""
+        if self.observed_generation < self.generation:
+            return (
+                f"{self.name}: the Deployment controller has not yet observed generation {self.generation} "
+                f"(observed {self.observed_generation})"
+            )
+        if (
+            self.updated_replicas >= self.replicas
+            and self.available_replicas >= self.replicas
+            and self.unavailable_replicas == 0
+            and not self.progress_deadline_exceeded
+        ):
+            old = max(0, self.total_replicas - self.updated_replicas)
+            return f"{self.name}: every new replica is available; {old} old replica(s) still terminating"
+        return ""
+
     def rollout_failed(self) -> bool:
         """Kubernetes itself gave up on the latest spec (ProgressDeadlineExceeded)."""
         return self.observed_generation >= self.generation and self.progress_deadline_exceeded
@@ -134,6 +153,9 @@ class StageWorld:
     deployments: dict[str, DeploymentView | None] = field(default_factory=dict)  # None: not found
     jobs: dict[str, JobView] = field(default_factory=dict)  # every Job of this pipeline there
     secrets: dict[str, SecretInfo] = field(default_factory=dict)  # for parity: how each Secret is made
+    # Read from the API server just now (False: from a watch-fed cache). Deadline verdicts — "timed
+    # out", "the Job is gone" — are given only on fresh data; on cached data the core asks for it.
+    fresh: bool = True
 
 
 @dataclass

@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -47,6 +47,7 @@ from conveyor.core.promotion import (
 from conveyor.core.rollback import unknown_pipeline_rollback
 from conveyor.core.secrets import SecretInfo, owner_of
 from conveyor.core.world import DeploymentView, JobView, StageWorld, World
+from conveyor.handlers.cache import Cache, Overlay
 from conveyor.handlers.metrics import record_pass
 from conveyor.kube.client import FORBIDDEN, Kube
 from conveyor.kube.record import announce
@@ -69,48 +70,133 @@ def _parse(model: type[KubeModel], obj: dict[str, Any]) -> Any:
         return None
 
 
-def observe(kube: Kube, pipeline: Pipeline) -> World:
-    """Read each stage's target Deployments and this pipeline's Jobs (one list per stage namespace)."""
+class Reads(Protocol):
+    """Where a pass reads the cluster from: the watch-fed cache, or the API server itself."""
+
+    fresh: bool  # read from the API server just now (deadline verdicts need it)
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Deployment, or None when it does not exist."""
+        ...
+
+    def jobs(self, namespace: str, pipeline: Pipeline) -> list[dict[str, Any]]:
+        """Conveyor's Jobs for this pipeline in `namespace`."""
+        ...
+
+    def namespace_exists(self, namespace: str) -> bool:
+        """True when the namespace exists."""
+        ...
+
+
+class LiveReads:
+    """Reads from the API server: used for fresh verdicts (and where there is no cache)."""
+
+    fresh = True
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self._listed: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET the Deployment."""
+        return self.kube.get_deployment(namespace, name)
+
+    def jobs(self, namespace: str, pipeline: Pipeline) -> list[dict[str, Any]]:
+        """LIST the namespace's Jobs with the pipeline's labels (once per namespace per pass)."""
+        name = pipeline.metadata.name
+        key = (namespace, name)
+        if key not in self._listed:
+            selector = ",".join(f"{k}={v}" for k, v in {**MANAGED_BY, PIPELINE_LABEL: name}.items())
+            self._listed[key] = [
+                obj
+                for obj in self.kube.list_jobs(namespace, selector)
+                # The same pipeline name may live in another namespace: only our pipeline's Jobs.
+                if ((obj.get("metadata") or {}).get("annotations") or {}).get(PIPELINE_NAMESPACE_ANNOTATION)
+                == pipeline.metadata.namespace
+            ]
+        return self._listed[key]
+
+    def namespace_exists(self, namespace: str) -> bool:
+        """GET the namespace."""
+        return self.kube.namespace_exists(namespace)
+
+
+class CachedReads(LiveReads):
+    """Reads from the watch-fed cache (namespaces — looked at only when a target is missing — live)."""
+
+    fresh = False
+
+    def __init__(self, kube: Kube, cache: Cache) -> None:
+        super().__init__(kube)
+        self.cache = cache
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The cached Deployment."""
+        return self.cache.deployment(namespace, name)
+
+    def jobs(self, namespace: str, pipeline: Pipeline) -> list[dict[str, Any]]:
+        """The cached Jobs of this pipeline in `namespace`."""
+        return self.cache.jobs(namespace, pipeline.metadata.namespace, pipeline.metadata.name)
+
+
+class SecretLookups:
+    """Secret metadata and ExternalSecrets for parity, each kept SECONDS: parity is checked on its own
+    cadence (and when a Deployment changes), never by a GET per Secret per pass."""
+
+    SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], tuple[float, SecretInfo]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, kube: Kube, namespace: str, secret: str, *, fresh: bool = False) -> SecretInfo:
+        """How the Secret is made (read when not known or older than SECONDS, or `fresh`)."""
+        key = (namespace, secret)
+        with self._lock:
+            known = self._seen.get(key)
+        if known is not None and not fresh and time.monotonic() - known[0] < self.SECONDS:
+            return known[1]
+        meta = kube.secret_metadata(namespace, secret)
+        kind, owner = owner_of(meta) if meta else (None, None)
+        if meta is not None and meta.get(FORBIDDEN):
+            kind, owner = "ExternalSecret", secret  # ask the ExternalSecret of the same name
+        external = kube.external_secret(namespace, owner) if kind == "ExternalSecret" and owner else None
+        info = SecretInfo.from_objects(meta, external)
+        with self._lock:
+            if len(self._seen) > 10_000:  # bounded: forget everything rather than grow without end
+                self._seen.clear()
+            self._seen[key] = (time.monotonic(), info)
+        return info
+
+
+SECRETS = SecretLookups()
+
+
+def observe(kube: Kube, pipeline: Pipeline, reads: Reads | None = None) -> World:
+    """Each stage's target Deployments, Secrets (for parity) and this pipeline's Jobs."""
+    reads = reads or LiveReads(kube)
     world = World()
     for stage in pipeline.spec.stages:
-        sw = StageWorld(namespace=stage.namespace)
+        sw = StageWorld(namespace=stage.namespace, fresh=reads.fresh)
         for target in pipeline.spec.targets:
             if target.deployment not in sw.deployments:
-                obj = kube.get_deployment(stage.namespace, target.deployment)
+                obj = reads.deployment(stage.namespace, target.deployment)
                 sw.deployments[target.deployment] = DeploymentView.from_object(obj) if obj else None
         if any(v is None for v in sw.deployments.values()):
-            sw.namespace_exists = kube.namespace_exists(stage.namespace)
+            sw.namespace_exists = reads.namespace_exists(stage.namespace)
         world.stages[stage.name] = sw
     if pipeline.spec.parity.policy != "off":
         for stage in pipeline.spec.stages:
             sw_ = world.stages[stage.name]
             names = set().union(*(referenced_secrets(v.pod_spec) for v in sw_.deployments.values() if v))
             for secret in sorted(names):
-                meta = kube.secret_metadata(stage.namespace, secret)
-                kind, owner = owner_of(meta) if meta else (None, None)
-                if meta is not None and meta.get(FORBIDDEN):
-                    kind, owner = "ExternalSecret", secret  # ask the ExternalSecret of the same name
-                external = (
-                    kube.external_secret(stage.namespace, owner)
-                    if kind == "ExternalSecret" and owner
-                    else None
-                )
-                sw_.secrets[secret] = SecretInfo.from_objects(meta, external)
-    selector = ",".join(f"{k}={v}" for k, v in {**MANAGED_BY, PIPELINE_LABEL: pipeline.metadata.name}.items())
-    listed: dict[str, list[dict[str, Any]]] = {}
+                sw_.secrets[secret] = SECRETS(kube, stage.namespace, secret, fresh=reads.fresh)
     for stage in pipeline.spec.stages:
         sw = world.stages[stage.name]
         if not sw.namespace_exists:
             continue
-        if stage.namespace not in listed:  # stages may share a namespace
-            listed[stage.namespace] = kube.list_jobs(stage.namespace, selector)
-        for obj in listed[stage.namespace]:
-            meta = obj.get("metadata") or {}
-            # The same pipeline name may live in another namespace: only our pipeline's Jobs.
-            if (meta.get("annotations") or {}).get(
-                PIPELINE_NAMESPACE_ANNOTATION
-            ) == pipeline.metadata.namespace:
-                sw.jobs[meta.get("name", "")] = JobView.from_object(obj)
+        for obj in reads.jobs(stage.namespace, pipeline):
+            sw.jobs[(obj.get("metadata") or {}).get("name", "")] = JobView.from_object(obj)
     return world
 
 
@@ -126,21 +212,31 @@ def _set_image_patch(action: SetImage) -> dict[str, Any]:
     }
 
 
-def _perform(kube: Kube, namespace: str, action: Action) -> None:
+def _perform(kube: Kube, namespace: str, action: Action, overlay: Overlay) -> None:
+    """One action; what the API server answers goes into the overlay, so the next pass (which reads
+    the cache) sees this write even before the watch delivers it."""
     if isinstance(action, CreateJob):
-        if kube.create_job(action.namespace, action.manifest):
+        created = kube.create_job(action.namespace, action.manifest)
+        overlay.wrote("jobs", created)
+        if created:
             WRITES.add("job_create")
     elif isinstance(action, SetImage):
-        kube.patch_deployment(action.namespace, action.deployment, _set_image_patch(action))
+        overlay.wrote(
+            "deployments",
+            kube.patch_deployment(action.namespace, action.deployment, _set_image_patch(action)),
+        )
         WRITES.add("deployment_patch")
     elif isinstance(action, CreateRollback):
-        if kube.create_custom("rollbacks", namespace, action.manifest):
+        created = kube.create_custom("rollbacks", namespace, action.manifest)
+        overlay.wrote("rollbacks", created)
+        if created:
             WRITES.add("rollback_create")
     elif isinstance(action, LabelRelease):
-        kube.label_custom("releases", namespace, action.release, action.labels)
+        overlay.wrote("releases", kube.label_custom("releases", namespace, action.release, action.labels))
         WRITES.add("release_label")
     elif isinstance(action, DeleteJob):
         kube.delete_job(action.namespace, action.name)
+        overlay.deleted("jobs", action.namespace, action.name)
         log.info("deleted Job %s/%s: %s", action.namespace, action.name, action.why)
         WRITES.add("job_delete")
     elif isinstance(action, OwnApproval):
@@ -151,10 +247,14 @@ def _perform(kube: Kube, namespace: str, action: Action) -> None:
             "uid": action.release_uid,
         }
         owners = [*action.others, owner]
-        kube.patch_custom_metadata("approvals", namespace, action.approval, {"ownerReferences": owners})
+        overlay.wrote(
+            "approvals",
+            kube.patch_custom_metadata("approvals", namespace, action.approval, {"ownerReferences": owners}),
+        )
         WRITES.add("approval_owner")
     else:
         kube.delete_custom("releases", namespace, action.release)
+        overlay.deleted("releases", namespace, action.release)
         WRITES.add("release_delete")
 
 
@@ -181,10 +281,12 @@ def apply_plan(
     rollbacks: list[Rollback],
     plan: Plan,
     now: datetime,
+    overlay: Overlay | None = None,
 ) -> bool:
     """Perform the plan: child objects, then status (rollbacks' first: a plan is recorded before
     it is acted on), then Events. Returns False when some write failed (the caller backs off)."""
     ns = pipeline.metadata.namespace
+    overlay = overlay if overlay is not None else Overlay()
     ok = True
     failed: set[str] = set()  # owners (release or rollback) whose actions failed: their status waits
     # Image patches first: they are what a rollback waits on; Jobs, Rollbacks and labels follow.
@@ -201,7 +303,7 @@ def apply_plan(
         if action.owner in failed:
             continue
         try:
-            _perform(kube, ns, action)
+            _perform(kube, ns, action, overlay)
         except Exception:
             log.warning(
                 "%s/%s: %s failed; will retry", ns, action.owner, type(action).__name__, exc_info=True
@@ -223,7 +325,7 @@ def apply_plan(
         if not patch:
             continue
         try:
-            kube.patch_custom_status(plural, ns, name, patch)
+            overlay.wrote(plural, kube.patch_custom_status(plural, ns, name, patch))
             WRITES.add("status_patch")
         except Exception:
             # One object's refused write never stops the others' (nor their Events).
@@ -259,19 +361,13 @@ def apply_plan(
     return ok
 
 
-def _list(
-    kube: Kube,
-    model: type[KubeModel],
-    plural: str,
-    namespace: str,
-    selector: str | None = None,
-    *,
-    invalid: list[str] | None = None,
+def _parsed(
+    model: type[KubeModel], objs: list[dict[str, Any]], *, invalid: list[str] | None = None
 ) -> list[Any]:
     """Parsed objects; one that does not validate (stored before a schema bound existed, say) is
     skipped, and named in `invalid` so the Pipeline's Reconciled condition says so."""
     out = []
-    for obj in kube.list_custom(plural, namespace, field_selector=selector):
+    for obj in objs:
         parsed = _parse(model, obj)
         if parsed is not None:
             out.append(parsed)
@@ -309,29 +405,64 @@ class IdentityCheck:
 IDENTITY = IdentityCheck()
 
 
+AGAIN_LIMIT = 3  # passes in a row when a pass recorded what the next one acts on (plan.again)
+
+
 def reconcile_pipeline(
-    kube: Kube, namespace: str, name: str, clock: Clock = utcnow
+    kube: Kube, namespace: str, name: str, clock: Clock = utcnow, cache: Cache | None = None
 ) -> tuple[bool, float | None]:
-    """One pass. Returns (exists, requeue_after seconds or None)."""
-    obj = kube.get_custom("pipelines", namespace, name)
+    """One pass (a few, when a pass recorded a plan the next acts on — a rollback's: then its patch
+    follows its plan within the same wake-up). Returns (exists, requeue_after seconds or None).
+    With a cache, passes read it (and its overlay of own writes); without one, the API server."""
+    requeue: float | None = None
+    for _ in range(AGAIN_LIMIT):
+        exists, requeue, again = _pass(kube, namespace, name, clock, cache)
+        if not again:
+            break
+    return exists, requeue
+
+
+def _pass(
+    kube: Kube, namespace: str, name: str, clock: Clock, cache: Cache | None
+) -> tuple[bool, float | None, bool]:
+    """One pass: (exists, requeue_after, pass again at once)."""
+    obj = cache.pipeline(namespace, name) if cache else kube.get_custom("pipelines", namespace, name)
     if obj is None:
-        return False, None
+        return False, None, False
     try:
         pipeline = Pipeline.model_validate(obj)
     except ValidationError as e:
         # Stored before a schema bound existed, say: it says why on itself, and heals when fixed.
         report_pass_failure(kube, namespace, name, f"the Pipeline does not validate: {e}", clock)
-        return True, None
+        return True, None, False
     invalid: list[str] = []
-    selector = f"spec.pipeline={name}"
-    releases: list[Release] = _list(kube, Release, "releases", namespace, selector, invalid=invalid)
+    if cache is not None:
+        raw_releases = cache.releases(namespace, name)
+        raw_rollbacks = cache.rollbacks(namespace, name)
+    else:
+        selector = f"spec.pipeline={name}"
+        raw_releases = kube.list_custom("releases", namespace, field_selector=selector)
+        raw_rollbacks = kube.list_custom("rollbacks", namespace, field_selector=selector)
+    releases: list[Release] = _parsed(Release, raw_releases, invalid=invalid)
+    rollbacks: list[Rollback] = _parsed(Rollback, raw_rollbacks, invalid=invalid)
     names = {r.metadata.name for r in releases}
-    approvals = [a for a in _list(kube, Approval, "approvals", namespace) if a.spec.release in names]
-    rollbacks: list[Rollback] = _list(kube, Rollback, "rollbacks", namespace, selector, invalid=invalid)
-    world = observe(kube, pipeline)
+    raw_approvals = (
+        cache.approvals(namespace, sorted(names))
+        if cache is not None
+        else kube.list_custom("approvals", namespace)
+    )
+    approvals = [a for a in _parsed(Approval, raw_approvals) if a.spec.release in names]
+    reads: Reads = CachedReads(kube, cache) if cache is not None else LiveReads(kube)
+    world = observe(kube, pipeline, reads)
     world.identity_enforced = IDENTITY(kube)
     now = clock()
     plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
+    if plan.refresh and not reads.fresh:
+        # A deadline verdict is due: it is given only on what the API server says now.
+        world = observe(kube, pipeline, LiveReads(kube))
+        world.identity_enforced = IDENTITY(kube)
+        now = clock()
+        plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
     ok = apply_plan(
         kube,
         pipeline=pipeline,
@@ -340,6 +471,7 @@ def reconcile_pipeline(
         rollbacks=rollbacks,
         plan=plan,
         now=now,
+        overlay=cache.overlay if cache is not None else None,
     )
     updated = [
         r.model_copy(update={"status": plan.releases.get(r.metadata.name, r.status)}) for r in releases
@@ -351,8 +483,9 @@ def reconcile_pipeline(
         pipeline, plan.pipeline, plan.events, updated, updated_rbs, pass_started=now, recorded=clock()
     )
     if not ok:
-        return True, 2.0
-    return True, plan.requeue_after
+        return True, 2.0, False
+    # Only with a cache: its overlay holds this pass's writes, so the next pass sees them at once.
+    return True, plan.requeue_after, plan.again and cache is not None
 
 
 def _write_status(kube: Kube, plural: str, obj: Any, status: KubeModel) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,7 @@ Target = tuple[str, str]  # (stage namespace, Deployment name)
 Pass = Callable[[str, str], tuple[bool, float | None]]
 Report = Callable[[str, str, str], None]  # (namespace, name, error): say it on the Pipeline
 
-RESYNC_SECONDS = 300.0  # a full look even when nothing announced a change
+RESYNC_SECONDS = 300.0  # a full look even when nothing announced a change (jittered: +-20 %)
 MAX_BACKOFF_SECONDS = 60.0
 REPORT_AFTER_FAILURES = 2  # a pass that fails again is no blip: the Pipeline says so
 
@@ -135,7 +136,8 @@ class PipelineWorkers:
                 log.info("pipeline %s/%s is gone; its worker stops", namespace, name)
                 self.forget(key)
                 return
-            timeout = requeue if requeue is not None else RESYNC_SECONDS
+            # Jitter: pipelines started together (an operator restart) do not resync together.
+            timeout = requeue if requeue is not None else RESYNC_SECONDS * random.uniform(0.8, 1.2)  # noqa: S311 (not crypto)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout=timeout)
 

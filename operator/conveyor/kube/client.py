@@ -27,6 +27,9 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+# Every call is bounded: (connect, read) seconds. A hung API server costs one pass a retry, never a
+# thread forever (the pool is shared by every pipeline).
+REQUEST_TIMEOUT = (5.0, 30.0)
 
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -70,7 +73,9 @@ class Kube:
         queries = [(k, v) for k, v in (query or {}).items() if v is not None]
         self.api.update_params_for_auth(headers, queries, ["BearerToken"], path, method, body)
         url = self.api.configuration.host + path + (f"?{urlencode(queries)}" if queries else "")
-        response = self.api.call_api(method, url, header_params=headers, body=body)
+        response = self.api.call_api(
+            method, url, header_params=headers, body=body, _request_timeout=REQUEST_TIMEOUT
+        )
         data = response.read()
         if response.status >= 400:
             raise ApiException.from_response(
@@ -104,10 +109,13 @@ class Kube:
         return items
 
     @instrumented("patch")
-    def patch_custom_metadata(self, plural: str, namespace: str, name: str, metadata: dict[str, Any]) -> None:
-        """Merge-patch an object's metadata (labels, ownerReferences; never its spec)."""
+    def patch_custom_metadata(
+        self, plural: str, namespace: str, name: str, metadata: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch an object's metadata (labels, ownerReferences; never its spec); the object as
+        stored, or None when it is gone."""
         try:
-            self.request(
+            return self.request(
                 "PATCH",
                 _custom(namespace, plural, name),
                 body={"metadata": metadata},
@@ -116,12 +124,15 @@ class Kube:
         except ApiException as e:
             if e.status != 404:
                 raise
+            return None
 
     @instrumented("patch")
-    def patch_custom_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """Merge-patch the status subresource (missing object: ignored, it was deleted)."""
+    def patch_custom_status(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch the status subresource; the object as stored (None: it was deleted)."""
         try:
-            self.request(
+            return self.request(
                 "PATCH",
                 _custom(namespace, plural, name) + "/status",
                 body={"status": patch},
@@ -130,17 +141,18 @@ class Kube:
         except ApiException as e:
             if e.status != 404:
                 raise
+            return None
 
     @instrumented("create")
-    def create_custom(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
-        """Create a Conveyor object; False when it already exists (deterministic names)."""
+    def create_custom(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a Conveyor object; the object as stored, or None when it already exists
+        (deterministic names: an earlier pass made it)."""
         try:
-            self.request("POST", _custom(namespace, plural), body=body)
+            return self.request("POST", _custom(namespace, plural), body=body)
         except ApiException as e:
             if e.status == 409:
-                return False
+                return None
             raise
-        return True
 
     @instrumented("create")
     def create_custom_object(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -157,9 +169,9 @@ class Kube:
                 raise
 
     @instrumented("patch")
-    def label_custom(self, plural: str, namespace: str, name: str, labels: dict[str, str]) -> None:
-        """Merge labels into a Conveyor object's metadata (never its spec)."""
-        self.request(
+    def label_custom(self, plural: str, namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
+        """Merge labels into a Conveyor object's metadata (never its spec); the object as stored."""
+        return self.request(
             "PATCH",
             _custom(namespace, plural, name),
             body={"metadata": {"labels": labels}},
@@ -237,9 +249,9 @@ class Kube:
         return self._get_or_none(f"/apis/apps/v1/namespaces/{quote(namespace)}/deployments/{quote(name)}")
 
     @instrumented("patch", "deployments")
-    def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """Strategic-merge-patch a Deployment (containers merge by name)."""
-        self.request(
+    def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Strategic-merge-patch a Deployment (containers merge by name); the Deployment as stored."""
+        return self.request(
             "PATCH",
             f"/apis/apps/v1/namespaces/{quote(namespace)}/deployments/{quote(name)}",
             body=patch,
@@ -276,15 +288,15 @@ class Kube:
                 raise
 
     @instrumented("create", "jobs")
-    def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool:
-        """Create a Job; False when it already exists (a deterministic name: an earlier pass made it)."""
+    def create_job(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a Job; the Job as stored, or None when it already exists (a deterministic name: an
+        earlier pass made it)."""
         try:
-            self.request("POST", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs", body=manifest)
+            return self.request("POST", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs", body=manifest)
         except ApiException as e:
             if e.status == 409:
-                return False
+                return None
             raise
-        return True
 
     # --- events
 

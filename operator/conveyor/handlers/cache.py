@@ -1,0 +1,321 @@
+"""Watch-fed caches: what a reconcile pass reads, kept current by one watch per kind.
+
+kopf already runs one watch per kind Conveyor routes events from (Pipelines, Releases, Approvals,
+Rollbacks, Deployments, Conveyor's Jobs). The `@kopf.index` functions below keep each object —
+stripped of what no decision reads — in kopf's in-memory indexes, keyed the way passes look them
+up. kopf fills every index from its initial listing before it calls any other handler, so no pipeline
+worker (they start from `on.event`) ever passes over a half-listed cache.
+
+Passes read the cache and write to the API server. A watch delivers Conveyor's own writes a little
+later, so the cache alone could show a pass data older than the last pass's writes — and the pass
+would repeat them (the same Event twice, a Job created again). `Overlay` closes that gap: every
+object a write returns is kept until the watch has delivered that version (or a newer one: compared
+by resourceVersion), and every object Conveyor deleted is hidden until the watch says it is gone.
+
+Reads come from pass threads while kopf updates the indexes on its event loop. Each read copies
+what it needs at once (one dict lookup, one `list()`), and is retried if the loop changed the store
+mid-copy; nothing read is ever mutated (index values are fresh dicts per event).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from conveyor.api.common import GROUP, VERSION
+from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+OVERLAY_SECONDS = 300.0  # an own write the watch never confirmed is forgotten after this long
+
+Obj = dict[str, Any]
+Predicate = Callable[[Obj], bool]
+
+
+def strip(obj: Mapping[str, Any], *, template: bool = True) -> Obj:
+    """A copy without what no decision reads: managedFields, kubectl's last-applied copy of the
+    object, and (template=False: Jobs) the pod template. Keeps the memory per object small."""
+    out = dict(obj)
+    meta = dict(out.get("metadata") or {})
+    meta.pop("managedFields", None)
+    annotations = meta.get("annotations")
+    if annotations and LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    out["metadata"] = meta
+    if not template and isinstance(out.get("spec"), Mapping):
+        out["spec"] = {k: v for k, v in out["spec"].items() if k != "template"}
+    return out
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta: Mapping[str, Any] = obj.get("metadata") or {}
+    return meta
+
+
+def resource_version(obj: Mapping[str, Any] | None) -> int | None:
+    """The resourceVersion as a number (etcd's revision, which the API server itself compares), or
+    None when absent or not a number (then the watch's copy is trusted over Conveyor's own)."""
+    if obj is None:
+        return None
+    try:
+        return int(_meta(obj).get("resourceVersion") or "")
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Entry:
+    uid: str
+    version: int | None
+    obj: Obj | None  # None: Conveyor deleted it
+    at: float
+
+
+class Overlay:
+    """Conveyor's own writes the watches have not delivered yet (see the module docstring)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._entries: dict[tuple[str, str, str], _Entry] = {}
+        self._seen: dict[str, int] = {}  # kind -> the newest resourceVersion a watch delivered
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def seen(self, kind: str, obj: Mapping[str, Any]) -> None:
+        """A watch delivered this object (called by the index functions)."""
+        version = resource_version(obj)
+        if version is not None and version > self._seen.get(kind, 0):
+            self._seen[kind] = version
+
+    def wrote(self, kind: str, obj: Mapping[str, Any] | None) -> None:
+        """Conveyor wrote this object; `obj` is the API server's answer (None: nothing was written)."""
+        if not obj:
+            return
+        meta = _meta(obj)
+        key = (kind, meta.get("namespace") or "", meta.get("name") or "")
+        entry = _Entry(meta.get("uid") or "", resource_version(obj), strip(obj), self._clock())
+        with self._lock:
+            old = self._entries.get(key)
+            if old is None or old.uid != entry.uid or (old.version or 0) <= (entry.version or 0):
+                self._entries[key] = entry
+
+    def deleted(self, kind: str, namespace: str, name: str, uid: str = "") -> None:
+        """Conveyor deleted this object (uid "": whatever is under this name): hide it until the
+        watch says it is gone."""
+        with self._lock:
+            self._entries[(kind, namespace, name)] = _Entry(uid, None, None, self._clock())
+
+    def resolve(self, kind: str, namespace: str, name: str, cached: Obj | None) -> Obj | None:
+        """The newer of the watch's copy and Conveyor's own last write (None: absent)."""
+        key = (kind, namespace, name)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return cached
+            if self._clock() - entry.at > OVERLAY_SECONDS:
+                del self._entries[key]
+                return cached
+            winner, caught_up = self._judge(kind, entry, cached)
+            if caught_up:  # the watch has delivered our write (or its sequel): the entry is done
+                del self._entries[key]
+            return winner
+
+    def _judge(self, kind: str, entry: _Entry, cached: Obj | None) -> tuple[Obj | None, bool]:
+        """(what a pass should see, whether the watch has caught up with the entry)."""
+        if entry.obj is None:  # a deletion of ours
+            if cached is None or (entry.uid and (_meta(cached).get("uid") or "") != entry.uid):
+                return cached, True  # gone, or a new object under the same name
+            return None, False
+        if cached is None:
+            # Not delivered yet — unless the watch has gone past our write: then it was deleted since.
+            if entry.version is not None and self._seen.get(kind, 0) >= entry.version:
+                return None, True
+            return entry.obj, False
+        cached_version = resource_version(cached)
+        if entry.version is None or cached_version is None or cached_version >= entry.version:
+            return cached, True
+        return entry.obj, False
+
+    def created(self, kind: str, namespace: str, known: Iterable[str], match: Predicate) -> list[Obj]:
+        """Objects Conveyor wrote in `namespace` that the watch has not delivered and `match` accepts
+        (objects it created a moment ago)."""
+        names = set(known)
+        with self._lock:
+            keys = [
+                k
+                for k, e in self._entries.items()
+                if k[0] == kind and k[1] == namespace and k[2] not in names and e.obj is not None
+            ]
+        out = []
+        for key in keys:
+            obj = self.resolve(kind, namespace, key[2], None)
+            if obj is not None and match(obj):
+                out.append(obj)
+        return out
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+def _copy(store: Iterable[Obj] | None) -> list[Obj]:
+    """Copy a kopf store's values; retried when the event loop changed it mid-copy."""
+    for _ in range(5):
+        try:
+            return list(store or ())
+        except RuntimeError:  # "dictionary changed size during iteration"
+            continue
+    return list(store or ())
+
+
+class Cache:
+    """What passes read: kopf's indexes (bound at startup) merged with the overlay of own writes."""
+
+    def __init__(self) -> None:
+        self.overlay = Overlay()
+        self._indices: Mapping[str, Any] = {}
+
+    def bind(self, indices: Mapping[str, Any]) -> None:
+        """Keep the operator's index objects (kopf passes them to the startup handler)."""
+        self._indices = {k: v for k, v in indices.items() if k.startswith("conveyor_")}
+
+    def _values(self, index: str, key: tuple[str, ...]) -> list[Obj]:
+        idx = self._indices.get(index)
+        return _copy(idx.get(key) if idx is not None else None)
+
+    def _one(self, kind: str, index: str, namespace: str, name: str) -> Obj | None:
+        found = self._values(index, (namespace, name))
+        return self.overlay.resolve(kind, namespace, name, found[0] if found else None)
+
+    def _many(self, kind: str, cached: list[Obj], namespace: str, match: Predicate) -> list[Obj]:
+        out = []
+        for obj in cached:
+            resolved = self.overlay.resolve(kind, namespace, _meta(obj).get("name") or "", obj)
+            if resolved is not None:
+                out.append(resolved)
+        names = [_meta(o).get("name") or "" for o in cached]
+        return out + self.overlay.created(kind, namespace, names, match)
+
+    def pipeline(self, namespace: str, name: str) -> Obj | None:
+        """The Pipeline, or None."""
+        return self._one("pipelines", "conveyor_pipelines", namespace, name)
+
+    def deployment(self, namespace: str, name: str) -> Obj | None:
+        """The Deployment, or None (not found)."""
+        return self._one("deployments", "conveyor_deployments", namespace, name)
+
+    def release_pipeline(self, namespace: str, release: str) -> str | None:
+        """The pipeline a Release belongs to (None: no such Release)."""
+        found = self._values("conveyor_release_names", (namespace, release))
+        return str(found[0]) if found else None
+
+    def releases(self, namespace: str, pipeline: str) -> list[Obj]:
+        """The pipeline's Releases."""
+        cached = self._values("conveyor_releases", (namespace, pipeline))
+        return self._many("releases", cached, namespace, _spec_is("pipeline", pipeline))
+
+    def rollbacks(self, namespace: str, pipeline: str) -> list[Obj]:
+        """The pipeline's Rollbacks."""
+        cached = self._values("conveyor_rollbacks", (namespace, pipeline))
+        return self._many("rollbacks", cached, namespace, _spec_is("pipeline", pipeline))
+
+    def approvals(self, namespace: str, releases: Iterable[str]) -> list[Obj]:
+        """The Approvals that name one of these Releases."""
+        out = []
+        for release in releases:
+            cached = self._values("conveyor_approvals", (namespace, release))
+            out += self._many("approvals", cached, namespace, _spec_is("release", release))
+        return out
+
+    def jobs(self, namespace: str, pipeline_namespace: str, pipeline: str) -> list[Obj]:
+        """Conveyor's Jobs in `namespace` made for this pipeline."""
+        cached = self._values("conveyor_jobs", (namespace, pipeline_namespace, pipeline))
+
+        def mine(obj: Obj) -> bool:
+            return _job_key(obj) == (namespace, pipeline_namespace, pipeline)
+
+        return self._many("jobs", cached, namespace, mine)
+
+
+def _spec_is(field: str, value: str) -> Predicate:
+    return lambda obj: (obj.get("spec") or {}).get(field) == value
+
+
+def _job_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = _meta(obj)
+    return (
+        meta.get("namespace") or "",
+        (meta.get("annotations") or {}).get(PIPELINE_NAMESPACE_ANNOTATION, ""),
+        (meta.get("labels") or {}).get(PIPELINE_LABEL, ""),
+    )
+
+
+# --- the indexes (one watch per kind: kopf shares each kind's watch with its on.event handler)
+
+
+def _overlay(memo: Any) -> Overlay | None:
+    cache = getattr(memo, "cache", None)
+    return cache.overlay if isinstance(cache, Cache) else None
+
+
+def _indexed(kind: str, body: kopf.Body, memo: Any, *, template: bool = True) -> Obj:
+    obj = strip(body, template=template)
+    overlay = _overlay(memo)
+    if overlay is not None:
+        overlay.seen(kind, obj)
+    return obj
+
+
+def _where(body: kopf.Body, field: str | None = None) -> tuple[str, str]:
+    """(namespace, name) — or (namespace, spec.<field>) — of an object."""
+    namespace = body.metadata.namespace or ""
+    if field is None:
+        return namespace, body.metadata.name or ""
+    return namespace, str(body.spec.get(field, ""))
+
+
+@kopf.index(GROUP, VERSION, "pipelines")
+def conveyor_pipelines(body: kopf.Body, memo: Any, **_: Any) -> Any:
+    """Pipelines by (namespace, name)."""
+    return {_where(body): _indexed("pipelines", body, memo)}
+
+
+@kopf.index(GROUP, VERSION, "releases")
+def conveyor_releases(body: kopf.Body, memo: Any, **_: Any) -> Any:
+    """Releases by (namespace, pipeline)."""
+    return {_where(body, "pipeline"): _indexed("releases", body, memo)}
+
+
+@kopf.index(GROUP, VERSION, "releases")
+def conveyor_release_names(body: kopf.Body, **_: Any) -> Any:
+    """Each Release's pipeline, by (namespace, release name): routes Approval events."""
+    return {_where(body): str(body.spec.get("pipeline", ""))}
+
+
+@kopf.index(GROUP, VERSION, "approvals")
+def conveyor_approvals(body: kopf.Body, memo: Any, **_: Any) -> Any:
+    """Approvals by (namespace, release)."""
+    return {_where(body, "release"): _indexed("approvals", body, memo)}
+
+
+@kopf.index(GROUP, VERSION, "rollbacks")
+def conveyor_rollbacks(body: kopf.Body, memo: Any, **_: Any) -> Any:
+    """Rollbacks by (namespace, pipeline)."""
+    return {_where(body, "pipeline"): _indexed("rollbacks", body, memo)}
+
+
+@kopf.index("apps", "v1", "deployments")
+def conveyor_deployments(body: kopf.Body, memo: Any, **_: Any) -> Any:
+    """Deployments by (namespace, name)."""
+    return {_where(body): _indexed("deployments", body, memo)}
+
+
+@kopf.index("batch", "v1", "jobs", labels=MANAGED_BY)
+def conveyor_jobs(body: kopf.Body, memo: Any, **_: Any) -> Any:
+    """Conveyor's Jobs by (namespace, pipeline namespace, pipeline), without their pod template."""
+    obj = _indexed("jobs", body, memo, template=False)
+    return {_job_key(obj): obj}

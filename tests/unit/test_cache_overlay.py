@@ -1,0 +1,121 @@
+"""The overlay of Conveyor's own writes over the watch-fed cache (handlers/cache.py): a pass never
+sees data older than the last pass's writes, and never sees what Conveyor deleted — yet the watch's
+copy wins as soon as it has caught up, and nothing is kept for ever."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.handlers.cache import OVERLAY_SECONDS, Overlay, strip
+
+
+def obj(name: str, rv: int, uid: str = "u1", phase: str = "", **meta: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "apps", "uid": uid, "resourceVersion": str(rv), **meta},
+        "spec": {"pipeline": "shop"},
+        "status": {"phase": phase},
+    }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_own_write_is_seen_until_the_watch_delivers_it():
+    overlay = Overlay()
+    stale = obj("r", 10, phase="Pending")
+    overlay.wrote("releases", obj("r", 12, phase="Progressing"))
+    assert overlay.resolve("releases", "apps", "r", stale)["status"]["phase"] == "Progressing"
+    # The watch delivers our write: its copy wins, and the entry is done.
+    delivered = obj("r", 12, phase="Progressing")
+    assert overlay.resolve("releases", "apps", "r", delivered) is delivered
+    assert len(overlay) == 0
+    assert overlay.resolve("releases", "apps", "r", stale) is stale
+
+
+def test_a_newer_change_by_someone_else_wins_over_an_own_write():
+    overlay = Overlay()
+    overlay.wrote("releases", obj("r", 12, phase="Progressing"))
+    newer = obj("r", 15, phase="Progressing", labels={"x": "y"})
+    assert overlay.resolve("releases", "apps", "r", newer) is newer
+
+
+def test_an_older_answer_never_replaces_a_newer_own_write():
+    overlay = Overlay()
+    overlay.wrote("releases", obj("r", 14, phase="Succeeded"))
+    overlay.wrote("releases", obj("r", 12, phase="Progressing"))  # answers can arrive out of order
+    assert overlay.resolve("releases", "apps", "r", obj("r", 10))["status"]["phase"] == "Succeeded"
+
+
+def test_a_created_object_is_listed_before_the_watch_has_it():
+    overlay = Overlay()
+    overlay.wrote("jobs", obj("smoke", 20, uid="j1"))
+    found = overlay.created("jobs", "apps", known=[], match=lambda o: True)
+    assert [o["metadata"]["name"] for o in found] == ["smoke"]
+    assert overlay.created("jobs", "apps", known=["smoke"], match=lambda o: True) == []
+    assert overlay.created("jobs", "other", known=[], match=lambda o: True) == []
+    assert overlay.created("jobs", "apps", known=[], match=lambda o: False) == []
+
+
+def test_a_created_object_deleted_before_the_watch_looked_is_not_a_ghost():
+    # The watch has gone past our write and never showed the object: it was deleted since.
+    overlay = Overlay()
+    overlay.wrote("jobs", obj("smoke", 20, uid="j1"))
+    overlay.seen("jobs", obj("other", 25, uid="j2"))
+    assert overlay.resolve("jobs", "apps", "smoke", None) is None
+    assert len(overlay) == 0
+
+
+def test_a_deleted_object_is_hidden_until_the_watch_says_it_is_gone():
+    overlay = Overlay()
+    old = obj("smoke", 20, uid="j1")
+    overlay.deleted("jobs", "apps", "smoke")
+    assert overlay.resolve("jobs", "apps", "smoke", old) is None
+    assert overlay.resolve("jobs", "apps", "smoke", None) is None
+    assert len(overlay) == 0  # the watch caught up
+    assert overlay.resolve("jobs", "apps", "smoke", old) is old
+
+
+def test_a_deletion_by_uid_does_not_hide_a_new_object_of_the_same_name():
+    overlay = Overlay()
+    overlay.deleted("releases", "apps", "r", uid="u1")
+    recreated = obj("r", 30, uid="u2")
+    assert overlay.resolve("releases", "apps", "r", recreated) is recreated
+
+
+def test_a_write_the_watch_never_confirms_is_forgotten():
+    clock = Clock()
+    overlay = Overlay(clock=clock)
+    overlay.wrote("releases", obj("r", 12, phase="Progressing"))
+    clock.now = OVERLAY_SECONDS + 1
+    stale = obj("r", 10, phase="Pending")
+    assert overlay.resolve("releases", "apps", "r", stale) is stale
+    assert len(overlay) == 0
+
+
+def test_an_unnumbered_resource_version_trusts_the_watch():
+    overlay = Overlay()
+    overlay.wrote("releases", obj("r", 12, phase="Progressing"))
+    odd = obj("r", 0)
+    odd["metadata"]["resourceVersion"] = "not-a-number"
+    assert overlay.resolve("releases", "apps", "r", odd) is odd
+
+
+def test_strip_drops_what_no_decision_reads():
+    body = obj(
+        "web",
+        5,
+        managedFields=[{"manager": "kubectl"}],
+        annotations={"kubectl.kubernetes.io/last-applied-configuration": "{...}", "keep": "me"},
+    )
+    body["spec"] = {"template": {"spec": {"containers": []}}, "backoffLimit": 0}
+    kept = strip(body)
+    assert "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["annotations"] == {"keep": "me"}
+    assert kept["spec"]["template"] == {"spec": {"containers": []}}
+    assert strip(body, template=False)["spec"] == {"backoffLimit": 0}
+    assert body["metadata"]["managedFields"]  # the watch's copy is never changed
