@@ -17,6 +17,14 @@ def obj(name: str, rv: int, uid: str = "u1", phase: str = "", **meta: Any) -> di
     }
 
 
+def anything(o: dict[str, Any]) -> bool:
+    return bool(o)
+
+
+def nothing(o: dict[str, Any]) -> bool:
+    return not o
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -54,11 +62,11 @@ def test_an_older_answer_never_replaces_a_newer_own_write():
 def test_a_created_object_is_listed_before_the_watch_has_it():
     overlay = Overlay()
     overlay.wrote("jobs", obj("smoke", 20, uid="j1"))
-    found = overlay.created("jobs", "apps", known=[], match=lambda o: True)
+    found = overlay.created("jobs", "apps", known=[], match=anything)
     assert [o["metadata"]["name"] for o in found] == ["smoke"]
-    assert overlay.created("jobs", "apps", known=["smoke"], match=lambda o: True) == []
-    assert overlay.created("jobs", "other", known=[], match=lambda o: True) == []
-    assert overlay.created("jobs", "apps", known=[], match=lambda o: False) == []
+    assert overlay.created("jobs", "apps", known=["smoke"], match=anything) == []
+    assert overlay.created("jobs", "other", known=[], match=anything) == []
+    assert overlay.created("jobs", "apps", known=[], match=nothing) == []
 
 
 def test_a_created_object_deleted_before_the_watch_looked_is_not_a_ghost():
