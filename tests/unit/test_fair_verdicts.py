@@ -75,9 +75,7 @@ def test_new_replicas_available_while_old_ones_terminate_is_not_a_timeout():
 
 def test_a_controller_that_has_not_observed_the_change_is_waited_for():
     rs, p = started()
-    unseen = replace(
-        deployment_view(image("r1"), release_name="r1", rolled_out=False), observed_generation=1
-    )
+    unseen = replace(deployment_view(image("r1"), release_name="r1", rolled_out=False), observed_generation=1)
     plan = reconcile(p, rs, [], world(staging=unseen), later(121))
     assert plan.releases["r1"].phase == Phase.PROGRESSING
     assert "has not yet observed generation 2" in plan.releases["r1"].message
