@@ -10,8 +10,9 @@ an approval, which the bench creates right after each release, bound to its uid 
 conveyor approve` does.
 
 The operator runs as `conveyor run` with the Helm chart's ServiceAccount (a TokenRequest token, the
-chart's least-privilege RBAC), so the API server's audit log tells its requests from the bench's
-admin ones. The cluster is started with the audit log (CONVEYOR_AUDIT_LOG=1) unless one already
+chart's RBAC), so the API server's audit log tells its requests from the bench's admin ones. It
+serves every namespace (one watch per kind), as a platform would run it; --namespaced lists the
+bench's namespaces instead (one watch per kind and namespace, the chart's least-privilege form). The cluster is started with the audit log (CONVEYOR_AUDIT_LOG=1) unless one already
 runs; without it only the operator's own counts are reported.
 
 It measures, in one run:
@@ -304,8 +305,7 @@ class Scale:
                 str(REPO / "charts" / "conveyor"),
                 "-n",
                 self.helm_ns,
-                "--set",
-                f"namespaces={{{','.join(served)}}}",
+                *(["--set", f"namespaces={{{','.join(served)}}}"] if self.args.namespaced else []),
                 "--set",
                 "crds.install=false",
                 "--set",
@@ -346,7 +346,8 @@ class Scale:
         path.chmod(0o600)
         self.identity = f"system:serviceaccount:{self.helm_ns}:{self.helm_release}"
         self.operator_started = now_utc()
-        self.op = OperatorProcess(path, *[x for ns in served for x in ("-n", ns)]).start()
+        served_args = [x for ns in served for x in ("-n", ns)] if self.args.namespaced else []
+        self.op = OperatorProcess(path, *served_args).start()
         self.op.wait_for_log("is alive", timeout=self.deadline.left(120))
         self.op.wait_healthy(timeout=self.deadline.left(120))
 
@@ -761,6 +762,12 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument(
         "--approvals", action="store_true", help="prod requires an approval (bound to the uid)"
+    )
+    parser.add_argument(
+        "--namespaced",
+        action="store_true",
+        help="the operator serves the bench's namespaces only (one watch per kind and namespace; "
+        "default: cluster-wide, one watch per kind)",
     )
     parser.add_argument("--lone-runs", type=int, default=3, help="lone releases measured first (baseline)")
     parser.add_argument("--parallel", type=int, default=8, help="client threads creating releases")
