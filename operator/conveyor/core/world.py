@@ -89,18 +89,15 @@ class DeploymentView:
         release's pods ("" when it is not): the Deployment controller has not observed the change
         yet, or every new replica runs and is available and only old ones are still going away."""
         if self.observed_generation < self.generation:
-            return (
-                f"{self.name}: the Deployment controller has not yet observed generation {self.generation} "
-                f"(observed {self.observed_generation})"
-            )
+            return f"{self.name}: the Deployment controller has not yet observed generation {self.generation}"
         if (
             self.updated_replicas >= self.replicas
             and self.available_replicas >= self.replicas
             and self.unavailable_replicas == 0
             and not self.progress_deadline_exceeded
         ):
-            old = max(0, self.total_replicas - self.updated_replicas)
-            return f"{self.name}: every new replica is available; {old} old replica(s) still terminating"
+            # No counts in the message: it lands in status, and a count would rewrite it per pod.
+            return f"{self.name}: every new replica is available, old ones are still terminating"
         return ""
 
     def rollout_failed(self) -> bool:
