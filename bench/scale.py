@@ -12,8 +12,9 @@ conveyor approve` does.
 The operator runs as `conveyor run` with the Helm chart's ServiceAccount (a TokenRequest token, the
 chart's RBAC), so the API server's audit log tells its requests from the bench's admin ones. It
 serves every namespace (one watch per kind), as a platform would run it; --namespaced lists the
-bench's namespaces instead (one watch per kind and namespace, the chart's least-privilege form). The cluster is started with the audit log (CONVEYOR_AUDIT_LOG=1) unless one already
-runs; without it only the operator's own counts are reported.
+bench's namespaces instead (one watch per kind and namespace, the chart's least-privilege form).
+The cluster is started with the audit log (CONVEYOR_AUDIT_LOG=1) unless one already runs; without
+it only the operator's own counts are reported.
 
 It measures, in one run:
   lone   a release on an extra one-app pipeline, created -> Succeeded, alone (LONE_RUNS times)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -34,6 +35,7 @@ from conveyor.core.plan import (
     CreateRollback,
     DeleteJob,
     DeleteRelease,
+    Emit,
     LabelRelease,
     OwnApproval,
     Plan,
@@ -282,9 +284,12 @@ def apply_plan(
     plan: Plan,
     now: datetime,
     overlay: Overlay | None = None,
+    later: list[Announcement] | None = None,
 ) -> bool:
     """Perform the plan: child objects, then status (rollbacks' first: a plan is recorded before
-    it is acted on), then Events. Returns False when some write failed (the caller backs off)."""
+    it is acted on), then Events — or, with `later`, hand the Events to the caller (who records
+    them after a pass that must follow at once). Returns False when some write failed (the
+    caller backs off)."""
     ns = pipeline.metadata.namespace
     overlay = overlay if overlay is not None else Overlay()
     ok = True
@@ -335,30 +340,58 @@ def apply_plan(
     uids = {pipeline.metadata.name: pipeline.metadata.uid}
     uids.update({r.metadata.name: r.metadata.uid for r in releases})
     uids.update({r.metadata.name: r.metadata.uid for r in rollbacks})
-    for event in plan.events:
-        if event.name in failed:
-            continue
-        uid = uids.get(event.name, "") if event.kind != "Pipeline" else pipeline.metadata.uid
+    ready = [
+        Announcement(
+            e,
+            uids.get(e.name, "") if e.kind != "Pipeline" else pipeline.metadata.uid,
+            now,
+            ns,
+            pipeline.metadata.name,
+        )
+        for e in plan.events
+        if e.name not in failed
+    ]
+    if later is not None:
+        later.extend(ready)
+    else:
+        announce_all(kube, ready)
+    return ok
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """An Event a pass decided, with its object's uid and the pass's time."""
+
+    event: Emit
+    uid: str
+    now: datetime
+    namespace: str
+    pipeline: str
+
+
+def announce_all(kube: Kube, announcements: list[Announcement]) -> None:
+    """Record the Events (and audit lines), in the order they were decided."""
+    for a in announcements:
+        event = a.event
         announce(
             kube,
-            namespace=ns,
+            namespace=a.namespace,
             kind=event.kind,
             name=event.name,
-            uid=uid,
+            uid=a.uid,
             type_=event.type,
             reason=event.reason,
             message=event.message,
-            pipeline=pipeline.metadata.name,
+            pipeline=a.pipeline,
             stage=event.stage,
             release=event.release,
             commit=event.commit,
             digest=event.digest,
             ci_run=event.ci_run,
             actor=event.actor,
-            now=now,
+            now=a.now,
         )
         WRITES.add("event")
-    return ok
 
 
 def _parsed(
@@ -415,15 +448,30 @@ def reconcile_pipeline(
     follows its plan within the same wake-up). Returns (exists, requeue_after seconds or None).
     With a cache, passes read it (and its overlay of own writes); without one, the API server."""
     requeue: float | None = None
-    for _ in range(AGAIN_LIMIT):
-        exists, requeue, again = _pass(kube, namespace, name, clock, cache)
-        if not again:
-            break
+    exists = True
+    # Every pass's Events are recorded once the passes end: a pass followed at once by another (a
+    # rollback's plan, then its patch) does not make the patch wait for its Events. They keep
+    # their order and their time; a crash before them loses them, as it would between any status
+    # write and its Events.
+    later: list[Announcement] = []
+    try:
+        for _ in range(AGAIN_LIMIT):
+            exists, requeue, again = _pass(kube, namespace, name, clock, cache, later=later)
+            if not again:
+                break
+    finally:
+        announce_all(kube, later)
     return exists, requeue
 
 
 def _pass(
-    kube: Kube, namespace: str, name: str, clock: Clock, cache: Cache | None
+    kube: Kube,
+    namespace: str,
+    name: str,
+    clock: Clock,
+    cache: Cache | None,
+    *,
+    later: list[Announcement] | None = None,
 ) -> tuple[bool, float | None, bool]:
     """One pass: (exists, requeue_after, pass again at once)."""
     obj = cache.pipeline(namespace, name) if cache else kube.get_custom("pipelines", namespace, name)
@@ -472,6 +520,7 @@ def _pass(
         plan=plan,
         now=now,
         overlay=cache.overlay if cache is not None else None,
+        later=later,
     )
     updated = [
         r.model_copy(update={"status": plan.releases.get(r.metadata.name, r.status)}) for r in releases
