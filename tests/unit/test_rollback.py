@@ -275,3 +275,48 @@ def test_failure_before_changing_anything_does_not_roll_back():
     plan = reconcile(p, [r], [], w, later(0))
     assert plan.releases["v9"].phase == Phase.FAILED
     assert not any(isinstance(a, CreateRollback) for a in plan.actions)
+
+
+def test_a_plan_written_alone_then_acted_on_loses_nothing_and_repeats_nothing():
+    """The shell writes only a fresh rollback plan (handlers/reconcile.plans_only), then passes again
+    at once: the second pass patches and decides everything else — the stopped release, the veto,
+    their Events — exactly once between the two passes."""
+    from conveyor.handlers.reconcile import plans_only
+
+    p, rs = pipeline(), two_releases()
+    v3 = release(
+        "v3",
+        created=later(40),
+        status={
+            "phase": "Progressing",
+            "currentStage": "prod",
+            "stages": [
+                {"name": "staging", "phase": "Verified", "verifiedAt": later(41).isoformat()},
+                {
+                    "name": "prod",
+                    "phase": "RollingOut",
+                    "startedAt": later(42).isoformat(),
+                    "deployedAt": later(42).isoformat(),
+                },
+            ],
+        },
+    )
+    releases, rb = [*rs, v3], rollback("rb1", created=later(50))
+    w = prod_on("v3", "v3", rolled_out=False)
+    full = reconcile(p, releases, [], w, later(51), rollbacks=[rb])
+    assert full.again == {"rb1"}
+    first = plans_only(full, p)
+    assert set(first.rollbacks) == {"rb1"}
+    assert first.releases == {}
+    assert first.actions == []
+    assert {e.name for e in first.events} == {"rb1"}
+    assert first.pipeline == p.status  # the pipeline's status is written by the second pass
+    # The second pass reads the recorded plan (nothing else was written) and acts.
+    second = reconcile(p, releases, [], w, later(51.05), rollbacks=[carry_rb(rb, first)])
+    assert [a for a in second.actions if isinstance(a, SetImage)]
+    assert second.releases["v3"].phase == Phase.ROLLED_BACK
+    assert not second.again
+    both = [(e.name, e.reason) for e in first.events + second.events]
+    everything_once = [(e.name, e.reason) for e in full.events]
+    for event in everything_once:  # what the full first pass would have said is said, once
+        assert both.count(event) == 1, (event, both)

@@ -143,9 +143,9 @@ class Plan:
     errors: list[str] = field(default_factory=list)  # objects a pass could not decide for, and why
     # A deadline verdict is due but the world was read from a cache: pass again on fresh reads.
     refresh: bool = False
-    # What this pass recorded is what the next pass acts on (a rollback's plan): pass again at once,
-    # after the writes, instead of waiting for a wake-up.
-    again: bool = False
+    # Rollbacks whose plan this pass recorded: the next pass acts on them. The shell writes just those
+    # plans and passes again at once, instead of waiting for a wake-up.
+    again: set[str] = field(default_factory=set)
 
     def requeue(self, seconds: float | None) -> None:
         """Ask to be called again within `seconds` (the earliest request wins)."""

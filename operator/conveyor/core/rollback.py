@@ -413,7 +413,7 @@ class RollbackStep:
         self.stop_in_flight(stage)  # status only: no release may act in the stage from now on
         # The plan is recorded before anything in the cluster changes; the next pass acts on it: the
         # shell runs it at once, right after this status write (the requeue is the fallback).
-        ctx.plan.again = True
+        ctx.plan.again.add(self.name)
         ctx.plan.requeue(0.05)
         self.set_state(RollbackPhase.PENDING, code, f"planned: {plan.reason}")
         return st

@@ -464,6 +464,29 @@ def reconcile_pipeline(
     return exists, requeue
 
 
+def plans_only(plan: Plan, pipeline: Pipeline) -> Plan:
+    """The part of a pass that records new rollback plans, and nothing else: a plan is written
+    before it is acted on, and the pass that follows at once (reading the plan from the overlay)
+    acts on it — and decides everything else again, from the same world, so nothing is lost: the
+    releases a rollback stops, the vetoed label and the pipeline's status are written after the
+    patch instead of before it. (A rollback with actions of its own in this pass is not a fresh
+    plan: then the whole plan is applied as usual.)"""
+    fresh = {
+        name
+        for name in plan.again
+        if name in plan.rollbacks and not any(a.owner == name for a in plan.actions)
+    }
+    if not fresh:
+        return plan
+    return Plan(
+        rollbacks={n: st for n, st in plan.rollbacks.items() if n in fresh},
+        events=[e for e in plan.events if e.kind == "Rollback" and e.name in fresh],
+        pipeline=pipeline.status,
+        requeue_after=plan.requeue_after,
+        again=fresh,
+    )
+
+
 def _pass(
     kube: Kube,
     namespace: str,
@@ -511,6 +534,9 @@ def _pass(
         world.identity_enforced = IDENTITY(kube)
         now = clock()
         plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
+    again = cache is not None and bool(plan.again)
+    if again:
+        plan = plans_only(plan, pipeline)
     ok = apply_plan(
         kube,
         pipeline=pipeline,
@@ -534,7 +560,7 @@ def _pass(
     if not ok:
         return True, 2.0, False
     # Only with a cache: its overlay holds this pass's writes, so the next pass sees them at once.
-    return True, plan.requeue_after, plan.again and cache is not None
+    return True, plan.requeue_after, again
 
 
 def _write_status(kube: Kube, plural: str, obj: Any, status: KubeModel) -> None:
