@@ -36,13 +36,11 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-# Before the harness acquires the cluster: a cluster this run starts gets the audit log.
-os.environ.setdefault("CONVEYOR_AUDIT_LOG", "1")
 
 from kubernetes import watch
 
@@ -188,8 +186,20 @@ def now_utc() -> datetime:
 
 
 class Scale:
-    def __init__(self, b: Bench, args: argparse.Namespace, deadline: Deadline) -> None:
+    """The teams, their Deployments and Pipelines, and one operator serving them (the chart's RBAC).
+
+    bench/verdict.py reuses it for its background burst: `extra_namespaces` are served by the same
+    operator, `track_releases` and `burst_plan` give it the burst without the lone runs."""
+
+    def __init__(
+        self,
+        b: Bench,
+        args: argparse.Namespace,
+        deadline: Deadline,
+        extra_namespaces: Sequence[str] = (),
+    ) -> None:
         self.b, self.args, self.deadline = b, args, deadline
+        self.extra_namespaces = list(extra_namespaces)
         self.teams: list[dict[str, str]] = []
         self.op: OperatorProcess | None = None
         self.identity = ""
@@ -294,6 +304,7 @@ class Scale:
         self.helm_ns = b.namespace("scale-op")
         self.helm_release = "conveyor-scale"
         served = [team[k] for team in self.teams for k in ("home", "staging", "prod")]
+        served += self.extra_namespaces
         helm = helm_binary()
         kube = ["--kubeconfig", str(b.cluster.kubeconfig)]
         subprocess.run(
@@ -431,8 +442,8 @@ class Scale:
             "timed_out": timed_out,
         }
 
-    def run(self) -> dict[str, Any]:
-        a = self.args
+    def track_releases(self) -> None:
+        """Watch every Release of the cluster, marking when each first ends (phase() waits on it)."""
         self.releases = Tracker(
             self.b.custom.list_cluster_custom_object,
             mark=lambda r: phase_of(r) in TERMINAL,
@@ -440,6 +451,20 @@ class Scale:
             version=VERSION,
             plural="releases",
         )
+
+    def burst_plan(self) -> list[tuple[str, str, str]]:
+        """The burst's releases (home, pipeline, name): RELEASES per pipeline of every team but the
+        lone baseline's, release k of every pipeline before release k+1 of any."""
+        return [
+            (team["home"], f"app-{j:02d}", f"r{k}-app-{j:02d}")
+            for k in range(self.args.releases)
+            for team in self.teams[:-1]
+            for j in range(int(team["apps"]))
+        ]
+
+    def run(self) -> dict[str, Any]:
+        a = self.args
+        self.track_releases()
         idle = self.snapshot()
         lone_team = self.teams[-1]
         lone_runs = []
@@ -453,12 +478,7 @@ class Scale:
                 f"in {(end - t0) if end else float('nan'):.2f}s",
                 flush=True,
             )
-        burst = [
-            (team["home"], f"app-{j:02d}", f"r{k}-app-{j:02d}")
-            for k in range(a.releases)
-            for team in self.teams[:-1]
-            for j in range(int(team["apps"]))
-        ]
+        burst = self.burst_plan()
         print(f"burst: creating {len(burst)} releases on {a.teams * a.apps} pipelines", flush=True)
         res = self.phase("burst", burst, a.parallel)
         return {"idle": idle, "lone": lone_runs, "burst": res}
@@ -767,6 +787,8 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=900, help="seconds for the whole run")
     parser.add_argument("--out", type=Path, help="results JSON (default: <cluster>/results/scale.json)")
     args = parser.parse_args()
+    # Before the harness acquires the cluster: a cluster this run starts gets the audit log.
+    os.environ.setdefault("CONVEYOR_AUDIT_LOG", "1")
     deadline = Deadline(args.deadline)
     b = Bench()
     sc = Scale(b, args, deadline)
