@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/scale.py [--teams 20] [--apps 10] [--releases 2] [--replicas 2]
                                        [--approvals] [--lone-runs 3] [--deadline 900] [--out PATH]
+                                       [--results PATH]
 
 TEAMS x APPS pipelines (200 by default). Each team has a namespace for its Pipelines and Releases and
 shares one staging and one prod namespace among its APPS applications (one Deployment of REPLICAS
@@ -22,7 +23,10 @@ and reports end-to-end p50/p99 (burst vs lone), stage promotions per minute, the
 wrongly (per pipeline the newest must be Succeeded and in prod, the others Superseded or Succeeded),
 the operator's peak RSS and CPU seconds (/proc), and API requests per stage promotion by verb and
 resource, from the operator's conveyor_api_requests_total and from the audit log. The results go to
-<cluster folder>/results/scale.json (--out) and a Markdown summary is printed at the end.
+<cluster folder>/results/scale.json (--out) and a Markdown summary is printed at the end; the headline
+numbers and one row per goal of issue #11 (all correct, p99 <= 3x lone, <= 15 requests per stage
+promotion, RSS < 150 MB) replace the "scale" section of the benchmarks' one results file (--results;
+bench/results.py). `make bench` runs it at the issue's shape: --teams 20 --apps 10 --releases 5.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from typing import Any
 from kubernetes import watch
 
 from harness import REPO, Bench, deployment, median
+from results import record, section
 from scalestats import (
     AuditRecord,
     Key,
@@ -57,6 +62,7 @@ from scalestats import (
     percentile,
     proc_cpu_seconds,
     proc_memory_kb,
+    scale_goals,
     wrong_end_states,
 )
 from support.builders import REPO as IMAGE_REPO
@@ -686,6 +692,51 @@ def verified_stages(releases: Any) -> int:
     )
 
 
+def summary(res: dict[str, Any], details: Path) -> dict[str, Any]:
+    """The scale section of the one results file: the headline numbers; every release's end state
+    and the request tables stay in the run's own JSON (`details`)."""
+    lone, burst = res["lone"], res["burst"]
+
+    def total(rows: list[dict[str, Any]]) -> int:
+        return sum(r["count"] for r in rows)
+
+    def per(rows: list[dict[str, Any]], promotions: int) -> float | None:
+        return total(rows) / promotions if rows and promotions else None
+
+    return {
+        "details": str(details),
+        "lone": {
+            "end_to_end_s": lone["end_to_end_s"],
+            "stage_promotions": lone["stage_promotions"],
+            "requests_per_promotion": {
+                "operator": per(lone["operator_requests"], lone["stage_promotions"]),
+                "audit_log": per(lone["audit_requests"], lone["stage_promotions"]),
+            },
+        },
+        "burst": {
+            **{
+                k: burst[k]
+                for k in (
+                    "releases",
+                    "timed_out",
+                    "duration_s",
+                    "phases",
+                    "end_to_end_s_newest",
+                    "end_to_end_s_all",
+                    "stage_promotions",
+                    "stage_promotions_per_minute",
+                )
+            },
+            "wrong_end_states": len(burst["wrong_end_states"]),
+            "requests_per_promotion": {
+                "operator": per(burst["operator_requests"], burst["stage_promotions"]),
+                "audit_log": per(burst["audit_requests"], burst["stage_promotions"]),
+            },
+        },
+        "operator": res["operator"],
+    }
+
+
 def markdown(res: dict[str, Any]) -> str:
     p, lone, burst, op = res["parameters"], res["lone"], res["burst"], res["operator"]
 
@@ -786,6 +837,12 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=8, help="client threads creating releases")
     parser.add_argument("--deadline", type=float, default=900, help="seconds for the whole run")
     parser.add_argument("--out", type=Path, help="results JSON (default: <cluster>/results/scale.json)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="the benchmarks' one results file, whose 'scale' section this run replaces "
+        "(default: CONVEYOR_BENCH_RESULTS, else bench/results/bench.json)",
+    )
     args = parser.parse_args()
     # Before the harness acquires the cluster: a cluster this run starts gets the audit log.
     os.environ.setdefault("CONVEYOR_AUDIT_LOG", "1")
@@ -812,6 +869,13 @@ def main() -> None:
     print(markdown(results))
     print()
     print(f"results: {out}")
+    body = section(
+        script=__file__,
+        parameters=results["parameters"],
+        results=summary(results, out),
+        goals=scale_goals(results),
+    )
+    print(f"results file: {record('scale', body, args.results)}")
 
 
 if __name__ == "__main__":
