@@ -62,7 +62,7 @@ cluster-status: ## show the local control plane's components
 crds: venv ## regenerate crds/ from the pydantic models
 	@$(BIN)/python hack/gen-crds
 
-bench: venv binaries ## benchmarks (ratios against a baseline measured in the same run)
+bench: venv binaries ## every benchmark; results in bench/results/ (docs/benchmarks.md)
 	@hack/bench
 
 clean: cluster-down ## stop the cluster and remove .venv and .cluster

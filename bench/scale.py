@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/scale.py [--teams 20] [--apps 10] [--releases 2] [--replicas 2]
                                        [--approvals] [--lone-runs 3] [--deadline 900] [--out PATH]
+                                       [--results PATH]
 
 TEAMS x APPS pipelines (200 by default). Each team has a namespace for its Pipelines and Releases and
 shares one staging and one prod namespace among its APPS applications (one Deployment of REPLICAS
@@ -24,7 +25,10 @@ and reports end-to-end p50/p99 (burst vs lone), stage promotions per minute, the
 wrongly (per pipeline the newest must be Succeeded and in prod, the others Superseded or Succeeded),
 the operator's peak RSS and CPU seconds (/proc), and API requests per stage promotion by verb and
 resource, from the operator's conveyor_api_requests_total and from the audit log. The results go to
-<cluster folder>/results/scale.json (--out) and a Markdown summary is printed at the end.
+<cluster folder>/results/scale.json (--out) and a Markdown summary is printed at the end; the headline
+numbers and one row per goal of issue #11 (all correct, p99 <= 3x lone, <= 15 requests per stage
+promotion, RSS < 150 MB) replace the "scale" section of the benchmarks' one results file (--results;
+bench/results.py). `make bench` runs it at the issue's shape: --teams 20 --apps 10 --releases 5.
 """
 
 from __future__ import annotations
@@ -38,17 +42,16 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-# Before the harness acquires the cluster: a cluster this run starts gets the audit log.
-os.environ.setdefault("CONVEYOR_AUDIT_LOG", "1")
-
 from kubernetes import watch
 
 from harness import REPO, Bench, deployment, median
+from results import record, section
 from scalestats import (
     AuditRecord,
     Key,
@@ -61,6 +64,7 @@ from scalestats import (
     percentile,
     proc_cpu_seconds,
     proc_memory_kb,
+    scale_goals,
     wrong_end_states,
 )
 from support.builders import REPO as IMAGE_REPO
@@ -190,8 +194,20 @@ def now_utc() -> datetime:
 
 
 class Scale:
-    def __init__(self, b: Bench, args: argparse.Namespace, deadline: Deadline) -> None:
+    """The teams, their Deployments and Pipelines, and one operator serving them (the chart's RBAC).
+
+    bench/verdict.py reuses it for its background burst: `extra_namespaces` are served by the same
+    operator, `track_releases` and `burst_plan` give it the burst without the lone runs."""
+
+    def __init__(
+        self,
+        b: Bench,
+        args: argparse.Namespace,
+        deadline: Deadline,
+        extra_namespaces: Sequence[str] = (),
+    ) -> None:
         self.b, self.args, self.deadline = b, args, deadline
+        self.extra_namespaces = list(extra_namespaces)
         self.teams: list[dict[str, str]] = []
         self.op: OperatorProcess | None = None
         self.identity = ""
@@ -296,6 +312,7 @@ class Scale:
         self.helm_ns = b.namespace("scale-op")
         self.helm_release = "conveyor-scale"
         served = [team[k] for team in self.teams for k in ("home", "staging", "prod")]
+        served += self.extra_namespaces
         helm = helm_binary()
         kube = ["--kubeconfig", str(b.cluster.kubeconfig)]
         subprocess.run(
@@ -433,8 +450,8 @@ class Scale:
             "timed_out": timed_out,
         }
 
-    def run(self) -> dict[str, Any]:
-        a = self.args
+    def track_releases(self) -> None:
+        """Watch every Release of the cluster, marking when each first ends (phase() waits on it)."""
         self.releases = Tracker(
             self.b.custom.list_cluster_custom_object,
             mark=lambda r: phase_of(r) in TERMINAL,
@@ -442,6 +459,20 @@ class Scale:
             version=VERSION,
             plural="releases",
         )
+
+    def burst_plan(self) -> list[tuple[str, str, str]]:
+        """The burst's releases (home, pipeline, name): RELEASES per pipeline of every team but the
+        lone baseline's, release k of every pipeline before release k+1 of any."""
+        return [
+            (team["home"], f"app-{j:02d}", f"r{k}-app-{j:02d}")
+            for k in range(self.args.releases)
+            for team in self.teams[:-1]
+            for j in range(int(team["apps"]))
+        ]
+
+    def run(self) -> dict[str, Any]:
+        a = self.args
+        self.track_releases()
         idle = self.snapshot()
         lone_team = self.teams[-1]
         lone_runs = []
@@ -455,12 +486,7 @@ class Scale:
                 f"in {(end - t0) if end else float('nan'):.2f}s",
                 flush=True,
             )
-        burst = [
-            (team["home"], f"app-{j:02d}", f"r{k}-app-{j:02d}")
-            for k in range(a.releases)
-            for team in self.teams[:-1]
-            for j in range(int(team["apps"]))
-        ]
+        burst = self.burst_plan()
         print(f"burst: creating {len(burst)} releases on {a.teams * a.apps} pipelines", flush=True)
         res = self.phase("burst", burst, a.parallel)
         return {"idle": idle, "lone": lone_runs, "burst": res}
@@ -668,6 +694,51 @@ def verified_stages(releases: Any) -> int:
     )
 
 
+def summary(res: dict[str, Any], details: Path) -> dict[str, Any]:
+    """The scale section of the one results file: the headline numbers; every release's end state
+    and the request tables stay in the run's own JSON (`details`)."""
+    lone, burst = res["lone"], res["burst"]
+
+    def total(rows: list[dict[str, Any]]) -> int:
+        return sum(r["count"] for r in rows)
+
+    def per(rows: list[dict[str, Any]], promotions: int) -> float | None:
+        return total(rows) / promotions if rows and promotions else None
+
+    return {
+        "details": str(details),
+        "lone": {
+            "end_to_end_s": lone["end_to_end_s"],
+            "stage_promotions": lone["stage_promotions"],
+            "requests_per_promotion": {
+                "operator": per(lone["operator_requests"], lone["stage_promotions"]),
+                "audit_log": per(lone["audit_requests"], lone["stage_promotions"]),
+            },
+        },
+        "burst": {
+            **{
+                k: burst[k]
+                for k in (
+                    "releases",
+                    "timed_out",
+                    "duration_s",
+                    "phases",
+                    "end_to_end_s_newest",
+                    "end_to_end_s_all",
+                    "stage_promotions",
+                    "stage_promotions_per_minute",
+                )
+            },
+            "wrong_end_states": len(burst["wrong_end_states"]),
+            "requests_per_promotion": {
+                "operator": per(burst["operator_requests"], burst["stage_promotions"]),
+                "audit_log": per(burst["audit_requests"], burst["stage_promotions"]),
+            },
+        },
+        "operator": res["operator"],
+    }
+
+
 def markdown(res: dict[str, Any]) -> str:
     p, lone, burst, op = res["parameters"], res["lone"], res["burst"], res["operator"]
 
@@ -774,7 +845,15 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=8, help="client threads creating releases")
     parser.add_argument("--deadline", type=float, default=900, help="seconds for the whole run")
     parser.add_argument("--out", type=Path, help="results JSON (default: <cluster>/results/scale.json)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="the benchmarks' one results file, whose 'scale' section this run replaces "
+        "(default: CONVEYOR_BENCH_RESULTS, else bench/results/bench.json)",
+    )
     args = parser.parse_args()
+    # Before the harness acquires the cluster: a cluster this run starts gets the audit log.
+    os.environ.setdefault("CONVEYOR_AUDIT_LOG", "1")
     deadline = Deadline(args.deadline)
     b = Bench()
     sc = Scale(b, args, deadline)
@@ -798,6 +877,13 @@ def main() -> None:
     print(markdown(results))
     print()
     print(f"results: {out}")
+    body = section(
+        script=__file__,
+        parameters=results["parameters"],
+        results=summary(results, out),
+        goals=scale_goals(results),
+    )
+    print(f"results file: {record('scale', body, args.results)}")
 
 
 if __name__ == "__main__":

@@ -213,3 +213,67 @@ def per_promotion_table(
             (verb, resource, [c.get((verb, resource), 0) / max(promotions, 1) for c in sources.values()])
         )
     return rows
+
+
+def scale_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue #11's goals for the scale run, one row each (bench/results.py's goal rows), from the
+    results scale.py writes: all releases correct, p99 <= 3x lone, <= 15 API requests per stage
+    promotion (the audit log's count when the run had it, else the operator's own), RSS < 150 MB."""
+    p, lone, burst, op = res["parameters"], res["lone"], res["burst"], res["operator"]
+    shape = f"{p['pipelines']} pipelines x {p['releases_per_pipeline']} releases ({burst['releases']})"
+    wrong = len(burst["wrong_end_states"])
+    hit = "; DEADLINE HIT" if burst["timed_out"] else ""
+    phases = ", ".join(f"{k} {v}" for k, v in sorted(burst["phases"].items()))
+    rows = [
+        {
+            "what": f"scale {shape}: every release ends correctly",
+            "goal": "all correct",
+            "measured": f"{wrong} wrong ({phases}){hit}",
+            "met": wrong == 0 and not burst["timed_out"],
+        }
+    ]
+    newest, alone = burst["end_to_end_s_newest"], lone["end_to_end_s"]
+    if newest["p99"] is not None and alone["p99"]:
+        ratio = newest["p99"] / alone["p99"]
+        rows.append(
+            {
+                "what": f"scale {shape}: newest per pipeline created -> Succeeded, p99 vs a lone release",
+                "goal": "<= 3x lone",
+                "measured": f"{newest['p99']:.1f} s vs {alone['p99']:.1f} s = {ratio:.1f}x "
+                f"(n={newest['n']}, lone n={alone['n']})",
+                "met": ratio <= 3,
+            }
+        )
+    else:
+        rows.append(
+            {
+                "what": f"scale {shape}: newest per pipeline created -> Succeeded, p99 vs a lone release",
+                "goal": "<= 3x lone",
+                "measured": f"no sample (burst n={newest['n']}, lone n={alone['n']})",
+                "met": False if burst["releases"] else None,
+            }
+        )
+    promotions = burst["stage_promotions"]
+    source = "audit log" if burst["audit_requests"] else "operator's own count"
+    rows_of = burst["audit_requests"] or burst["operator_requests"]
+    total = sum(r["count"] for r in rows_of)
+    per = total / promotions if promotions else None
+    rows.append(
+        {
+            "what": f"scale {shape}: API requests per stage promotion, writes and Events included ({source})",
+            "goal": "<= 15",
+            "measured": f"{per:.0f} ({total} requests / {promotions} promotions)"
+            if per is not None
+            else f"no promotion ({total} requests)",
+            "met": per is not None and per <= 15,
+        }
+    )
+    rows.append(
+        {
+            "what": f"scale {shape}: operator peak RSS",
+            "goal": "< 150 MB",
+            "measured": f"{op['rss_peak_mb']:.0f} MB (idle {op['rss_idle_mb']:.0f} MB)",
+            "met": op["rss_peak_mb"] < 150,
+        }
+    )
+    return rows
