@@ -53,6 +53,7 @@ from kubernetes import watch
 from harness import REPO, Bench, deployment, median
 from results import record, section
 from scalestats import (
+    SEGMENTS,
     AuditRecord,
     Key,
     audit_events,
@@ -65,6 +66,7 @@ from scalestats import (
     proc_cpu_seconds,
     proc_memory_kb,
     scale_goals,
+    time_breakdown,
     wrong_end_states,
 )
 from support.builders import REPO as IMAGE_REPO
@@ -639,6 +641,19 @@ class Scale:
                 "audit_requests": table(audit_op),
                 "audit_requests_by_user": users,
                 "operator_watches_opened_since_start": watches,
+                # Where the newest releases' time went, per stage (median / p99 seconds).
+                "time_breakdown_newest": {
+                    stage: {name: stats(v) for name, v in segs.items()}
+                    for stage, segs in time_breakdown(
+                        burst["final"][k] for k in sorted(newest) if burst["final"].get(k)
+                    ).items()
+                },
+            },
+            "lone_time_breakdown": {
+                stage: {name: stats(v) for name, v in segs.items()}
+                for stage, segs in time_breakdown(
+                    r for res in measured["lone"] for r in res["final"].values() if r
+                ).items()
             },
             "operator": {
                 "rss_idle_mb": measured["idle"]["VmRSS"] / 1024,
@@ -781,6 +796,25 @@ def markdown(res: dict[str, Any]) -> str:
         f"| kube-apiserver CPU during the burst | {s(op['apiserver_cpu_s_burst'])} |",
         "",
     ]
+    breakdown = burst.get("time_breakdown_newest") or {}
+    if breakdown:
+        lone_bd = res.get("lone_time_breakdown") or {}
+        lines += [
+            "Where the newest releases' time went, per stage (seconds; lone p50 in brackets):",
+            "",
+            "| stage | segment | p50 | p99 | lone |",
+            "|---|---|---|---|---|",
+        ]
+        for stage, segs in breakdown.items():
+            for name, _why in SEGMENTS:
+                st = segs.get(name) or {}
+                if not st.get("n"):
+                    continue
+                lone_p50 = ((lone_bd.get(stage) or {}).get(name) or {}).get("p50")
+                lines.append(
+                    f"| {stage} | {name} | {s(st['p50'], '')} | {s(st['p99'], '')} | {s(lone_p50, '')} |"
+                )
+        lines += ["", *(f"- {name}: {why}" for name, why in SEGMENTS), ""]
     for w in burst["wrong_end_states"][:20]:
         lines.append(f"- wrong: {w['release']} ({w['phase']}): {w['why']} - {w['message']}")
         for stage, summary in (w.get("deployments_now") or {}).items():

@@ -277,3 +277,42 @@ def scale_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
         }
     )
     return rows
+
+
+# Where a release's time goes, per stage, from the timestamps Conveyor records in its status
+# (status.stages[]): the segments a user would ask about when the burst is slow.
+SEGMENTS = (
+    ("queued", "entered the stage after it was ready to (created, or verified in the stage before)"),
+    ("rollout", "image set -> every target available (the cluster's controllers and kwok)"),
+    ("smoke_test", "smoke-test Job started -> stage verified (the Job controller and kwok)"),
+    ("handoff", "every target available -> smoke-test Job started (Conveyor)"),
+)
+
+
+def time_breakdown(releases: Iterable[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """stage -> segment -> seconds, over the releases verified in that stage. `queued` counts from
+    the release's creation (whole seconds: creationTimestamp) for its first stage."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in releases:
+        ready = parse_time(r["metadata"]["creationTimestamp"])
+        for rec in (r.get("status") or {}).get("stages") or []:
+            times = {
+                k: parse_time(rec[k])
+                for k in ("startedAt", "deployedAt", "rolledOutAt", "smokeTestStartedAt", "verifiedAt")
+                if rec.get(k)
+            }
+            if rec.get("phase") != "Verified" or "verifiedAt" not in times:
+                break
+            seg = out.setdefault(rec["name"], {name: [] for name, _ in SEGMENTS})
+            if "startedAt" in times:
+                seg["queued"].append(max(0.0, (times["startedAt"] - ready).total_seconds()))
+            if "deployedAt" in times and "rolledOutAt" in times:
+                seg["rollout"].append((times["rolledOutAt"] - times["deployedAt"]).total_seconds())
+            if "smokeTestStartedAt" in times:
+                seg["smoke_test"].append((times["verifiedAt"] - times["smokeTestStartedAt"]).total_seconds())
+                if "rolledOutAt" in times:
+                    seg["handoff"].append(
+                        (times["smokeTestStartedAt"] - times["rolledOutAt"]).total_seconds()
+                    )
+            ready = times["verifiedAt"]
+    return out

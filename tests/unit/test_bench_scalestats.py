@@ -126,3 +126,42 @@ def test_end_states_newest_by_the_operators_order_must_be_in_prod_others_superse
 def test_parse_time_takes_nanoseconds_and_offsets():
     assert parse_time("2026-11-27T01:00:00.123456789Z") == datetime(2026, 11, 27, 1, 0, 0, 123456, tzinfo=UTC)
     assert parse_time("2026-11-27T02:00:00+01:00") == datetime(2026, 11, 27, 1, tzinfo=UTC)
+
+
+def test_time_breakdown_splits_each_verified_stage_into_queue_rollout_handoff_and_smoke_test():
+    from scalestats import time_breakdown
+
+    def at(s: float) -> str:
+        return f"2026-11-27T10:00:{s:09.6f}Z"
+
+    release = {
+        "metadata": {"creationTimestamp": "2026-11-27T10:00:00Z"},
+        "status": {
+            "stages": [
+                {
+                    "name": "staging",
+                    "phase": "Verified",
+                    "startedAt": at(1),
+                    "deployedAt": at(1.5),
+                    "rolledOutAt": at(4),
+                    "smokeTestStartedAt": at(4.25),
+                    "verifiedAt": at(6),
+                },
+                {
+                    "name": "prod",
+                    "phase": "Verified",
+                    "startedAt": at(10),
+                    "deployedAt": at(10),
+                    "rolledOutAt": at(12),
+                    "verifiedAt": at(12),
+                },
+                {"name": "never", "phase": "RollingOut", "startedAt": at(13)},
+            ]
+        },
+    }
+    out = time_breakdown([release])
+    assert set(out) == {"staging", "prod"}  # a stage not verified is not counted
+    assert out["staging"] == {"queued": [1.0], "rollout": [2.5], "smoke_test": [1.75], "handoff": [0.25]}
+    assert out["prod"]["queued"] == [4.0]  # counted from staging's verification
+    assert out["prod"]["rollout"] == [2.0]
+    assert out["prod"]["smoke_test"] == []
