@@ -69,13 +69,35 @@ def test_a_created_object_is_listed_before_the_watch_has_it():
     assert overlay.created("jobs", "apps", known=[], match=nothing) == []
 
 
-def test_a_created_object_deleted_before_the_watch_looked_is_not_a_ghost():
-    # The watch has gone past our write and never showed the object: it was deleted since.
+def test_a_created_object_the_watch_reports_deleted_is_not_a_ghost():
     overlay = Overlay()
     overlay.wrote("jobs", obj("smoke", 20, uid="j1"))
-    overlay.seen("jobs", obj("other", 25, uid="j2"))
+    overlay.gone("jobs", "apps", "smoke", "j1")  # the DELETED event
     assert overlay.resolve("jobs", "apps", "smoke", None) is None
     assert len(overlay) == 0
+
+
+def test_looking_up_another_pipeline_never_ends_an_entry():
+    # Regression (review F1): listing pipeline cart's releases resolved shop's entry with "not
+    # cached" and, as the watch had gone past it elsewhere, dropped it: shop's next pass read its
+    # release as it was before its own last write and announced its steps again.
+    overlay = Overlay()
+    overlay.wrote("releases", obj("r2", 100, uid="u2", phase="Progressing"))
+    assert overlay.created("releases", "apps", known=[], match=nothing) == []
+    stale = obj("r2", 90, uid="u2", phase="Pending")
+    assert overlay.resolve("releases", "apps", "r2", stale)["status"]["phase"] == "Progressing"
+
+
+def test_a_deletion_outlives_the_time_limit_while_the_cache_still_holds_the_object():
+    # A watch restarted after "410 Gone" never reports what was deleted in the gap: what a live
+    # resync found gone stays hidden for as long as the cache still holds it.
+    clock = Clock()
+    overlay = Overlay(clock=clock)
+    ghost = obj("r", 10, uid="u1")
+    overlay.deleted("releases", "apps", "r", uid="u1")
+    clock.now = OVERLAY_SECONDS * 10
+    assert overlay.resolve("releases", "apps", "r", ghost) is None
+    assert overlay.resolve("releases", "apps", "r", obj("r", 50, uid="u2"))["metadata"]["uid"] == "u2"
 
 
 def test_a_deleted_object_is_hidden_until_the_watch_says_it_is_gone():

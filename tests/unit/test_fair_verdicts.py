@@ -78,8 +78,9 @@ def test_a_controller_that_has_not_observed_the_change_is_waited_for():
     unseen = replace(deployment_view(image("r1"), release_name="r1", rolled_out=False), observed_generation=1)
     plan = reconcile(p, rs, [], world(staging=unseen), later(121))
     assert plan.releases["r1"].phase == Phase.PROGRESSING
-    # Waiting on the cluster needs no fresh read (only a verdict does): cached data will do.
-    assert not reconcile(p, rs, [], cached(world(staging=unseen)), later(121)).refresh
+    # Past the deadline even "waiting on the cluster" is judged on fresh reads: a cache may hold
+    # the answer to Conveyor's own patch (never observed) long after the controller moved on.
+    assert reconcile(p, rs, [], cached(world(staging=unseen)), later(121)).refresh
     assert "has not yet observed generation 2" in plan.releases["r1"].message
 
 
@@ -103,3 +104,29 @@ def test_a_recorded_job_missing_from_the_cache_is_not_judged_gone():
     assert plan.releases["r1"].phase == Phase.PROGRESSING
     fresh = reconcile(p, rs, [], world(staging=done), later(3))
     assert fresh.releases["r1"].phase == Phase.FAILED
+
+
+def test_another_writer_is_judged_on_fresh_data_only():
+    # Review F2: a cache holding the Deployment from before Conveyor's patch reads as "the image
+    # changed after Conveyor set it" — a false ImageChanged (and with onFailure: rollback, a
+    # rollback of a healthy release). The verdict waits for fresh reads.
+    rs, p = started()
+    assert rs[0].status.stages[0].deployed_at is not None
+    before_patch = deployment_view(image("old"), release_name=None)
+    plan = reconcile(p, rs, [], cached(world(staging=before_patch)), later(5))
+    assert plan.refresh
+    assert plan.releases["r1"].phase == Phase.PROGRESSING
+    assert not plan.actions  # and it does not patch again either
+    fresh = reconcile(p, rs, [], world(staging=before_patch), later(5))
+    assert fresh.releases["r1"].phase == Phase.FAILED
+
+
+def test_a_target_missing_from_the_cache_past_the_deadline_is_confirmed_before_failing():
+    # Review F3: between the DELETED and ADDED events of a `kubectl replace --force` the cache
+    # has no Deployment; the deadline verdict asks the API server first.
+    rs, p = started()
+    w = world()
+    w.stages["staging"].deployments["shop"] = None
+    plan = reconcile(p, rs, [], cached(w), later(121))
+    assert plan.refresh
+    assert plan.releases["r1"].phase == Phase.PROGRESSING

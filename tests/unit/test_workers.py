@@ -14,7 +14,7 @@ def test_a_pass_that_keeps_failing_is_reported_and_other_pipelines_go_on():
     reports: list[tuple[str, str, str]] = []
     healthy_passes = threading.Event()
 
-    def reconcile_pass(namespace: str, name: str) -> tuple[bool, float | None]:
+    def reconcile_pass(namespace: str, name: str, live: bool = False) -> tuple[bool, float | None]:
         if name == "broken":
             raise RuntimeError("status write refused")
         healthy_passes.set()
@@ -53,7 +53,7 @@ def test_a_deployment_change_wakes_only_the_pipelines_that_target_it():
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
 
-        def reconcile_pass(namespace: str, name: str) -> tuple[bool, float | None]:
+        def reconcile_pass(namespace: str, name: str, live: bool = False) -> tuple[bool, float | None]:
             with lock:
                 passes[name] += 1
             loop.call_soon_threadsafe(changed.set)
@@ -98,3 +98,33 @@ def test_the_echo_of_conveyors_own_status_write_is_no_news():
     assert news.news("MODIFIED", "u1", 2)  # a spec change
     assert news.news("DELETED", "u1", 2)
     assert news.news("ADDED", "u1", 2)  # the same uid again after a deletion is news
+
+
+def test_the_periodic_resync_reads_live_and_event_passes_read_the_cache(monkeypatch):
+    # The watch-fed cache never learns what was deleted while a watch was down (kopf relists after
+    # "410 Gone" without reporting deletions): the resync pass reads the API server itself.
+    from conveyor.handlers import workers as workers_mod
+
+    monkeypatch.setattr(workers_mod, "RESYNC_SECONDS", 0.3)
+    seen: list[bool] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        live_pass = asyncio.Event()
+
+        def reconcile_pass(namespace: str, name: str, live: bool = False) -> tuple[bool, float | None]:
+            seen.append(live)
+            if live:
+                loop.call_soon_threadsafe(live_pass.set)
+            return True, None
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            workers = PipelineWorkers(reconcile_pass, pool)
+            workers.ensure(("apps", "shop"), set())
+            # Deadline: the resync comes within 1.2 x RESYNC_SECONDS of the start.
+            await asyncio.wait_for(live_pass.wait(), timeout=10)
+            await workers.stop()
+
+    asyncio.run(scenario())
+    assert seen[0] is False, "the first pass reads the cache (kopf listed everything before it)"
+    assert True in seen

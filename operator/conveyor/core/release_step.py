@@ -331,7 +331,11 @@ class ReleaseStep:
             verdict = self.rollout_step(stage, rec)
             if verdict is not None:
                 return verdict
-        changed = changed_targets(pipeline, ctx.world.stage(stage.name, stage.namespace), self.image)
+        sw = ctx.world.stage(stage.name, stage.namespace)
+        changed = changed_targets(pipeline, sw, self.image)
+        if changed and not sw.fresh:  # "another writer" is a verdict: only on what the API server says
+            ctx.plan.refresh = True
+            return self.rolling_out(stage)
         if changed:
             # What is smoke-tested and verified must be what runs: another writer ends the stage.
             return self.fail(
@@ -438,6 +442,14 @@ class ReleaseStep:
             now=ctx.now,
         )
         ctx.plan.refresh |= check.stale
+        stale_verdict = not sw.fresh and (
+            check.state is RolloutState.BLOCKED or (check.state is RolloutState.PATCH and rec.deployed_at)
+        )
+        if stale_verdict:
+            # "Gone past the deadline" and "another writer" are verdicts: only on fresh reads (a
+            # cache can miss a Deployment replaced a moment ago, or hold one from before a patch).
+            ctx.plan.refresh = True
+            return self.rolling_out(stage)
         if check.state is RolloutState.BLOCKED:
             # The targets vanished after the release entered: that counts against the deadline.
             since = rec.deployed_at or rec.migrated_at or rec.started_at or ctx.now
@@ -485,7 +497,11 @@ class ReleaseStep:
             if check.state is RolloutState.WAITING
             else float(stage.rollout_deadline_seconds)
         )
+        return self.rolling_out(stage, check.detail)
+
+    def rolling_out(self, stage: Stage, lag: str = "") -> Verdict:
+        """The rollout goes on (past the deadline, waiting on the cluster's controllers: `lag` says so)."""
         message = f"{stage.name}: rolling out {short_commit(self.commit)}"
-        if check.detail:  # past the deadline, waiting on the cluster's controllers: say so
-            message += f"; past the deadline, waiting on the cluster ({check.detail})"
+        if lag:
+            message += f"; past the deadline, waiting on the cluster ({lag})"
         return Verdict(Phase.PROGRESSING, "RolloutInProgress", message)

@@ -471,6 +471,10 @@ class RollbackStep:
                 now=ctx.now,
             )
             ctx.plan.refresh |= check_r.stale
+            if not sw.fresh and check_r.state is RolloutState.PATCH and st.patched_at is not None:
+                ctx.plan.refresh = True  # "another writer" is a verdict: only on fresh reads
+                ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
+                return st
             if check_r.state is RolloutState.BLOCKED:
                 ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
                 self.set_state(RollbackPhase.ROLLING_BACK, check_r.reason, check_r.detail)
@@ -507,6 +511,10 @@ class RollbackStep:
             st.rolled_out_at = ctx.now
             self.emit("RollbackRolledOut", f"every target of {stage.name} available on {dst.metadata.name}")
         changed = changed_targets(ctx.pipeline, sw, image_ref(ctx.pipeline, dst))
+        if changed and not sw.fresh:  # a verdict: only on fresh reads
+            ctx.plan.refresh = True
+            ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
+            return st
         if changed:
             return self.fail(
                 "ImageChanged",

@@ -179,9 +179,12 @@ def check_rollout(
         )
     start = patched_at or now
     deadline = start + timedelta(seconds=deadline_seconds)
+    if now >= deadline and not sw.fresh:
+        # Past the deadline everything is judged on fresh reads: a cache may hold the answer to
+        # Conveyor's own patch (not yet observed) long after the controller moved on.
+        return RolloutCheck(RolloutState.WAITING, stale=True)
     if now >= deadline and now < start + timedelta(seconds=deadline_seconds * CLUSTER_LAG_FACTOR):
         # Fair verdicts: the release is not to blame when the cluster's controllers are what is slow.
-        # (Judged before freshness: waiting needs no fresh read, only a verdict does.)
         lag = [lagging for v in views if not v.rolled_out() and (lagging := v.cluster_lag())]
         if lag and len(lag) == sum(1 for v in views if not v.rolled_out()):
             return RolloutCheck(
@@ -189,8 +192,6 @@ def check_rollout(
                 detail="; ".join(lag),
                 requeue_after=min(LAG_RETRY_SECONDS, deadline_seconds),
             )
-    if now >= deadline and not sw.fresh:
-        return RolloutCheck(RolloutState.WAITING, stale=True)
     if now >= deadline:
         parts = [
             f"{v.name}: {v.updated_replicas}/{v.replicas} replicas updated, "

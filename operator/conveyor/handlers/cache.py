@@ -12,9 +12,14 @@ would repeat them (the same Event twice, a Job created again). `Overlay` closes 
 object a write returns is kept until the watch has delivered that version (or a newer one: compared
 by resourceVersion), and every object Conveyor deleted is hidden until the watch says it is gone.
 
-Reads come from pass threads while kopf updates the indexes on its event loop. Each read copies
-what it needs at once (one dict lookup, one `list()`), and is retried if the loop changed the store
-mid-copy; nothing read is ever mutated (index values are fresh dicts per event).
+Reads come from pass threads while kopf updates the indexes (its index functions run in its
+thread pool, the stores change on its event loop). Each read copies what it needs at once (one dict
+lookup, one `list()`), retried if a store changed mid-copy; nothing read is ever mutated (index
+values are fresh dicts per event).
+
+kopf never reports an object deleted while its watch was down (after "410 Gone" it lists again and
+keeps what it had): each pipeline's periodic resync therefore reads the API server itself, and hides
+from the cache whatever it found gone (`Overlay.deleted`).
 """
 
 from __future__ import annotations
@@ -70,26 +75,25 @@ def resource_version(obj: Mapping[str, Any] | None) -> int | None:
 
 @dataclass
 class _Entry:
-    uid: str
+    uid: str  # "": whatever object is under this name
     version: int | None
-    obj: Obj | None  # None: Conveyor deleted it
+    obj: Obj | None  # None: Conveyor deleted it (or found it gone)
     at: float
 
 
 class Overlay:
-    """Conveyor's own writes the watches have not delivered yet (see the module docstring)."""
+    """Conveyor's own writes the watches have not delivered yet (see the module docstring).
+
+    An entry ends when the watch's copy is at least as new (same uid, resourceVersion >= ours), when
+    the watch reports the object deleted (`gone`, from the DELETED event), or after OVERLAY_SECONDS —
+    except a deletion, which hides the object for as long as the cache still holds that uid (a
+    watch restarted after "410 Gone" never reports what was deleted in the gap: a live resync that
+    finds an object gone records it here, and it stays hidden)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: dict[tuple[str, str, str], _Entry] = {}
-        self._seen: dict[str, int] = {}  # kind -> the newest resourceVersion a watch delivered
         self._lock = threading.Lock()
         self._clock = clock
-
-    def seen(self, kind: str, obj: Mapping[str, Any]) -> None:
-        """A watch delivered this object (called by the index functions)."""
-        version = resource_version(obj)
-        if version is not None and version > self._seen.get(kind, 0):
-            self._seen[kind] = version
 
     def wrote(self, kind: str, obj: Mapping[str, Any] | None) -> None:
         """Conveyor wrote this object; `obj` is the API server's answer (None: nothing was written)."""
@@ -104,10 +108,18 @@ class Overlay:
                 self._entries[key] = entry
 
     def deleted(self, kind: str, namespace: str, name: str, uid: str = "") -> None:
-        """Conveyor deleted this object (uid "": whatever is under this name): hide it until the
-        watch says it is gone."""
+        """Conveyor deleted this object, or found it gone (uid "": whatever is under this name):
+        hide it until the watch says it is gone."""
         with self._lock:
             self._entries[(kind, namespace, name)] = _Entry(uid, None, None, self._clock())
+
+    def gone(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        """The watch reported the object deleted: an entry for it (not for a newer object of the
+        same name) has done its job."""
+        with self._lock:
+            entry = self._entries.get((kind, namespace, name))
+            if entry is not None and entry.uid in ("", uid):
+                del self._entries[(kind, namespace, name)]
 
     def resolve(self, kind: str, namespace: str, name: str, cached: Obj | None) -> Obj | None:
         """The newer of the watch's copy and Conveyor's own last write (None: absent)."""
@@ -116,44 +128,46 @@ class Overlay:
             entry = self._entries.get(key)
             if entry is None:
                 return cached
-            if self._clock() - entry.at > OVERLAY_SECONDS:
-                del self._entries[key]
-                return cached
-            winner, caught_up = self._judge(kind, entry, cached)
-            if caught_up:  # the watch has delivered our write (or its sequel): the entry is done
+            winner, done = self._judge(entry, cached)
+            if done:  # the watch caught up (or the entry is too old to trust): it has done its job
                 del self._entries[key]
             return winner
 
-    def _judge(self, kind: str, entry: _Entry, cached: Obj | None) -> tuple[Obj | None, bool]:
-        """(what a pass should see, whether the watch has caught up with the entry)."""
-        if entry.obj is None:  # a deletion of ours
-            if cached is None or (entry.uid and (_meta(cached).get("uid") or "") != entry.uid):
+    def _judge(self, entry: _Entry, cached: Obj | None) -> tuple[Obj | None, bool]:
+        """(what a pass should see, whether the entry is done)."""
+        cached_uid = (_meta(cached).get("uid") or "") if cached is not None else None
+        if entry.obj is None:  # a deletion
+            if cached is None or (entry.uid and cached_uid != entry.uid):
                 return cached, True  # gone, or a new object under the same name
             return None, False
+        expired = self._clock() - entry.at > OVERLAY_SECONDS
         if cached is None:
-            # Not delivered yet — unless the watch has gone past our write: then it was deleted since.
-            if entry.version is not None and self._seen.get(kind, 0) >= entry.version:
-                return None, True
-            return entry.obj, False
+            # Not delivered yet (a DELETED event would have ended the entry).
+            return (None, True) if expired else (entry.obj, False)
         cached_version = resource_version(cached)
-        if entry.version is None or cached_version is None or cached_version >= entry.version:
+        if expired or entry.version is None or cached_version is None or cached_version >= entry.version:
             return cached, True
         return entry.obj, False
 
     def created(self, kind: str, namespace: str, known: Iterable[str], match: Predicate) -> list[Obj]:
         """Objects Conveyor wrote in `namespace` that the watch has not delivered and `match` accepts
-        (objects it created a moment ago)."""
+        (objects it created a moment ago). Only matching entries are looked at: resolving another
+        pipeline's entry here must never end it."""
         names = set(known)
         with self._lock:
             keys = [
                 k
                 for k, e in self._entries.items()
-                if k[0] == kind and k[1] == namespace and k[2] not in names and e.obj is not None
+                if k[0] == kind
+                and k[1] == namespace
+                and k[2] not in names
+                and e.obj is not None
+                and match(e.obj)
             ]
         out = []
         for key in keys:
             obj = self.resolve(kind, namespace, key[2], None)
-            if obj is not None and match(obj):
+            if obj is not None:
                 out.append(obj)
         return out
 
@@ -257,17 +271,8 @@ def _job_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
 # --- the indexes (one watch per kind: kopf shares each kind's watch with its on.event handler)
 
 
-def _overlay(memo: Any) -> Overlay | None:
-    cache = getattr(memo, "cache", None)
-    return cache.overlay if isinstance(cache, Cache) else None
-
-
-def _indexed(kind: str, body: kopf.Body, memo: Any, *, template: bool = True) -> Obj:
-    obj = strip(body, template=template)
-    overlay = _overlay(memo)
-    if overlay is not None:
-        overlay.seen(kind, obj)
-    return obj
+def _indexed(body: kopf.Body, *, template: bool = True) -> Obj:
+    return strip(body, template=template)
 
 
 def _where(body: kopf.Body, field: str | None = None) -> tuple[str, str]:
@@ -279,15 +284,15 @@ def _where(body: kopf.Body, field: str | None = None) -> tuple[str, str]:
 
 
 @kopf.index(GROUP, VERSION, "pipelines")
-def conveyor_pipelines(body: kopf.Body, memo: Any, **_: Any) -> Any:
+def conveyor_pipelines(body: kopf.Body, **_: Any) -> Any:
     """Pipelines by (namespace, name)."""
-    return {_where(body): _indexed("pipelines", body, memo)}
+    return {_where(body): _indexed(body)}
 
 
 @kopf.index(GROUP, VERSION, "releases")
-def conveyor_releases(body: kopf.Body, memo: Any, **_: Any) -> Any:
+def conveyor_releases(body: kopf.Body, **_: Any) -> Any:
     """Releases by (namespace, pipeline)."""
-    return {_where(body, "pipeline"): _indexed("releases", body, memo)}
+    return {_where(body, "pipeline"): _indexed(body)}
 
 
 @kopf.index(GROUP, VERSION, "releases")
@@ -297,25 +302,25 @@ def conveyor_release_names(body: kopf.Body, **_: Any) -> Any:
 
 
 @kopf.index(GROUP, VERSION, "approvals")
-def conveyor_approvals(body: kopf.Body, memo: Any, **_: Any) -> Any:
+def conveyor_approvals(body: kopf.Body, **_: Any) -> Any:
     """Approvals by (namespace, release)."""
-    return {_where(body, "release"): _indexed("approvals", body, memo)}
+    return {_where(body, "release"): _indexed(body)}
 
 
 @kopf.index(GROUP, VERSION, "rollbacks")
-def conveyor_rollbacks(body: kopf.Body, memo: Any, **_: Any) -> Any:
+def conveyor_rollbacks(body: kopf.Body, **_: Any) -> Any:
     """Rollbacks by (namespace, pipeline)."""
-    return {_where(body, "pipeline"): _indexed("rollbacks", body, memo)}
+    return {_where(body, "pipeline"): _indexed(body)}
 
 
 @kopf.index("apps", "v1", "deployments")
-def conveyor_deployments(body: kopf.Body, memo: Any, **_: Any) -> Any:
+def conveyor_deployments(body: kopf.Body, **_: Any) -> Any:
     """Deployments by (namespace, name)."""
-    return {_where(body): _indexed("deployments", body, memo)}
+    return {_where(body): _indexed(body)}
 
 
 @kopf.index("batch", "v1", "jobs", labels=MANAGED_BY)
-def conveyor_jobs(body: kopf.Body, memo: Any, **_: Any) -> Any:
+def conveyor_jobs(body: kopf.Body, **_: Any) -> Any:
     """Conveyor's Jobs by (namespace, pipeline namespace, pipeline), without their pod template."""
-    obj = _indexed("jobs", body, memo, template=False)
+    obj = _indexed(body, template=False)
     return {_job_key(obj): obj}

@@ -37,7 +37,6 @@ log = logging.getLogger("conveyor")
 # day one: changing it later would make kopf re-run every handler on every object.
 ANNOTATION_PREFIX = "conveyor.dev"
 RECONCILE_THREADS = 16
-BATCH_WINDOW_SECONDS = 0.01
 
 
 def _targets(body: Any) -> set[tuple[str, str]]:
@@ -63,9 +62,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.inactivity_timeout = 330
-    # kopf waits this long after an object's event for more before handling the newest: 0.1 s by
-    # default, which every wake-up (a Rollback's creation, a Job's verdict) would pay.
-    settings.batching.batch_window = BATCH_WINDOW_SECONDS
     kube = Kube(load_api_client())
     cache = cache_mod.Cache()
     cache.bind(kwargs)
@@ -75,9 +71,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     memo.news = NewsFilter()
     memo.cache = cache
     memo.workers = PipelineWorkers(
-        lambda ns, name: reconcile_pipeline(kube, ns, name, cache=cache),
+        lambda ns, name, live: reconcile_pipeline(kube, ns, name, cache=cache, live=live),
         executor,
-        report=lambda ns, name, error: report_pass_failure(kube, ns, name, error),
+        report=lambda ns, name, error: report_pass_failure(kube, ns, name, error, cache=cache),
     )
     log.info("conveyor %s is alive", __version__)
 
@@ -92,7 +88,7 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "pipelines")
 async def pipeline_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Pipeline appeared, changed or went away: start, wake or stop its worker."""
-    if not _news(event, body, memo):
+    if not _news(event, body, memo, "pipelines"):
         return
     key = (body.metadata.namespace or "", body.metadata.name or "")
     if event["type"] == "DELETED":
@@ -101,22 +97,39 @@ async def pipeline_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
     memo.workers.ensure(key, _targets(body))
 
 
-async def _ensure_pipeline(memo: kopf.Memo, namespace: str, name: str) -> bool:
-    """Wake the pipeline's worker, starting it if the pipeline exists; False when it does not."""
+async def _ensure_pipeline(memo: kopf.Memo, namespace: str, name: str, *, live: bool = True) -> bool:
+    """Wake the pipeline's worker, starting it if the pipeline exists; False when it does not (the
+    cache says so, and — `live` — the API server confirms it)."""
     key = (namespace, name)
     if key in memo.workers:
         memo.workers.wake(key)
         return True
     obj = memo.cache.pipeline(namespace, name)
-    if obj is None:
+    if obj is None and not live:
         return False
+    if obj is None:
+        # Not in the cache: perhaps created a moment ago and not indexed yet. Asked before an
+        # object is told its pipeline is missing (rare, so a GET is cheap).
+        obj = await _in_thread(memo, memo.kube.get_custom, "pipelines", namespace, name)
+        if obj is None:
+            return False
     memo.workers.ensure(key, _targets(obj))
     return True
 
 
-def _news(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo) -> bool:
-    """False for the echo of Conveyor's own status (or metadata) write: nothing a pass has not seen."""
+def _news(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, plural: str) -> bool:
+    """False for the echo of Conveyor's own status (or metadata) write: nothing a pass has not seen.
+    (Every event first tells the cache's overlay about deletions.)"""
+    _deleted(event, body, memo, plural)
     return bool(memo.news.news(event["type"], body.metadata.uid or "", body.metadata.get("generation")))
+
+
+def _deleted(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, plural: str) -> None:
+    """A DELETED event ends the overlay's entry for that object (see handlers/cache.py)."""
+    if event["type"] == "DELETED":
+        memo.cache.overlay.gone(
+            plural, body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid or ""
+        )
 
 
 async def _in_thread(memo: kopf.Memo, fn: Callable[..., Any], *args: Any) -> Any:
@@ -125,13 +138,18 @@ async def _in_thread(memo: kopf.Memo, fn: Callable[..., Any], *args: Any) -> Any
 
 
 async def _wake_or_report_orphan(
-    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, report: Callable[[Kube, dict[str, Any]], None]
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    plural: str,
+    report: Callable[[Kube, dict[str, Any]], None],
 ) -> None:
     """Wake the pipeline named in spec.pipeline, or — when it does not exist — let the object say so."""
-    if not _news(event, body, memo):
+    if not _news(event, body, memo, plural):
         return
     namespace, pipeline = body.metadata.namespace or "", body.spec.get("pipeline", "")
-    if await _ensure_pipeline(memo, namespace, pipeline) or event["type"] == "DELETED":
+    deleted = event["type"] == "DELETED"
+    if await _ensure_pipeline(memo, namespace, pipeline, live=not deleted) or deleted:
         return
     await _in_thread(memo, report, memo.kube, dict(body))
 
@@ -139,23 +157,26 @@ async def _wake_or_report_orphan(
 @kopf.on.event(GROUP, VERSION, "releases")
 async def release_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Release changed: its pipeline looks again (or the release learns its pipeline is missing)."""
-    await _wake_or_report_orphan(event, body, memo, report_orphan_release)
+    await _wake_or_report_orphan(event, body, memo, "releases", report_orphan_release)
 
 
 @kopf.on.event(GROUP, VERSION, "rollbacks")
 async def rollback_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Rollback changed: its pipeline acts on it at once (or it learns its pipeline is missing)."""
-    await _wake_or_report_orphan(event, body, memo, report_orphan_rollback)
+    await _wake_or_report_orphan(event, body, memo, "rollbacks", report_orphan_rollback)
 
 
 @kopf.on.event(GROUP, VERSION, "approvals")
 async def approval_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """An Approval changed: the release's pipeline looks again (or the approval learns its release
     is missing)."""
-    if not _news(event, body, memo) or event["type"] == "DELETED":
+    if not _news(event, body, memo, "approvals") or event["type"] == "DELETED":
         return
     namespace, release_name = body.metadata.namespace or "", body.spec.get("release", "")
     pipeline = memo.cache.release_pipeline(namespace, release_name)
+    if pipeline is None:  # not in the cache: asked of the API server before the Approval is told
+        release = await _in_thread(memo, memo.kube.get_custom, "releases", namespace, release_name)
+        pipeline = (release or {}).get("spec", {}).get("pipeline")
     if pipeline is None:
         await _in_thread(memo, report_orphan_approval, memo.kube, dict(body))
         return
@@ -163,14 +184,16 @@ async def approval_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
 
 
 @kopf.on.event("apps", "v1", "deployments")
-async def deployment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def deployment_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Deployment changed: the pipelines that target it look again."""
+    _deleted(event, body, memo, "deployments")
     memo.workers.wake_deployment(body.metadata.namespace or "", body.metadata.name or "")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)
-async def job_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def job_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """One of Conveyor's Jobs changed: its pipeline looks again."""
+    _deleted(event, body, memo, "jobs")
     namespace = body.metadata.annotations.get(PIPELINE_NAMESPACE_ANNOTATION, "")
     pipeline = body.metadata.labels.get(PIPELINE_LABEL, "")
     memo.workers.wake((namespace, pipeline))

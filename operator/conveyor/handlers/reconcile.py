@@ -12,11 +12,12 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from conveyor.api.admission import POLICY_OBJECTS
@@ -95,13 +96,17 @@ class LiveReads:
 
     fresh = True
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, cache: Cache | None = None) -> None:
         self.kube = kube
+        self.cache = cache  # what the API server says is gone is hidden from it (hide_gone)
         self._listed: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         """GET the Deployment."""
-        return self.kube.get_deployment(namespace, name)
+        obj = self.kube.get_deployment(namespace, name)
+        if self.cache is not None:
+            hide_gone(self.cache, "deployments", namespace, [self.cache.deployment(namespace, name)], [obj])
+        return obj
 
     def jobs(self, namespace: str, pipeline: Pipeline) -> list[dict[str, Any]]:
         """LIST the namespace's Jobs with the pipeline's labels (once per namespace per pass)."""
@@ -116,6 +121,9 @@ class LiveReads:
                 if ((obj.get("metadata") or {}).get("annotations") or {}).get(PIPELINE_NAMESPACE_ANNOTATION)
                 == pipeline.metadata.namespace
             ]
+            if self.cache is not None:
+                cached = self.cache.jobs(namespace, pipeline.metadata.namespace, name)
+                hide_gone(self.cache, "jobs", namespace, cached, self._listed[key])
         return self._listed[key]
 
     def namespace_exists(self, namespace: str) -> bool:
@@ -129,8 +137,8 @@ class CachedReads(LiveReads):
     fresh = False
 
     def __init__(self, kube: Kube, cache: Cache) -> None:
-        super().__init__(kube)
-        self.cache = cache
+        super().__init__(kube, cache)
+        self.cache: Cache = cache
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The cached Deployment."""
@@ -139,6 +147,25 @@ class CachedReads(LiveReads):
     def jobs(self, namespace: str, pipeline: Pipeline) -> list[dict[str, Any]]:
         """The cached Jobs of this pipeline in `namespace`."""
         return self.cache.jobs(namespace, pipeline.metadata.namespace, pipeline.metadata.name)
+
+
+def hide_gone(
+    cache: Cache, kind: str, namespace: str, cached: Sequence[dict[str, Any] | None], live: Sequence[Any]
+) -> None:
+    """Objects the cache holds that the API server no longer has: hidden from then on. kopf never
+    reports what was deleted while its watch was down (after "410 Gone"), so live reads are how
+    such ghosts are found."""
+    alive = {(o.get("metadata") or {}).get("uid") for o in live if o}
+    for obj in cached:
+        meta = (obj or {}).get("metadata") or {}
+        if obj and meta.get("uid") not in alive:
+            log.info(
+                "%s %s/%s is gone (the watch never said so): no longer cached",
+                kind,
+                namespace,
+                meta.get("name"),
+            )
+            cache.overlay.deleted(kind, namespace, meta.get("name") or "", meta.get("uid") or "")
 
 
 class SecretLookups:
@@ -151,12 +178,12 @@ class SecretLookups:
         self._seen: dict[tuple[str, str], tuple[float, SecretInfo]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, kube: Kube, namespace: str, secret: str, *, fresh: bool = False) -> SecretInfo:
-        """How the Secret is made (read when not known or older than SECONDS, or `fresh`)."""
+    def __call__(self, kube: Kube, namespace: str, secret: str) -> SecretInfo:
+        """How the Secret is made (read when not known or older than SECONDS)."""
         key = (namespace, secret)
         with self._lock:
             known = self._seen.get(key)
-        if known is not None and not fresh and time.monotonic() - known[0] < self.SECONDS:
+        if known is not None and time.monotonic() - known[0] < self.SECONDS:
             return known[1]
         meta = kube.secret_metadata(namespace, secret)
         kind, owner = owner_of(meta) if meta else (None, None)
@@ -192,7 +219,7 @@ def observe(kube: Kube, pipeline: Pipeline, reads: Reads | None = None) -> World
             sw_ = world.stages[stage.name]
             names = set().union(*(referenced_secrets(v.pod_spec) for v in sw_.deployments.values() if v))
             for secret in sorted(names):
-                sw_.secrets[secret] = SECRETS(kube, stage.namespace, secret, fresh=reads.fresh)
+                sw_.secrets[secret] = SECRETS(kube, stage.namespace, secret)
     for stage in pipeline.spec.stages:
         sw = world.stages[stage.name]
         if not sw.namespace_exists:
@@ -223,10 +250,13 @@ def _perform(kube: Kube, namespace: str, action: Action, overlay: Overlay) -> No
         if created:
             WRITES.add("job_create")
     elif isinstance(action, SetImage):
-        overlay.wrote(
-            "deployments",
-            kube.patch_deployment(action.namespace, action.deployment, _set_image_patch(action)),
-        )
+        try:
+            patched = kube.patch_deployment(action.namespace, action.deployment, _set_image_patch(action))
+        except ApiException as e:
+            if e.status == 404:  # gone, whatever the cache says: the next pass sees it missing
+                overlay.deleted("deployments", action.namespace, action.deployment)
+            raise
+        overlay.wrote("deployments", patched)
         WRITES.add("deployment_patch")
     elif isinstance(action, CreateRollback):
         created = kube.create_custom("rollbacks", namespace, action.manifest)
@@ -285,15 +315,19 @@ def apply_plan(
     now: datetime,
     overlay: Overlay | None = None,
     later: list[Announcement] | None = None,
+    failed: set[str] | None = None,
 ) -> bool:
     """Perform the plan: child objects, then status (rollbacks' first: a plan is recorded before
     it is acted on), then Events — or, with `later`, hand the Events to the caller (who records
     them after a pass that must follow at once). Returns False when some write failed (the
-    caller backs off)."""
+    caller backs off). `failed` collects the owners whose writes did not happen (a 404 on a status:
+    the object is gone)."""
     ns = pipeline.metadata.namespace
     overlay = overlay if overlay is not None else Overlay()
     ok = True
-    failed: set[str] = set()  # owners (release or rollback) whose actions failed: their status waits
+    failed = (
+        failed if failed is not None else set()
+    )  # owners (release or rollback) whose actions failed: their status waits
     # Image patches first: they are what a rollback waits on; Jobs, Rollbacks and labels follow.
     order = {
         SetImage: 0,
@@ -315,6 +349,10 @@ def apply_plan(
             )
             failed.add(action.owner)
             ok = False
+    uids = {pipeline.metadata.name: pipeline.metadata.uid}
+    uids.update({r.metadata.name: r.metadata.uid for r in releases})
+    uids.update({r.metadata.name: r.metadata.uid for r in rollbacks})
+    uids.update({a.metadata.name: a.metadata.uid for a in approvals})
     writes: list[tuple[str, str, KubeModel, KubeModel]] = []
     by_rb = {r.metadata.name: r for r in rollbacks}
     writes += [("rollbacks", n, by_rb[n].status, st) for n, st in plan.rollbacks.items()]
@@ -330,16 +368,18 @@ def apply_plan(
         if not patch:
             continue
         try:
-            overlay.wrote(plural, kube.patch_custom_status(plural, ns, name, patch))
+            written = kube.patch_custom_status(plural, ns, name, patch)
             WRITES.add("status_patch")
+            if written is None:  # 404: deleted meanwhile — nothing to announce for it, nothing to act on
+                overlay.deleted(plural, ns, name, uids.get(name, ""))
+                failed.add(name)
+                continue
+            overlay.wrote(plural, written)
         except Exception:
             # One object's refused write never stops the others' (nor their Events).
             log.warning("%s/%s: writing the status of %s failed", ns, name, plural, exc_info=True)
             failed.add(name)
             ok = False
-    uids = {pipeline.metadata.name: pipeline.metadata.uid}
-    uids.update({r.metadata.name: r.metadata.uid for r in releases})
-    uids.update({r.metadata.name: r.metadata.uid for r in rollbacks})
     ready = [
         Announcement(
             e,
@@ -442,11 +482,18 @@ AGAIN_LIMIT = 3  # passes in a row when a pass recorded what the next one acts o
 
 
 def reconcile_pipeline(
-    kube: Kube, namespace: str, name: str, clock: Clock = utcnow, cache: Cache | None = None
+    kube: Kube,
+    namespace: str,
+    name: str,
+    clock: Clock = utcnow,
+    cache: Cache | None = None,
+    *,
+    live: bool = False,
 ) -> tuple[bool, float | None]:
     """One pass (a few, when a pass recorded a plan the next acts on — a rollback's: then its patch
     follows its plan within the same wake-up). Returns (exists, requeue_after seconds or None).
-    With a cache, passes read it (and its overlay of own writes); without one, the API server."""
+    With a cache, passes read it (and its overlay of own writes); without one, or `live` (the
+    periodic resync), the API server."""
     requeue: float | None = None
     exists = True
     # Every pass's Events are recorded once the passes end: a pass followed at once by another (a
@@ -455,8 +502,10 @@ def reconcile_pipeline(
     # write and its Events.
     later: list[Announcement] = []
     try:
-        for _ in range(AGAIN_LIMIT):
-            exists, requeue, again = _pass(kube, namespace, name, clock, cache, later=later)
+        for attempt in range(AGAIN_LIMIT):
+            exists, requeue, again = _pass(
+                kube, namespace, name, clock, cache, later=later, live=live and attempt == 0
+            )
             if not again:
                 break
     finally:
@@ -495,48 +544,70 @@ def _pass(
     cache: Cache | None,
     *,
     later: list[Announcement] | None = None,
+    live: bool = False,
 ) -> tuple[bool, float | None, bool]:
-    """One pass: (exists, requeue_after, pass again at once)."""
-    obj = cache.pipeline(namespace, name) if cache else kube.get_custom("pipelines", namespace, name)
+    """One pass: (exists, requeue_after, pass again at once). `live` (or no cache): read everything
+    from the API server — and hide from the cache what it no longer has."""
+    from_api = cache is None or live
+    if from_api:
+        obj = kube.get_custom("pipelines", namespace, name)
+    else:
+        assert cache is not None
+        obj = cache.pipeline(namespace, name)
+    if live and cache is not None:
+        hide_gone(cache, "pipelines", namespace, [cache.pipeline(namespace, name)], [obj])
     if obj is None:
         return False, None, False
     try:
         pipeline = Pipeline.model_validate(obj)
     except ValidationError as e:
         # Stored before a schema bound existed, say: it says why on itself, and heals when fixed.
-        report_pass_failure(kube, namespace, name, f"the Pipeline does not validate: {e}", clock)
+        report_pass_failure(kube, namespace, name, f"the Pipeline does not validate: {e}", clock, cache=cache)
         return True, None, False
     invalid: list[str] = []
-    if cache is not None:
-        raw_releases = cache.releases(namespace, name)
-        raw_rollbacks = cache.rollbacks(namespace, name)
-    else:
+    if from_api:
         selector = f"spec.pipeline={name}"
         raw_releases = kube.list_custom("releases", namespace, field_selector=selector)
         raw_rollbacks = kube.list_custom("rollbacks", namespace, field_selector=selector)
+        if cache is not None:
+            hide_gone(cache, "releases", namespace, list(cache.releases(namespace, name)), raw_releases)
+            hide_gone(cache, "rollbacks", namespace, list(cache.rollbacks(namespace, name)), raw_rollbacks)
+    else:
+        assert cache is not None
+        raw_releases = cache.releases(namespace, name)
+        raw_rollbacks = cache.rollbacks(namespace, name)
     releases: list[Release] = _parsed(Release, raw_releases, invalid=invalid)
     rollbacks: list[Rollback] = _parsed(Rollback, raw_rollbacks, invalid=invalid)
     names = {r.metadata.name for r in releases}
-    raw_approvals = (
-        cache.approvals(namespace, sorted(names))
-        if cache is not None
-        else kube.list_custom("approvals", namespace)
-    )
+    if from_api:
+        raw_approvals = [
+            a
+            for a in kube.list_custom("approvals", namespace)
+            if (a.get("spec") or {}).get("release") in names
+        ]
+        if cache is not None:
+            hide_gone(
+                cache, "approvals", namespace, list(cache.approvals(namespace, sorted(names))), raw_approvals
+            )
+    else:
+        assert cache is not None
+        raw_approvals = cache.approvals(namespace, sorted(names))
     approvals = [a for a in _parsed(Approval, raw_approvals) if a.spec.release in names]
-    reads: Reads = CachedReads(kube, cache) if cache is not None else LiveReads(kube)
+    reads: Reads = CachedReads(kube, cache) if not from_api and cache is not None else LiveReads(kube, cache)
     world = observe(kube, pipeline, reads)
     world.identity_enforced = IDENTITY(kube)
     now = clock()
     plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
     if plan.refresh and not reads.fresh:
         # A deadline verdict is due: it is given only on what the API server says now.
-        world = observe(kube, pipeline, LiveReads(kube))
+        world = observe(kube, pipeline, LiveReads(kube, cache))
         world.identity_enforced = IDENTITY(kube)
         now = clock()
         plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
     again = cache is not None and bool(plan.again)
     if again:
         plan = plans_only(plan, pipeline)
+    failed: set[str] = set()
     ok = apply_plan(
         kube,
         pipeline=pipeline,
@@ -547,7 +618,9 @@ def _pass(
         now=now,
         overlay=cache.overlay if cache is not None else None,
         later=later,
+        failed=failed,
     )
+    again = again and not plan.again & failed  # a plan that was not written is not acted on
     updated = [
         r.model_copy(update={"status": plan.releases.get(r.metadata.name, r.status)}) for r in releases
     ]
@@ -592,7 +665,15 @@ def report_orphan_rollback(kube: Kube, obj: dict[str, Any], clock: Clock = utcno
         _write_status(kube, "rollbacks", rollback, unknown_pipeline_rollback(rollback, clock()))
 
 
-def report_pass_failure(kube: Kube, namespace: str, name: str, error: str, clock: Clock = utcnow) -> None:
+def report_pass_failure(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    error: str,
+    clock: Clock = utcnow,
+    *,
+    cache: Cache | None = None,
+) -> None:
     """Say on the Pipeline that Conveyor's passes over it fail, and why (best effort: this runs when
     something already went wrong, perhaps because the Pipeline itself does not validate — so only its
     conditions are read). The next successful pass sets Reconciled back to True."""
@@ -605,9 +686,11 @@ def report_pass_failure(kube: Kube, namespace: str, name: str, error: str, clock
         generation = int((obj.get("metadata") or {}).get("generation") or 0)
         updated = reconciled(conditions, [error], generation=generation, now=clock())
         if updated != conditions:
-            kube.patch_custom_status(
+            written = kube.patch_custom_status(
                 "pipelines", namespace, name, {"conditions": [c.wire() for c in updated]}
             )
+            if cache is not None:  # the next good pass compares with this, not the cache's older copy
+                cache.overlay.wrote("pipelines", written)
             WRITES.add("status_patch")
     except Exception:
         log.warning("%s/%s: could not report the failing pass", namespace, name, exc_info=True)

@@ -28,10 +28,13 @@ log = logging.getLogger("conveyor.workers")
 
 Key = tuple[str, str]  # (namespace, pipeline name)
 Target = tuple[str, str]  # (stage namespace, Deployment name)
-Pass = Callable[[str, str], tuple[bool, float | None]]
+Pass = Callable[[str, str, bool], tuple[bool, float | None]]  # (namespace, name, live) -> ...
 Report = Callable[[str, str, str], None]  # (namespace, name, error): say it on the Pipeline
 
-RESYNC_SECONDS = 300.0  # a full look even when nothing announced a change (jittered: +-20 %)
+# A full look even when nothing announced a change, read from the API server itself rather than the
+# watch-fed cache (which never learns what was deleted while a watch was down); jittered +-20 % so
+# pipelines started together do not resync together.
+RESYNC_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 60.0
 REPORT_AFTER_FAILURES = 2  # a pass that fails again is no blip: the Pipeline says so
 
@@ -100,6 +103,7 @@ class PipelineWorkers:
         namespace, name = key
         loop = asyncio.get_running_loop()
         failures = 0
+        next_live = time.monotonic() + _jittered(RESYNC_SECONDS)  # the cache is fresh at start
         while True:
             wakeup = self._wakeups.get(key)
             if wakeup is None:
@@ -107,8 +111,13 @@ class PipelineWorkers:
             wakeup.clear()
             started = time.monotonic()
             ACTIVE_WORKERS.labels(CONTROLLER).inc()
+            live = started >= next_live
+            if live:
+                next_live = started + _jittered(RESYNC_SECONDS)
             try:
-                exists, requeue = await loop.run_in_executor(self._executor, self._pass, namespace, name)
+                exists, requeue = await loop.run_in_executor(
+                    self._executor, self._pass, namespace, name, live
+                )
                 failures = 0
                 RECONCILE_TOTAL.labels(
                     CONTROLLER, "requeue_after" if requeue is not None else "success"
@@ -136,10 +145,14 @@ class PipelineWorkers:
                 log.info("pipeline %s/%s is gone; its worker stops", namespace, name)
                 self.forget(key)
                 return
-            # Jitter: pipelines started together (an operator restart) do not resync together.
-            timeout = requeue if requeue is not None else RESYNC_SECONDS * random.uniform(0.8, 1.2)  # noqa: S311 (not crypto)
+            until_live = max(0.0, next_live - time.monotonic())
+            timeout = min(requeue, until_live) if requeue is not None else until_live
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout=timeout)
+
+
+def _jittered(seconds: float) -> float:
+    return seconds * random.uniform(0.8, 1.2)  # noqa: S311 (spreading load, not crypto)
 
 
 class NewsFilter:
