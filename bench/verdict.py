@@ -1,6 +1,6 @@
 """Verdict latency (issue #11): from a failure signal to Conveyor's verdict, idle and during a burst.
 
-Usage: .venv/bin/python bench/verdict.py [--runs 20] [--rollout-deadline 5] [--burst-teams 10]
+Usage: .venv/bin/python bench/verdict.py [--runs 20] [--rollout-deadline 5] [--burst-teams 20]
            [--burst-apps 10] [--burst-releases 2] [--burst-job-lanes 10] [--burst-deadline-lanes 2]
            [--deadline 1500] [--results PATH]
 
@@ -397,7 +397,12 @@ def main() -> None:
     parser.add_argument(
         "--rollout-deadline", type=int, default=5, help="the deadline kind's rolloutDeadlineSeconds (>= 5)"
     )
-    parser.add_argument("--burst-teams", type=int, default=10, help="0: no burst phase")
+    parser.add_argument(
+        "--burst-teams",
+        type=int,
+        default=20,
+        help="0: no burst phase (20 x 10: the brief's 200-pipeline burst)",
+    )
     parser.add_argument("--burst-apps", type=int, default=10, help="pipelines per burst team")
     parser.add_argument("--burst-releases", type=int, default=2, help="releases per burst pipeline, at once")
     parser.add_argument(
@@ -426,6 +431,7 @@ def main() -> None:
         lone_runs=0,
         parallel=args.parallel,
         deadline=args.deadline,
+        namespaced=False,  # cluster-wide, as bench/scale.py runs it
     )
     v = Verdicts(b, args, deadline)
     sc = Scale(b, shape, deadline, extra_namespaces=v.namespaces)
