@@ -54,6 +54,9 @@ from conveyor.kube.record import announce
 
 log = logging.getLogger("conveyor.reconcile")
 Clock = Callable[[], datetime]
+# The decision a pass asks for: the core's `reconcile`. A parameter only so the model test
+# (tests/support/sim.py) can watch what each pass of this very shell saw and decided.
+Decide = Callable[..., Plan]
 
 
 def utcnow() -> datetime:
@@ -409,21 +412,33 @@ AGAIN_LIMIT = 3  # passes in a row when a pass recorded what the next one acts o
 
 
 def reconcile_pipeline(
-    kube: Kube, namespace: str, name: str, clock: Clock = utcnow, cache: Cache | None = None
+    kube: Kube,
+    namespace: str,
+    name: str,
+    clock: Clock = utcnow,
+    cache: Cache | None = None,
+    *,
+    decide: Decide = reconcile,
 ) -> tuple[bool, float | None]:
     """One pass (a few, when a pass recorded a plan the next acts on — a rollback's: then its patch
     follows its plan within the same wake-up). Returns (exists, requeue_after seconds or None).
     With a cache, passes read it (and its overlay of own writes); without one, the API server."""
     requeue: float | None = None
     for _ in range(AGAIN_LIMIT):
-        exists, requeue, again = _pass(kube, namespace, name, clock, cache)
+        exists, requeue, again = _pass(kube, namespace, name, clock, cache, decide=decide)
         if not again:
             break
     return exists, requeue
 
 
 def _pass(
-    kube: Kube, namespace: str, name: str, clock: Clock, cache: Cache | None
+    kube: Kube,
+    namespace: str,
+    name: str,
+    clock: Clock,
+    cache: Cache | None,
+    *,
+    decide: Decide = reconcile,
 ) -> tuple[bool, float | None, bool]:
     """One pass: (exists, requeue_after, pass again at once)."""
     obj = cache.pipeline(namespace, name) if cache else kube.get_custom("pipelines", namespace, name)
@@ -456,13 +471,13 @@ def _pass(
     world = observe(kube, pipeline, reads)
     world.identity_enforced = IDENTITY(kube)
     now = clock()
-    plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
+    plan = decide(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
     if plan.refresh and not reads.fresh:
         # A deadline verdict is due: it is given only on what the API server says now.
         world = observe(kube, pipeline, LiveReads(kube))
         world.identity_enforced = IDENTITY(kube)
         now = clock()
-        plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
+        plan = decide(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
     ok = apply_plan(
         kube,
         pipeline=pipeline,
