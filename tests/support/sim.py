@@ -289,7 +289,8 @@ class SimCluster:
         self.true_created: dict[str, datetime] = {}  # uid -> true creation time (µs)
         self.facts: dict[str, dict[str, Any]] = {}  # uid -> the object as created (any kind, forever)
         self.deleted: set[str] = set()  # uids
-        self.own_writes: dict[str, int] = {}  # uid -> resourceVersion of Conveyor's latest write to it
+        # uid -> (resourceVersion, pass index or -1 for a handler) of Conveyor's latest write to it
+        self.own_writes: dict[str, tuple[int, int]] = {}
         self.namespaces: set[str] = {NAMESPACE}
         self.deployments: dict[Key, dict[str, Any]] = {}
         self.jobs: dict[Key, dict[str, Any]] = {}
@@ -964,26 +965,29 @@ class SimKube:
         return read[0] if read else None
 
     def _check_fresh(self, plural: str, name: str, what: str) -> None:
-        """A write computed from what the pass read: never from data older than Conveyor's own last
-        write to that object (the overlay's promise)."""
+        """A write computed from what the pass read: never from data older than a write Conveyor
+        made before this pass (the overlay's promise; this pass's own earlier writes to the object,
+        its metadata, say, are not what the status was computed from)."""
         record = self.sim._record
         read = record.read_version(plural, name) if record is not None else self.handler_read
         if read is None:
             return
         uid, rv = read
         last = self.sim.own_writes.get(uid)
-        if last is not None and rv < last:
-            message = (
-                f"{what} of {plural}/{name} computed from resourceVersion {rv}, "
-                f"older than Conveyor's own write {last}"
-            )
-            if record is not None:
-                record.stale_writes.append(message)
-            else:
-                self.sim.handler_stale.append(message)
+        if last is None or rv >= last[0] or (record is not None and last[1] == record.index):
+            return
+        message = (
+            f"{what} of {plural}/{name} computed from resourceVersion {rv}, older than Conveyor's "
+            f"own write {last[0]} (by {'pass ' + str(last[1]) if last[1] >= 0 else 'a handler'})"
+        )
+        if record is not None:
+            record.stale_writes.append(message)
+        else:
+            self.sim.handler_stale.append(message)
 
     def _wrote(self, obj: dict[str, Any]) -> None:
-        self.sim.own_writes[obj["metadata"]["uid"]] = _rv(obj)
+        record = self.sim._record
+        self.sim.own_writes[obj["metadata"]["uid"]] = (_rv(obj), record.index if record is not None else -1)
 
     def create_job(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any] | None:
         name = manifest["metadata"]["name"]
