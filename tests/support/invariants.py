@@ -432,8 +432,8 @@ class Invariants:
                 self.first_from.setdefault(uid, st.plan.from_release)
         # Which rollbacks are final now (as written).
         for w in r.writes:
-            if w.plural != "rollbacks" or not w.applied:
-                continue
+            if w.plural != "rollbacks" or not w.applied or w.landed_on != w.uid:
+                continue  # not written, or not to this rollback (gone: 404)
             st = RollbackStatus.model_validate(w.status)
             blocked = _cond(st.conditions, "RollbackBlocked")
             final = st.phase in ("Succeeded", "Failed", "Refused") or (

@@ -265,3 +265,20 @@ def test_retention_keeps_the_release_a_stage_runs_even_one_that_failed_there():
     assert sim.image_of("shop-prod", "shop", "web") == image("r2")
     assert "r2" in sim.releases
     holds(sim, "retention")
+
+
+# --- reading a cache (the watches lag) --------------------------------------------------------
+
+
+def test_a_rollback_deleted_before_the_watch_says_so_is_announced_once():
+    """The cache still lists a Rollback its user deleted: the first pass decides it (Refused),
+    announces it, and its status write meets a 404. The overlay now hides the object until the watch
+    delivers the deletion; before, every pass until then decided and announced it again."""
+    sim = SimCluster(migration=False, smoke_test=False, watch_lag=True)
+    sim.create_rollback("rb1")  # nothing ever ran anywhere: Refused
+    sim.deliver()
+    sim.delete("rollbacks", "rb1")  # not delivered yet
+    sim.reconcile()
+    sim.reconcile()
+    assert [e.reason for e in sim.events if e.name == "rb1"] == ["RollbackRefused"]
+    holds(sim, "events-once", "final-rollbacks")

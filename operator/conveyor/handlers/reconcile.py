@@ -313,28 +313,43 @@ def apply_plan(
             )
             failed.add(action.owner)
             ok = False
-    writes: list[tuple[str, str, KubeModel, KubeModel]] = []
+    writes: list[tuple[str, str, str, KubeModel, KubeModel]] = []
     by_rb = {r.metadata.name: r for r in rollbacks}
-    writes += [("rollbacks", n, by_rb[n].status, st) for n, st in plan.rollbacks.items()]
+    writes += [
+        ("rollbacks", n, by_rb[n].metadata.uid, by_rb[n].status, st) for n, st in plan.rollbacks.items()
+    ]
     current = {r.metadata.name: r for r in releases}
-    writes += [("releases", n, current[n].status, st) for n, st in plan.releases.items()]
+    writes += [
+        ("releases", n, current[n].metadata.uid, current[n].status, st) for n, st in plan.releases.items()
+    ]
     by_appr = {a.metadata.name: a for a in approvals}
-    writes += [("approvals", n, by_appr[n].status, st) for n, st in plan.approvals.items()]
-    writes.append(("pipelines", pipeline.metadata.name, pipeline.status, plan.pipeline))
-    for plural, name, old, new in writes:
+    writes += [
+        ("approvals", n, by_appr[n].metadata.uid, by_appr[n].status, st) for n, st in plan.approvals.items()
+    ]
+    writes.append(
+        ("pipelines", pipeline.metadata.name, pipeline.metadata.uid, pipeline.status, plan.pipeline)
+    )
+    for plural, name, uid, old, new in writes:
         if name in failed:
             continue
         patch = merge_patch(old.wire(), new.wire())
         if not patch:
             continue
         try:
-            overlay.wrote(plural, kube.patch_custom_status(plural, ns, name, patch))
+            stored = kube.patch_custom_status(plural, ns, name, patch)
             WRITES.add("status_patch")
         except Exception:
             # One object's refused write never stops the others' (nor their Events).
             log.warning("%s/%s: writing the status of %s failed", ns, name, plural, exc_info=True)
             failed.add(name)
             ok = False
+            continue
+        if stored is None:
+            # 404: deleted since the cache listed it. Hidden until the watch says so: a pass that
+            # still saw it would decide, and announce, the same transition again.
+            overlay.deleted(plural, ns, name, uid)
+        else:
+            overlay.wrote(plural, stored)
     uids = {pipeline.metadata.name: pipeline.metadata.uid}
     uids.update({r.metadata.name: r.metadata.uid for r in releases})
     uids.update({r.metadata.name: r.metadata.uid for r in rollbacks})
