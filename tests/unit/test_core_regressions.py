@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from support.builders import REPO, digest_of
 from support.invariants import Invariants
 from support.sim import SimCluster
@@ -282,3 +284,33 @@ def test_a_rollback_deleted_before_the_watch_says_so_is_announced_once():
     sim.reconcile()
     assert [e.reason for e in sim.events if e.name == "rb1"] == ["RollbackRefused"]
     holds(sim, "events-once", "final-rollbacks")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: writes by name reach a re-created object the cache does not show yet (see the test)",
+)
+def test_a_status_computed_for_a_deleted_release_never_lands_on_its_successor_of_the_same_name():
+    """r1 is verified in staging; CI deletes it and creates r1 again with another artifact; the watch
+    has not delivered either change. The pass decides for the r1 it cached and merge-patches the
+    status by name: the API server applies it to the new r1, which now says it was verified in
+    staging — a digest that never ran there, one approval away from prod.
+
+    Before the cache the same race had the width of one pass (LIST, then PATCH); a lagging watch
+    widens it to the lag. A status merge patch carries no precondition the API server checks for the
+    status subresource (a uid in it is reset with the rest of the metadata); a JSON patch whose first
+    operation tests /metadata/uid would be refused (422) instead."""
+    sim = SimCluster(migration=False, smoke_test=False, watch_lag=True)
+    sim.create_release("r1", artifact="a1")
+    sim.deliver()
+    sim.reconcile()  # r1 enters staging and sets its image
+    sim.deliver()
+    sim.rollout("shop-staging")
+    sim.deliver("deployments")
+    sim.delete("releases", "r1")
+    sim.create_release("r1", artifact="a2")  # neither change delivered yet
+    sim.tick(1)
+    sim.reconcile()
+    staging = next((s for s in sim.status("releases", "r1").get("stages", []) if s["name"] == "staging"), {})
+    assert staging.get("phase") != "Verified", "the new r1 inherited the deleted r1's verification"
+    holds(sim, "right-object")
