@@ -293,6 +293,7 @@ class SimCluster:
         self.own_writes: dict[str, tuple[int, int]] = {}
         self.namespaces: set[str] = {NAMESPACE}
         self.deployments: dict[Key, dict[str, Any]] = {}
+        self.removed: dict[Key, dict[str, Any]] = {}  # Deployments deleted by someone (restorable)
         self.jobs: dict[Key, dict[str, Any]] = {}
         self.objects: dict[str, dict[str, dict[str, Any]]] = {p: {} for p in PLURALS}
         # Watches: pending changes per kind; what they delivered; the index entries made from it.
@@ -699,6 +700,25 @@ class SimCluster:
                 if status != st:
                     dep["status"] = status
                     self._changed("deployments", (ns, name), dep)
+
+    def delete_deployments(self, namespace: str) -> None:
+        """Someone deletes the namespace's Deployments (kept aside: `restore_deployments` brings them
+        back as new objects, on the image they ran)."""
+        for key in [k for k in self.deployments if k[0] == namespace]:
+            dep = self.deployments.pop(key)
+            self.deleted.add(dep["metadata"]["uid"])
+            self.removed[key] = dep
+            self._changed("deployments", key, None)
+
+    def restore_deployments(self, namespace: str) -> None:
+        """The namespace's deleted Deployments are applied again (new uids, rolled out)."""
+        for key in [k for k in self.removed if k[0] == namespace]:
+            dep = self.removed.pop(key)
+            dep["metadata"]["uid"] = f"uid-{next(self._uids):04d}-deployment-{key[1]}"[:36]
+            dep["metadata"]["generation"] = 1
+            dep["status"] = self._rollout_status(1, dep["spec"]["replicas"], "complete")
+            self.deployments[key] = dep
+            self._changed("deployments", key, dep)
 
     def set_image_by_hand(self, namespace: str, image: str) -> None:
         """Someone runs `kubectl set image` (annotations stay as they were)."""

@@ -241,6 +241,15 @@ class CoreModel(RuleBasedStateMachine):
 
         self.sim.set_image_by_hand(self.stage(stage)["namespace"], f"{REPO}@{digest_of(artifact)}")
 
+    @rule(stage=st.integers(0, 2))
+    def delete_deployments(self, stage: int) -> None:
+        self.sim.delete_deployments(self.stage(stage)["namespace"])
+
+    @precondition(lambda self: bool(self.sim.removed))
+    @rule(stage=st.integers(0, 2))
+    def restore_deployments(self, stage: int) -> None:
+        self.sim.restore_deployments(self.stage(stage)["namespace"])
+
     # --- controllers and time -----------------------------------------------------------------
 
     @precondition(lambda self: bool(self.sim.running_jobs()))

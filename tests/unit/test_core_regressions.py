@@ -314,3 +314,22 @@ def test_a_status_computed_for_a_deleted_release_never_lands_on_its_successor_of
     staging = next((s for s in sim.status("releases", "r1").get("stages", []) if s["name"] == "staging"), {})
     assert staging.get("phase") != "Verified", "the new r1 inherited the deleted r1's verification"
     holds(sim, "right-object")
+
+
+def test_a_deployment_applied_again_but_not_yet_delivered_is_no_timeout():
+    """r1 rolls out in staging; its Deployment is deleted and applied again; the watch has not
+    delivered the new one when the deadline comes. Judged on the cache, r1 failed RolloutTimedOut
+    while its Deployment existed and ran its image; now the core asks for live reads first."""
+    sim = SimCluster(migration=False, smoke_test=False, watch_lag=True)
+    sim.create_release("r1", artifact="a1")
+    sim.deliver()
+    sim.reconcile()  # r1 enters staging and sets its image
+    sim.delete_deployments("shop-staging")
+    sim.deliver()
+    sim.reconcile()  # blocked: DeploymentNotFound
+    sim.tick(100)
+    sim.restore_deployments("shop-staging")
+    sim.tick(30)  # past the 120 s deadline; the new Deployment not delivered yet
+    sim.reconcile()
+    assert phase(sim, "releases", "r1") != "Failed"
+    holds(sim, "fair-verdicts")

@@ -101,3 +101,23 @@ def test_a_recorded_job_missing_from_the_cache_is_not_judged_gone():
     assert plan.releases["r1"].phase == Phase.PROGRESSING
     fresh = reconcile(p, rs, [], world(staging=done), later(3))
     assert fresh.releases["r1"].phase == Phase.FAILED
+
+
+def test_targets_missing_from_the_cache_past_the_deadline_ask_for_fresh_data_instead_of_failing():
+    """The model test found it: the Deployment was deleted and applied again; the watch had not
+    delivered the new one when the deadline came, and the release failed RolloutTimedOut on what
+    only the cache said."""
+    rs, p = started()
+
+    def gone() -> World:
+        w = world()
+        w.stages["staging"].deployments["shop"] = None
+        return w
+
+    plan = reconcile(p, rs, [], cached(gone()), later(121))
+    assert plan.releases["r1"].phase == Phase.PROGRESSING
+    assert plan.refresh
+    # On fresh data the same world is a verdict.
+    plan = reconcile(p, rs, [], gone(), later(121))
+    assert plan.releases["r1"].phase == Phase.FAILED
+    assert not plan.refresh

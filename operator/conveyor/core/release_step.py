@@ -442,6 +442,10 @@ class ReleaseStep:
             # The targets vanished after the release entered: that counts against the deadline.
             since = rec.deployed_at or rec.migrated_at or rec.started_at or ctx.now
             deadline = since + timedelta(seconds=stage.rollout_deadline_seconds)
+            if ctx.now >= deadline and not sw.fresh:
+                # A cache may not show targets created a moment ago: judged only on live reads.
+                ctx.plan.refresh = True
+                return self.blocked(stage, check.reason, check.detail)
             if ctx.now >= deadline:
                 return self.fail(
                     stage,
