@@ -333,3 +333,25 @@ def test_a_deployment_applied_again_but_not_yet_delivered_is_no_timeout():
     sim.reconcile()
     assert phase(sim, "releases", "r1") != "Failed"
     holds(sim, "fair-verdicts")
+
+
+@pytest.mark.xfail(strict=True, reason="open: ImageChanged is judged on cached Deployments (see the test)")
+def test_an_image_set_by_hand_and_back_before_the_watch_delivers_it_is_no_image_changed():
+    """r1 rolled out in staging and smoke-tests there. Someone sets another image by hand and then
+    r1's image back; the cache has the first change, not the second. The pass fails r1 ImageChanged
+    on what only the cache says: on the true state the stage runs r1's image. Like the deadline
+    verdicts, ImageChanged (releases' and rollbacks') could ask for live reads (plan.refresh) first."""
+    sim = SimCluster(migration=False, smoke_test=True, watch_lag=True)
+    sim.create_release("r1", artifact="a1")
+    sim.deliver()
+    sim.reconcile()
+    sim.rollout("shop-staging")
+    sim.deliver()
+    sim.reconcile()  # rolled out; the smoke test runs
+    sim.deliver()
+    sim.set_image_by_hand("shop-staging", image("hand-built"))
+    sim.deliver("deployments")
+    sim.set_image_by_hand("shop-staging", image("a1"))  # back, not delivered yet
+    sim.reconcile()
+    assert phase(sim, "releases", "r1") != "Failed"
+    holds(sim, "fair-verdicts")
