@@ -1,12 +1,15 @@
 """A model of the core that finds the next bugs (issue #10).
 
-A hypothesis `RuleBasedStateMachine` drives the pure core through a simulated cluster
-(tests/support/sim.py): releases created (names re-used after deletion, artifacts re-released),
-approvals (valid, forged — refused by admission —, forged-looking, stale, expiring, from the
-requester, floods of them), rollbacks (any target, several at once), Job outcomes, rollouts that
-complete, stall and fail, images set by hand, deletions, operator crashes between two status writes
-and restarts, an operator clock skewed from the API server's. After every step it checks
-(tests/support/invariants.py):
+A hypothesis `RuleBasedStateMachine` drives the pure core — through the shell's own reconcile pass
+(handlers/reconcile.py, reading a watch-fed cache with its overlay of own writes) — in a simulated
+cluster (tests/support/sim.py): releases created (names re-used after deletion, artifacts
+re-released), approvals (valid, forged — refused by admission —, forged-looking, stale, expiring,
+from the requester, floods of them), rollbacks (any target, several at once), Job outcomes, rollouts
+that complete, stall and fail, images set by hand, Deployments deleted and applied again, deletions,
+operator crashes between two status writes and restarts (a new cache, listed anew), an operator
+clock skewed from the API server's, and watches that lag: each kind's changes reach the operator's
+cache only when a `deliver` rule says so (in resourceVersion order, never later than
+sim.MAX_LAG_SECONDS). After every step it checks (tests/support/invariants.py):
 
 - core-never-raises: a pass never raises.
 - released-digests: a Deployment only ever runs a digest some Release named; a gated stage (the
@@ -27,7 +30,15 @@ and restarts, an operator clock skewed from the API server's. After every step i
   openAPIV3Schema (types, enums, required, maxLength, maxItems, patterns, no pruned fields).
 - stage-truth: what the pipeline status says runs in a stage is what the Deployments run.
 - tracked: the Tracked condition, when the core writes one, matches the truth.
-- retention: retention never deletes the release a stage runs.
+- retention: retention never deletes the release a stage runs (as the pass saw it, nor truly).
+- jobs-once: no Job of any kind is created twice for the same owner, stage and kind.
+- events-once: no Event is posted twice for the same transition (same reason about the same object
+  and release, by uid, in the same stage; pipeline states that come and go excepted).
+- fresh-writes: no status (or owners) write is computed from data older than a write Conveyor made
+  before that pass — the overlay's promise.
+- right-object: a write by name lands on the object (uid) the pass decided it for.
+- fair-verdicts: a verdict that something is gone, late or changed (JobMissing, TimedOut,
+  ImageChanged) given on cached reads is one a decision on the true state would give too.
 
 Budget: a bounded run by default (part of `make test`); `make fuzz` (CONVEYOR_FUZZ=1) runs many
 more examples. CONVEYOR_MODEL_INVARIANTS=a,b / CONVEYOR_MODEL_SKIP=a,b choose the invariants.
