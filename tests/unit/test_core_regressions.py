@@ -335,12 +335,11 @@ def test_a_deployment_applied_again_but_not_yet_delivered_is_no_timeout():
     holds(sim, "fair-verdicts")
 
 
-@pytest.mark.xfail(strict=True, reason="open: ImageChanged is judged on cached Deployments (see the test)")
 def test_an_image_set_by_hand_and_back_before_the_watch_delivers_it_is_no_image_changed():
     """r1 rolled out in staging and smoke-tests there. Someone sets another image by hand and then
-    r1's image back; the cache has the first change, not the second. The pass fails r1 ImageChanged
-    on what only the cache says: on the true state the stage runs r1's image. Like the deadline
-    verdicts, ImageChanged (releases' and rollbacks') could ask for live reads (plan.refresh) first."""
+    r1's image back; the cache has the first change, not the second. The pass failed r1
+    ImageChanged on what only the cache said, while the stage ran r1's image; now ImageChanged
+    (releases' and rollbacks') is judged, like the deadlines, on live reads only."""
     sim = SimCluster(migration=False, smoke_test=True, watch_lag=True)
     sim.create_release("r1", artifact="a1")
     sim.deliver()

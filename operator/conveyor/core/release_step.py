@@ -106,6 +106,15 @@ class ReleaseStep:
             self.request_rollback(stage, reason)
         return Verdict(Phase.FAILED, reason, f"{stage.name}: {message}")
 
+    def judge_fresh(self, stage: Stage) -> Verdict:
+        """Another image than the release's, in a cache: a cache may show a change that has since
+        been undone. ImageChanged is judged, like the deadlines, only on live reads: ask for them
+        (the shell decides again at once on them; this pass's plan is not applied)."""
+        self.ctx.plan.refresh = True
+        return Verdict(
+            Phase.PROGRESSING, "RolloutInProgress", f"{stage.name}: checking {stage.namespace}'s images"
+        )
+
     def request_rollback(self, stage: Stage, reason: str) -> None:
         """onFailure: rollback — one Rollback object, the same mechanism and audit trail as a manual one."""
         name = auto_rollback_name(self.release, stage.name)
@@ -331,7 +340,10 @@ class ReleaseStep:
             verdict = self.rollout_step(stage, rec)
             if verdict is not None:
                 return verdict
-        changed = changed_targets(pipeline, ctx.world.stage(stage.name, stage.namespace), self.image)
+        sw = ctx.world.stage(stage.name, stage.namespace)
+        changed = changed_targets(pipeline, sw, self.image)
+        if changed and not sw.fresh:
+            return self.judge_fresh(stage)
         if changed:
             # What is smoke-tested and verified must be what runs: another writer ends the stage.
             return self.fail(
@@ -456,6 +468,8 @@ class ReleaseStep:
             verdict = self.blocked(stage, check.reason, check.detail)
             ctx.plan.requeue((deadline - ctx.now).total_seconds())
             return verdict
+        if check.state is RolloutState.PATCH and rec.deployed_at is not None and not sw.fresh:
+            return self.judge_fresh(stage)
         if check.state is RolloutState.PATCH and rec.deployed_at is not None:
             # Someone else changed the image after Conveyor set it: the stage fails, never a fight.
             return self.fail(

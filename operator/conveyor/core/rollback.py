@@ -475,6 +475,9 @@ class RollbackStep:
                 ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
                 self.set_state(RollbackPhase.ROLLING_BACK, check_r.reason, check_r.detail)
                 return st
+            if check_r.state is RolloutState.PATCH and st.patched_at is not None and not sw.fresh:
+                ctx.plan.refresh = True  # ImageChanged is judged on live reads only (as deadlines are)
+                return st
             if check_r.state is RolloutState.PATCH and st.patched_at is not None:
                 # Someone else changed the image after Conveyor set it: stop, never fight.
                 changed_by_others = ", ".join(sorted(check_r.patches))
@@ -507,6 +510,9 @@ class RollbackStep:
             st.rolled_out_at = ctx.now
             self.emit("RollbackRolledOut", f"every target of {stage.name} available on {dst.metadata.name}")
         changed = changed_targets(ctx.pipeline, sw, image_ref(ctx.pipeline, dst))
+        if changed and not sw.fresh:
+            ctx.plan.refresh = True  # ImageChanged is judged on live reads only (as deadlines are)
+            return st
         if changed:
             return self.fail(
                 "ImageChanged",
