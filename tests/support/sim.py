@@ -865,11 +865,13 @@ class SimCluster:
             return self.pipeline.get("status") or {}
         return (self.objects[plural].get(name) or {}).get("status") or {}
 
-    def settle(self, passes: int = 8, outcome: str = "complete") -> None:
-        """Let everything finish well: Jobs complete, rollouts complete, watches deliver, and the
-        operator passes."""
+    def settle(self, passes: int = 8, outcome: str = "complete", held: str | None = None) -> None:
+        """Let everything finish well: Jobs complete, rollouts complete, watches deliver (all but
+        the `held` kind's, which only MAX_LAG_SECONDS brings), and the operator passes."""
         for _ in range(passes):
-            self.deliver()
+            for kind in WATCHED:
+                if kind != held:
+                    self.deliver(kind)
             self.reconcile()
             for ns, name in self.running_jobs():
                 self.finish_job(ns, name, outcome)

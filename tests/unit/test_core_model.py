@@ -319,10 +319,11 @@ class CoreModel(RuleBasedStateMachine):
             self.sim.create_approval(self.next_name(f"{name[:40]}-prod"), name, "prod", user=who, bound=True)
         self.sim.settle(passes=4)
 
-    @rule()
-    def everything_goes_well(self) -> None:
-        """A few passes in which every Job and rollout succeeds: reach the later stages."""
-        self.sim.settle(passes=4)
+    @rule(held=st.sampled_from([None, None, *WATCHED]))
+    def everything_goes_well(self, held: str | None) -> None:
+        """A few passes in which every Job and rollout succeeds: reach the later stages — while one
+        watch (`held`) may lag behind the others all along."""
+        self.sim.settle(passes=4, held=held)
 
     @invariant()
     def invariants_hold(self) -> None:
