@@ -400,14 +400,25 @@ class SimCluster:
 
     def _approval_event(self, obj: dict[str, Any]) -> None:
         """The operator's approval handler: an Approval whose Release the cache does not know says so
-        in its status (handlers/operator.py: approval_changed -> report_orphan_approval)."""
+        in its status, computed from the newest Conveyor knows of it and written through the overlay
+        (handlers/operator.py: approval_changed -> _report_orphan -> report_orphan_approval)."""
         meta, spec = obj["metadata"], obj.get("spec") or {}
-        if self.cache.release_pipeline(meta["namespace"], spec.get("release", "")) is None:
-            self.kube.handler_read = (meta["uid"], _rv(obj))
-            try:
-                report_orphan_approval(self.kube, copy.deepcopy(obj), clock=self.operator_now)  # type: ignore[arg-type]
-            finally:
-                self.kube.handler_read = None
+        if self.cache.release_pipeline(meta["namespace"], spec.get("release", "")) is not None:
+            return
+        overlay = self.cache.overlay
+        current = overlay.resolve("approvals", meta["namespace"], meta["name"], copy.deepcopy(obj))
+        if current is None:
+            return
+        self.kube.handler_read = (current["metadata"]["uid"], _rv(current))
+        try:
+            report_orphan_approval(
+                self.kube,  # type: ignore[arg-type]
+                current,
+                clock=self.operator_now,
+                overlay=overlay,
+            )
+        finally:
+            self.kube.handler_read = None
 
     def restart(self) -> None:
         """A new operator process: no overlay, and caches filled by a new listing (every change)."""

@@ -354,3 +354,18 @@ def test_an_image_set_by_hand_and_back_before_the_watch_delivers_it_is_no_image_
     sim.reconcile()
     assert phase(sim, "releases", "r1") != "Failed"
     holds(sim, "fair-verdicts")
+
+
+def test_a_pass_sees_the_status_the_orphan_approval_handler_wrote():
+    """An Approval names a release that does not exist yet: the approval handler writes its status
+    (UnknownRelease). CI creates the release; the pass reads the Approval from the cache, which has
+    not delivered the handler's write. The handler's writes bypassed the overlay, so the pass
+    computed its merge patch from the status before them (a field the pass left as it read it kept
+    the handler's value); now every Conveyor status write goes through the overlay."""
+    sim = SimCluster(migration=False, smoke_test=False, watch_lag=True)
+    sim.create_approval("r1-staging", "r1", "staging", user="alice")
+    sim.deliver()  # the handler: no release r1, UnknownRelease (its write not delivered)
+    sim.create_release("r1", artifact="a0")
+    sim.deliver("releases")
+    sim.reconcile()
+    holds(sim, "fresh-writes")

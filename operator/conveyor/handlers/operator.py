@@ -7,6 +7,7 @@ the core; reading and writing happen in one reconcile pass per pipeline (handler
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -124,8 +125,18 @@ async def _in_thread(memo: kopf.Memo, fn: Callable[..., Any], *args: Any) -> Any
     return await asyncio.get_running_loop().run_in_executor(memo.executor, fn, *args)
 
 
+async def _report_orphan(memo: kopf.Memo, plural: str, body: kopf.Body, report: Callable[..., None]) -> None:
+    """Let an object say what it is missing: computed from the newest Conveyor knows of it (the
+    event's copy, or its own later write still in the overlay), and written through the overlay."""
+    overlay = memo.cache.overlay
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    obj = overlay.resolve(plural, namespace, name, dict(body))
+    if obj is not None:
+        await _in_thread(memo, functools.partial(report, overlay=overlay), memo.kube, obj)
+
+
 async def _wake_or_report_orphan(
-    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, report: Callable[[Kube, dict[str, Any]], None]
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, plural: str, report: Callable[..., None]
 ) -> None:
     """Wake the pipeline named in spec.pipeline, or — when it does not exist — let the object say so."""
     if not _news(event, body, memo):
@@ -133,19 +144,19 @@ async def _wake_or_report_orphan(
     namespace, pipeline = body.metadata.namespace or "", body.spec.get("pipeline", "")
     if await _ensure_pipeline(memo, namespace, pipeline) or event["type"] == "DELETED":
         return
-    await _in_thread(memo, report, memo.kube, dict(body))
+    await _report_orphan(memo, plural, body, report)
 
 
 @kopf.on.event(GROUP, VERSION, "releases")
 async def release_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Release changed: its pipeline looks again (or the release learns its pipeline is missing)."""
-    await _wake_or_report_orphan(event, body, memo, report_orphan_release)
+    await _wake_or_report_orphan(event, body, memo, "releases", report_orphan_release)
 
 
 @kopf.on.event(GROUP, VERSION, "rollbacks")
 async def rollback_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Rollback changed: its pipeline acts on it at once (or it learns its pipeline is missing)."""
-    await _wake_or_report_orphan(event, body, memo, report_orphan_rollback)
+    await _wake_or_report_orphan(event, body, memo, "rollbacks", report_orphan_rollback)
 
 
 @kopf.on.event(GROUP, VERSION, "approvals")
@@ -157,7 +168,7 @@ async def approval_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
     namespace, release_name = body.metadata.namespace or "", body.spec.get("release", "")
     pipeline = memo.cache.release_pipeline(namespace, release_name)
     if pipeline is None:
-        await _in_thread(memo, report_orphan_approval, memo.kube, dict(body))
+        await _report_orphan(memo, "approvals", body, report_orphan_approval)
         return
     await _ensure_pipeline(memo, namespace, pipeline)
 

@@ -518,33 +518,45 @@ def _pass(
     return True, plan.requeue_after, plan.again and cache is not None
 
 
-def _write_status(kube: Kube, plural: str, obj: Any, status: KubeModel) -> None:
-    """Merge-patch an object's status to `status`, when it differs."""
+def _write_status(
+    kube: Kube, plural: str, obj: Any, status: KubeModel, overlay: Overlay | None = None
+) -> None:
+    """Merge-patch an object's status to `status`, when it differs. With the cache's overlay, the
+    answer goes into it: passes see this write before the watch delivers it (else a pass would
+    compute its own status patch from the status before it)."""
     patch = merge_patch(obj.status.wire(), status.wire())
     if patch:
-        kube.patch_custom_status(plural, obj.metadata.namespace, obj.metadata.name, patch)
+        stored = kube.patch_custom_status(plural, obj.metadata.namespace, obj.metadata.name, patch)
         WRITES.add("status_patch")
+        if overlay is not None:
+            overlay.wrote(plural, stored)
 
 
-def report_orphan_release(kube: Kube, obj: dict[str, Any], clock: Clock = utcnow) -> None:
+def report_orphan_release(
+    kube: Kube, obj: dict[str, Any], clock: Clock = utcnow, overlay: Overlay | None = None
+) -> None:
     """A Release whose Pipeline does not exist: say so in its status (heals when the pipeline appears)."""
     release = _parse(Release, obj)
     if release is not None and release.status.phase not in TERMINAL_PHASES:
-        _write_status(kube, "releases", release, unknown_pipeline_release(release, clock()))
+        _write_status(kube, "releases", release, unknown_pipeline_release(release, clock()), overlay)
 
 
-def report_orphan_approval(kube: Kube, obj: dict[str, Any], clock: Clock = utcnow) -> None:
+def report_orphan_approval(
+    kube: Kube, obj: dict[str, Any], clock: Clock = utcnow, overlay: Overlay | None = None
+) -> None:
     """An Approval whose Release does not exist: say so in its status."""
     approval = _parse(Approval, obj)
     if approval is not None:
-        _write_status(kube, "approvals", approval, unknown_release_approval(approval, clock()))
+        _write_status(kube, "approvals", approval, unknown_release_approval(approval, clock()), overlay)
 
 
-def report_orphan_rollback(kube: Kube, obj: dict[str, Any], clock: Clock = utcnow) -> None:
+def report_orphan_rollback(
+    kube: Kube, obj: dict[str, Any], clock: Clock = utcnow, overlay: Overlay | None = None
+) -> None:
     """A Rollback whose Pipeline does not exist: say so in its status."""
     rollback = _parse(Rollback, obj)
     if rollback is not None and rollback.status.phase not in ROLLBACK_TERMINAL:
-        _write_status(kube, "rollbacks", rollback, unknown_pipeline_rollback(rollback, clock()))
+        _write_status(kube, "rollbacks", rollback, unknown_pipeline_rollback(rollback, clock()), overlay)
 
 
 def report_pass_failure(kube: Kube, namespace: str, name: str, error: str, clock: Clock = utcnow) -> None:
