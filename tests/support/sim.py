@@ -51,6 +51,7 @@ from conveyor.core.promotion import reconcile as core_reconcile
 from conveyor.core.world import World
 from conveyor.handlers import cache as cache_mod
 from conveyor.handlers.reconcile import LiveReads, observe, reconcile_pipeline, report_orphan_approval
+from conveyor.handlers.workers import NewsFilter
 from support.builders import REPO, T0, digest_of, pipeline_dict, release_dict
 
 NAMESPACE = "apps"
@@ -304,6 +305,7 @@ class SimCluster:
         }
         self.kube = SimKube(self)
         self.cache = SimCache(self)
+        self.news = NewsFilter()  # what the operator's event handlers count as news
         self._record: PassRecord | None = None
         self._wakeup: list[PassRecord] = []
         stages = stages or [
@@ -368,7 +370,7 @@ class SimCluster:
             events, self.pending[k] = queue[:n], queue[n:]
             for ev in events:
                 self._index(k, ev.key, ev.obj)
-                if k == "approvals" and ev.obj is not None:
+                if k == "approvals" and ev.obj is not None and self._news(ev.obj):
                     orphan_checks.append(ev.obj)
         self._bind()
         for obj in orphan_checks:
@@ -398,6 +400,11 @@ class SimCluster:
             indexes[name] = index
         self.cache.bind(indexes)
 
+    def _news(self, obj: dict[str, Any]) -> bool:
+        """The operator's NewsFilter: the echo of Conveyor's own write (same generation) is no news."""
+        meta = obj["metadata"]
+        return self.news.news("MODIFIED", meta["uid"], meta.get("generation"))
+
     def _approval_event(self, obj: dict[str, Any]) -> None:
         """The operator's approval handler: an Approval whose Release the cache does not know says so
         in its status, computed from the newest Conveyor knows of it and written through the overlay
@@ -423,11 +430,15 @@ class SimCluster:
     def restart(self) -> None:
         """A new operator process: no overlay, and caches filled by a new listing (every change)."""
         self.cache = SimCache(self)
+        self.news = NewsFilter()
         self.deliver()
         for kind in WATCHED:
             for key, obj in list(self.delivered[kind].items()):
                 self._index(kind, key, obj)
         self._bind()
+        for obj in list(self.delivered["approvals"].values()):  # the listing's events: all news
+            if self._news(obj):
+                self._approval_event(obj)
 
     # --- objects --------------------------------------------------------------------------------
 
