@@ -369,3 +369,25 @@ def test_a_pass_sees_the_status_the_orphan_approval_handler_wrote():
     sim.deliver("releases")
     sim.reconcile()
     holds(sim, "fresh-writes")
+
+
+def test_a_rollback_never_acts_on_a_namesake_of_the_release_it_planned_for():
+    """rb1 plans to put staging back on r1 (verified there), and the operator dies before acting on
+    it. CI deletes r1 and creates r1 again with another artifact. The rollback acted on the release
+    that had the name now: it set staging to a digest never verified there (and would have vetoed
+    a namesake of the release it rolled away from). Now a release is the planned one only with the
+    plan's digest; else the rollback fails (UnknownRelease). make fuzz found it (released-digests)."""
+    sim = SimCluster(migration=False, smoke_test=False)
+    sim.create_release("r1", artifact="a1", target_stage="staging")
+    sim.settle()
+    sim.create_release("r2", artifact="a2", target_stage="staging")
+    sim.settle()
+    sim.create_rollback("rb1", stage="staging")
+    sim.reconcile(crash_after=1)  # the plan is recorded; the operator dies before acting on it
+    assert sim.status("rollbacks", "rb1")["plan"]["toRelease"] == "r1"
+    sim.delete("releases", "r1")
+    sim.create_release("r1", artifact="a3", target_stage="staging")
+    sim.reconcile()
+    assert phase(sim, "rollbacks", "rb1") == "Failed"
+    assert condition(sim.status("rollbacks", "rb1"), "Failed").get("reason") == "UnknownRelease"
+    holds(sim, "released-digests")
