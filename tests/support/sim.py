@@ -391,6 +391,7 @@ class SimCluster:
             entries[key] = fn(body=kopf.Body(obj), memo=SimpleNamespace(cache=self.cache))
 
     def _bind(self) -> None:
+        """Hand the cache kopf-shaped indexes (key -> the values of every object under it)."""
         indexes: dict[str, dict[Any, list[Any]]] = {}
         for name, entries in self._entries.items():
             index: dict[Any, list[Any]] = {}
