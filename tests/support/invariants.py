@@ -22,7 +22,7 @@ from conveyor.api.pipeline import PipelineStatus, Stage
 from conveyor.api.release import TERMINAL_PHASES, Release, ReleaseStatus, StagePhase
 from conveyor.api.rollback import RollbackStatus
 from support.crdschema import status_errors
-from support.sim import PassRecord, SimCluster
+from support.sim import PassRecord, SimCluster, Write
 
 ALL = (
     "core-never-raises",  # a pass never raises (one bad object must not wedge a pipeline)
@@ -37,8 +37,15 @@ ALL = (
     "schema-valid",  # every status written is valid under the model and the CRD schema (sizes included)
     "stage-truth",  # what the pipeline says runs in a stage is what its Deployments run
     "tracked",  # the Tracked condition (when present) is True exactly when every touched image is a release's
-    "retention",  # retention never deletes the release a stage runs
+    "retention",  # retention never deletes the release a stage runs (as seen, nor truly)
+    "jobs-once",  # no Job (of any kind) is created twice for the same owner, stage and kind
+    "events-once",  # no Event is posted twice for the same transition
+    "fresh-writes",  # no write is computed from data older than Conveyor's own previous write to it
+    "right-object",  # a write by name lands on the object the pass decided it for
+    "fair-verdicts",  # "gone", "late" and "changed" verdicts hold on the true state when given
 )
+# Pipeline Events that announce a state that can come and go (each time it comes, one Event).
+RECURRING = {"UntrackedImage", "ParityLost", "ParityRestored"}
 
 ACTING = {"Pending", "MigratingDown", "RollingBack", "Verifying"}
 FIXABLE_BLOCKS = {"NoDownMigration", "PipelineNotFound"}
@@ -92,6 +99,8 @@ class Invariants:
     noop: set[str] = field(default_factory=set)  # rollback uids whose plan was Nothing
     sets: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     job_owner: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, job) -> owner uid
+    posted: dict[tuple[Any, ...], int] = field(default_factory=dict)  # transition -> pass that posted it
+    handler_writes: int = 0  # sim.handler_writes already checked
 
     def fail(self, invariant: str, message: str) -> None:
         if invariant in self.enabled:
@@ -104,6 +113,7 @@ class Invariants:
             record = self.sim.passes[self.checked]
             self.checked += 1
             self.after_pass(record)
+        self.handlers()
 
     def after_pass(self, r: PassRecord) -> None:
         if r.error is not None:
@@ -120,6 +130,8 @@ class Invariants:
         self.stage_truth(r)
         self.retention(r)
         self.track_seen(r)
+        self.events(r)
+        self.cache_safety(r)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -142,17 +154,27 @@ class Invariants:
 
     def schema(self, r: PassRecord) -> None:
         for w in r.writes:
-            try:
-                MODELS[w.plural].model_validate(w.status)
-            except Exception as e:
-                self.fail("schema-valid", f"pass {r.index}: {w.plural}/{w.name} status fails its model: {e}")
-            problems = status_errors(w.plural, w.status)
-            if problems:
-                self.fail(
-                    "schema-valid",
-                    f"pass {r.index}: {w.plural}/{w.name} status breaks the CRD schema: "
-                    + "; ".join(problems[:5]),
-                )
+            self.schema_of(w, f"pass {r.index}")
+
+    def schema_of(self, w: Write, where: str) -> None:
+        try:
+            MODELS[w.plural].model_validate(w.status)
+        except Exception as e:
+            self.fail("schema-valid", f"{where}: {w.plural}/{w.name} status fails its model: {e}")
+        problems = status_errors(w.plural, w.status)
+        if problems:
+            self.fail(
+                "schema-valid",
+                f"{where}: {w.plural}/{w.name} status breaks the CRD schema: " + "; ".join(problems[:5]),
+            )
+
+    def handlers(self) -> None:
+        """What the operator's other handlers wrote (an orphan Approval's status)."""
+        for w in self.sim.handler_writes[self.handler_writes :]:
+            self.schema_of(w, "the approval handler")
+        self.handler_writes = len(self.sim.handler_writes)
+        for message in self.sim.handler_stale:
+            self.fail("fresh-writes", f"the approval handler: {message}")
 
     # --- gate / released-digests --------------------------------------------------------------
 
@@ -341,6 +363,19 @@ class Invariants:
                     "migrations-once",
                     f"pass {r.index}: the {kind} Job of {uid} in {stage} was created {n} times",
                 )
+        every = Counter((j.kind, j.owner_uid, j.stage) for j in self.sim.jobs_created)
+        for (kind, uid, stage), n in every.items():
+            if n > 1:
+                passes = [
+                    j.pass_index
+                    for j in self.sim.jobs_created
+                    if (j.kind, j.owner_uid, j.stage) == (kind, uid, stage)
+                ]
+                self.fail(
+                    "jobs-once",
+                    f"pass {r.index}: the {kind} Job of {uid} in {stage} was created {n} times "
+                    f"(by passes {passes})",
+                )
         for name, rel in self.after(r).items():
             reasons = {c.reason for c in rel.status.conditions}
             if "JobNameConflict" in reasons:
@@ -397,8 +432,8 @@ class Invariants:
                 self.first_from.setdefault(uid, st.plan.from_release)
         # Which rollbacks are final now (as written).
         for w in r.writes:
-            if w.plural != "rollbacks" or not w.applied:
-                continue
+            if w.plural != "rollbacks" or not w.applied or w.landed_on != w.uid:
+                continue  # not written, or not to this rollback (gone: 404)
             st = RollbackStatus.model_validate(w.status)
             blocked = _cond(st.conditions, "RollbackBlocked")
             final = st.phase in ("Succeeded", "Failed", "Refused") or (
@@ -514,6 +549,55 @@ class Invariants:
                 self.fail(
                     "retention", f"pass {r.index}: retention deleted {a.release}, whose image runs in a stage"
                 )
+            if rel is not None and rel.spec.digest in r.true_digests and not others:
+                self.fail(
+                    "retention",
+                    f"pass {r.index}: retention deleted {a.release}, whose image truly runs in a stage "
+                    "(the pass's cached view of the Deployments said otherwise)",
+                )
+
+    # --- events -------------------------------------------------------------------------------
+
+    def events(self, r: PassRecord) -> None:
+        """One Event per transition: the same reason about the same object (by uid), in the same
+        stage, about the same release (by uid), is posted once — unless it announces a state that
+        can come back (RECURRING)."""
+        for e in r.events:
+            if e.kind == "Pipeline" and e.reason in RECURRING:
+                continue
+            key = (e.kind, e.uid, e.reason, e.stage, e.release_uid)
+            first = self.posted.setdefault(key, r.index)
+            if (
+                first != r.index
+                or sum(1 for x in r.events if (x.kind, x.uid, x.reason, x.stage, x.release_uid) == key) > 1
+            ):
+                self.fail(
+                    "events-once",
+                    f"pass {r.index}: {e.reason} about {e.kind} {e.name} (stage {e.stage}, release "
+                    f"{e.release}) was already posted by pass {first}: {e.message}",
+                )
+
+    # --- reading a cache ----------------------------------------------------------------------
+
+    def cache_safety(self, r: PassRecord) -> None:
+        for message in r.stale_writes:
+            self.fail("fresh-writes", f"pass {r.index}: {message}")
+        for applied in r.applied:
+            if applied.meant is not None and applied.landed_on not in (None, applied.meant):
+                self.fail(
+                    "right-object",
+                    f"pass {r.index}: {type(applied.action).__name__} for {applied.action.owner} was decided "
+                    f"for {applied.meant} but reached {applied.landed_on} (a new object of the same name)",
+                )
+        for w in r.writes:
+            if w.applied and w.uid and w.landed_on not in (None, w.uid):
+                self.fail(
+                    "right-object",
+                    f"pass {r.index}: the status of {w.plural}/{w.name} was computed for {w.uid} but "
+                    f"written to {w.landed_on} (a new object of the same name)",
+                )
+        for message in r.unfair:
+            self.fail("fair-verdicts", f"pass {r.index}: {message}")
 
 
 __all__ = ["ALL", "Invariants", "Violation", "enabled_from_env"]

@@ -141,3 +141,21 @@ def test_wrong_stage_is_marked_and_the_release_lists_every_approval_considered()
     )
     records = {a.name: (a.verdict, a.counted) for a in plan.releases["r1"].approvals}
     assert records == {"a1": ("WrongStage", False), "a2": ("Used", True)}
+
+
+def test_a_flood_of_approvals_is_judged_once_each_not_once_per_approval(monkeypatch):
+    """Each gate judges every approval of its release and stage; asking it once per approval made a
+    flood of n approvals cost n² judgements every pass (the model test slowed to a crawl on two)."""
+    from conveyor.core import approval_views
+
+    gates = []
+    real = approval_views.gate
+
+    def counting(release, stage, *args, **kwargs):
+        gates.append((release.metadata.name, stage.name))
+        return real(release, stage, *args, **kwargs)
+
+    monkeypatch.setattr(approval_views, "gate", counting)
+    flood = [approval(f"f{i}", "r1", "prod", approver="mallory") for i in range(60)]
+    run(gated({"approvers": {"groups": ["conveyor:approvers"]}}), flood)
+    assert len(gates) <= 2  # once to decide the release, once for the approvals' own statuses

@@ -13,7 +13,17 @@ from conveyor.core.plan import Plan
 from conveyor.core.promotion import reconcile
 from conveyor.core.steps import CLUSTER_LAG_FACTOR
 from conveyor.core.world import World
-from support.builders import REPO, deployment_view, digest_of, later, pipeline, release, world
+from support.builders import (
+    REPO,
+    deployment_view,
+    digest_of,
+    later,
+    pipeline,
+    release,
+    rollback,
+    verified_in,
+    world,
+)
 
 SMOKE = {"command": ["smoke"]}
 
@@ -130,3 +140,74 @@ def test_a_target_missing_from_the_cache_past_the_deadline_is_confirmed_before_f
     plan = reconcile(p, rs, [], cached(w), later(121))
     assert plan.refresh
     assert plan.releases["r1"].phase == Phase.PROGRESSING
+
+
+def test_targets_missing_from_the_cache_past_the_deadline_ask_for_fresh_data_instead_of_failing():
+    """The model test found it: the Deployment was deleted and applied again; the watch had not
+    delivered the new one when the deadline came, and the release failed RolloutTimedOut on what
+    only the cache said."""
+    rs, p = started()
+
+    def gone() -> World:
+        w = world()
+        w.stages["staging"].deployments["shop"] = None
+        return w
+
+    plan = reconcile(p, rs, [], cached(gone()), later(121))
+    assert plan.releases["r1"].phase == Phase.PROGRESSING
+    assert plan.refresh
+    # On fresh data the same world is a verdict.
+    plan = reconcile(p, rs, [], gone(), later(121))
+    assert plan.releases["r1"].phase == Phase.FAILED
+    assert not plan.refresh
+
+
+def test_another_image_in_the_cache_asks_for_fresh_data_instead_of_image_changed():
+    """A cache may show an image someone set by hand and has since set back (the model test found
+    it): ImageChanged, like the deadlines, is judged on live reads only — while the release rolls
+    out, and once it rolled out (smoke-testing)."""
+    p = pipeline(smoke_test=SMOKE)
+    rolling = carry([release("r1")], reconcile(p, [release("r1")], [], world(), later(0)))
+    done = deployment_view(image("r1"), release_name="r1")
+    testing = carry(rolling, reconcile(p, rolling, [], world(staging=done), later(2)))
+    assert testing[0].status.stages[0].rolled_out_at is not None
+    hand = deployment_view(image("hand-built"), release_name="r1")
+    for rs in (rolling, testing):
+        plan = reconcile(p, rs, [], cached(world(staging=hand)), later(3))
+        assert plan.refresh
+        assert plan.releases["r1"].phase == Phase.PROGRESSING
+        assert plan.actions == []
+        fresh = reconcile(p, rs, [], world(staging=hand), later(3))
+        assert fresh.releases["r1"].phase == Phase.FAILED
+        assert "ImageChanged" in [e.reason for e in fresh.events]
+
+
+def test_a_rollback_judges_image_changed_on_fresh_data_only():
+    """While it rolls out, and once rolled out (verifying), a rollback's ImageChanged too."""
+    p = pipeline(smoke_test=SMOKE)
+    rs = [
+        release("v1", created=later(0), status=verified_in("staging", "prod", at=0)),
+        release("v2", created=later(10), status=verified_in("staging", "prod", at=20)),
+    ]
+    rb = rollback("rb1", created=later(30))
+
+    def on(label: str, name: str) -> World:
+        return world(prod=deployment_view(image(label), release_name=name))
+
+    def step(rb, rs, w, at):
+        plan = reconcile(p, rs, [], w, later(at), rollbacks=[rb])
+        return rb.model_copy(update={"status": plan.rollbacks["rb1"]}), carry(rs, plan)
+
+    rb, rs = step(rb, rs, on("v2", "v2"), 31)  # planned
+    patching, rs = step(rb, rs, on("v2", "v2"), 32)  # patched
+    verifying, _ = step(patching, rs, on("v1", "v1"), 33)  # rolled out: the smoke test runs
+    assert patching.status.patched_at is not None
+    assert patching.status.rolled_out_at is None
+    assert verifying.status.rolled_out_at is not None
+    assert verifying.status.phase == "Verifying"
+    for rb in (patching, verifying):
+        plan = reconcile(p, rs, [], cached(on("hand-built", "v1")), later(34), rollbacks=[rb])
+        assert plan.refresh
+        assert plan.rollbacks["rb1"].phase != "Failed"
+        fresh = reconcile(p, rs, [], on("hand-built", "v1"), later(34), rollbacks=[rb])
+        assert fresh.rollbacks["rb1"].verdict == "Failed: ImageChanged"

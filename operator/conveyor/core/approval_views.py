@@ -8,7 +8,7 @@ from datetime import datetime
 from conveyor.api.approval import Approval, ApprovalStatus
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import APPROVAL_RECORDS_LIMIT, ApprovalRecord, Release
-from conveyor.core.approvals import Judgement, binds_to, gate, judge
+from conveyor.core.approvals import Gate, Judgement, binds_to, gate, judge
 from conveyor.core.conditions import set_condition
 from conveyor.core.plan import EPOCH, OwnApproval
 
@@ -20,6 +20,9 @@ def judge_approvals(
     verdict (which sees duplicates), else judged alone (unknown stage, stage without approval)."""
     by_name = {r.metadata.name: r for r in releases}
     out: dict[str, tuple[Release, Judgement]] = {}
+    # One gate per (release, stage), not per approval: each gate judges every approval of its
+    # release and stage, so a flood of n approvals would otherwise cost n² judgements a pass.
+    gates: dict[tuple[str, str], Gate] = {}
     for a in approvals:
         release = by_name.get(a.spec.release)
         if release is None:
@@ -29,9 +32,10 @@ def judge_approvals(
         if rec is not None and a.metadata.name in (rec.approvals or ([rec.approval] if rec.approval else [])):
             j = Judgement(True, "Used", f"opened stage {a.spec.stage} for release {release.metadata.name}")
         elif stage is not None and stage.requires_approval:
-            j = gate(release, stage, approvals, pipeline, enforced=enforced, now=now).judgements[
-                a.metadata.name
-            ]
+            key = (release.metadata.name, stage.name)
+            if key not in gates:
+                gates[key] = gate(release, stage, approvals, pipeline, enforced=enforced, now=now)
+            j = gates[key].judgements[a.metadata.name]
         else:
             j = judge(a, release, pipeline, enforced=enforced, now=now)
         out[a.metadata.name] = (release, j)

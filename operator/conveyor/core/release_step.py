@@ -106,6 +106,15 @@ class ReleaseStep:
             self.request_rollback(stage, reason)
         return Verdict(Phase.FAILED, reason, f"{stage.name}: {message}")
 
+    def judge_fresh(self, stage: Stage) -> Verdict:
+        """Another image than the release's, in a cache: a cache may show a change that has since
+        been undone. ImageChanged is judged, like the deadlines, only on live reads: ask for them
+        (the shell decides again at once on them; this pass's plan is not applied)."""
+        self.ctx.plan.refresh = True
+        return Verdict(
+            Phase.PROGRESSING, "RolloutInProgress", f"{stage.name}: checking {stage.namespace}'s images"
+        )
+
     def request_rollback(self, stage: Stage, reason: str) -> None:
         """onFailure: rollback — one Rollback object, the same mechanism and audit trail as a manual one."""
         name = auto_rollback_name(self.release, stage.name)
@@ -333,9 +342,8 @@ class ReleaseStep:
                 return verdict
         sw = ctx.world.stage(stage.name, stage.namespace)
         changed = changed_targets(pipeline, sw, self.image)
-        if changed and not sw.fresh:  # "another writer" is a verdict: only on what the API server says
-            ctx.plan.refresh = True
-            return self.rolling_out(stage)
+        if changed and not sw.fresh:
+            return self.judge_fresh(stage)
         if changed:
             # What is smoke-tested and verified must be what runs: another writer ends the stage.
             return self.fail(
@@ -442,18 +450,14 @@ class ReleaseStep:
             now=ctx.now,
         )
         ctx.plan.refresh |= check.stale
-        stale_verdict = not sw.fresh and (
-            check.state is RolloutState.BLOCKED or (check.state is RolloutState.PATCH and rec.deployed_at)
-        )
-        if stale_verdict:
-            # "Gone past the deadline" and "another writer" are verdicts: only on fresh reads (a
-            # cache can miss a Deployment replaced a moment ago, or hold one from before a patch).
-            ctx.plan.refresh = True
-            return self.rolling_out(stage)
         if check.state is RolloutState.BLOCKED:
             # The targets vanished after the release entered: that counts against the deadline.
             since = rec.deployed_at or rec.migrated_at or rec.started_at or ctx.now
             deadline = since + timedelta(seconds=stage.rollout_deadline_seconds)
+            if ctx.now >= deadline and not sw.fresh:
+                # A cache may not show targets created a moment ago: judged only on live reads.
+                ctx.plan.refresh = True
+                return self.blocked(stage, check.reason, check.detail)
             if ctx.now >= deadline:
                 return self.fail(
                     stage,
@@ -464,6 +468,8 @@ class ReleaseStep:
             verdict = self.blocked(stage, check.reason, check.detail)
             ctx.plan.requeue((deadline - ctx.now).total_seconds())
             return verdict
+        if check.state is RolloutState.PATCH and rec.deployed_at is not None and not sw.fresh:
+            return self.judge_fresh(stage)
         if check.state is RolloutState.PATCH and rec.deployed_at is not None:
             # Someone else changed the image after Conveyor set it: the stage fails, never a fight.
             return self.fail(

@@ -433,13 +433,16 @@ class RollbackStep:
             return self.fail("RollbackInProgress", f"rollback {other} is already acting on {stage.name}")
         ctx.holds[stage.name] = self.name
         self.stop_in_flight(stage)
-        self.veto(plan.from_release)
-        src, dst = ctx.releases.get(plan.from_release or ""), ctx.releases.get(plan.to_release or "")
+        src, dst = (
+            self.planned(plan.from_release, plan.from_digest),
+            self.planned(plan.to_release, plan.to_digest),
+        )
+        self.veto(src)
         if dst is None or src is None:
             return self.fail(
                 "UnknownRelease",
                 f"release {plan.to_release if dst is None else plan.from_release} "
-                "was deleted during the rollback",
+                "was deleted (or replaced by a release of the same name) during the rollback",
             )
         sw = ctx.world.stage(stage.name, stage.namespace)
         if plan.action == PlanAction.DOWN_MIGRATION_THEN_IMAGE and st.down_migrated_at is None:
@@ -582,11 +585,16 @@ class RollbackStep:
                 continue
             self.ctx.effects.append(StopRelease(r.metadata.name, stage.name, self.name, self.actor))
 
-    def veto(self, release_name: str | None) -> None:
+    def planned(self, name: str | None, digest: str | None) -> Release | None:
+        """The release the plan names, as planned: a release re-created under that name since, with
+        another artifact, is not it (its digest was never verified where the plan says)."""
+        r = self.ctx.releases.get(name or "")
+        return r if r is not None and (digest is None or r.spec.digest == digest) else None
+
+    def veto(self, release: Release | None) -> None:
         """The release rolled away from is never promoted again (an effect the pass applies)."""
-        r = self.ctx.releases.get(release_name or "")
-        if r is not None and not r.status.vetoed:
-            self.ctx.effects.append(VetoRelease(r.metadata.name, self.name, self.actor))
+        if release is not None and not release.status.vetoed:
+            self.ctx.effects.append(VetoRelease(release.metadata.name, self.name, self.actor))
 
     def finish(self) -> None:
         st = self.status

@@ -7,6 +7,7 @@ the core; reading and writing happen in one reconcile pass per pipeline (handler
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -137,12 +138,18 @@ async def _in_thread(memo: kopf.Memo, fn: Callable[..., Any], *args: Any) -> Any
     return await asyncio.get_running_loop().run_in_executor(memo.executor, fn, *args)
 
 
+async def _report_orphan(memo: kopf.Memo, plural: str, body: kopf.Body, report: Callable[..., None]) -> None:
+    """Let an object say what it is missing: computed from the newest Conveyor knows of it (the
+    event's copy, or its own later write still in the overlay), and written through the overlay."""
+    overlay = memo.cache.overlay
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    obj = overlay.resolve(plural, namespace, name, dict(body))
+    if obj is not None:
+        await _in_thread(memo, functools.partial(report, overlay=overlay), memo.kube, obj)
+
+
 async def _wake_or_report_orphan(
-    event: kopf.RawEvent,
-    body: kopf.Body,
-    memo: kopf.Memo,
-    plural: str,
-    report: Callable[[Kube, dict[str, Any]], None],
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, plural: str, report: Callable[..., None]
 ) -> None:
     """Wake the pipeline named in spec.pipeline, or — when it does not exist — let the object say so."""
     if not _news(event, body, memo, plural):
@@ -151,7 +158,7 @@ async def _wake_or_report_orphan(
     deleted = event["type"] == "DELETED"
     if await _ensure_pipeline(memo, namespace, pipeline, live=not deleted) or deleted:
         return
-    await _in_thread(memo, report, memo.kube, dict(body))
+    await _report_orphan(memo, plural, body, report)
 
 
 @kopf.on.event(GROUP, VERSION, "releases")
@@ -178,7 +185,7 @@ async def approval_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
         release = await _in_thread(memo, memo.kube.get_custom, "releases", namespace, release_name)
         pipeline = (release or {}).get("spec", {}).get("pipeline")
     if pipeline is None:
-        await _in_thread(memo, report_orphan_approval, memo.kube, dict(body))
+        await _report_orphan(memo, "approvals", body, report_orphan_approval)
         return
     await _ensure_pipeline(memo, namespace, pipeline)
 

@@ -57,6 +57,9 @@ from conveyor.kube.record import announce
 
 log = logging.getLogger("conveyor.reconcile")
 Clock = Callable[[], datetime]
+# The decision a pass asks for: the core's `reconcile`. A parameter only so the model test
+# (tests/support/sim.py) can watch what each pass of this very shell saw and decided.
+Decide = Callable[..., Plan]
 
 
 def utcnow() -> datetime:
@@ -353,15 +356,23 @@ def apply_plan(
     uids.update({r.metadata.name: r.metadata.uid for r in releases})
     uids.update({r.metadata.name: r.metadata.uid for r in rollbacks})
     uids.update({a.metadata.name: a.metadata.uid for a in approvals})
-    writes: list[tuple[str, str, KubeModel, KubeModel]] = []
+    writes: list[tuple[str, str, str, KubeModel, KubeModel]] = []
     by_rb = {r.metadata.name: r for r in rollbacks}
-    writes += [("rollbacks", n, by_rb[n].status, st) for n, st in plan.rollbacks.items()]
+    writes += [
+        ("rollbacks", n, by_rb[n].metadata.uid, by_rb[n].status, st) for n, st in plan.rollbacks.items()
+    ]
     current = {r.metadata.name: r for r in releases}
-    writes += [("releases", n, current[n].status, st) for n, st in plan.releases.items()]
+    writes += [
+        ("releases", n, current[n].metadata.uid, current[n].status, st) for n, st in plan.releases.items()
+    ]
     by_appr = {a.metadata.name: a for a in approvals}
-    writes += [("approvals", n, by_appr[n].status, st) for n, st in plan.approvals.items()]
-    writes.append(("pipelines", pipeline.metadata.name, pipeline.status, plan.pipeline))
-    for plural, name, old, new in writes:
+    writes += [
+        ("approvals", n, by_appr[n].metadata.uid, by_appr[n].status, st) for n, st in plan.approvals.items()
+    ]
+    writes.append(
+        ("pipelines", pipeline.metadata.name, pipeline.metadata.uid, pipeline.status, plan.pipeline)
+    )
+    for plural, name, uid, old, new in writes:
         if name in failed:
             continue
         patch = merge_patch(old.wire(), new.wire())
@@ -371,7 +382,7 @@ def apply_plan(
             written = kube.patch_custom_status(plural, ns, name, patch)
             WRITES.add("status_patch")
             if written is None:  # 404: deleted meanwhile — nothing to announce for it, nothing to act on
-                overlay.deleted(plural, ns, name, uids.get(name, ""))
+                overlay.deleted(plural, ns, name, uid)
                 failed.add(name)
                 continue
             overlay.wrote(plural, written)
@@ -489,6 +500,7 @@ def reconcile_pipeline(
     cache: Cache | None = None,
     *,
     live: bool = False,
+    decide: Decide = reconcile,
 ) -> tuple[bool, float | None]:
     """One pass (a few, when a pass recorded a plan the next acts on — a rollback's: then its patch
     follows its plan within the same wake-up). Returns (exists, requeue_after seconds or None).
@@ -504,7 +516,7 @@ def reconcile_pipeline(
     try:
         for attempt in range(AGAIN_LIMIT):
             exists, requeue, again = _pass(
-                kube, namespace, name, clock, cache, later=later, live=live and attempt == 0
+                kube, namespace, name, clock, cache, later=later, live=live and attempt == 0, decide=decide
             )
             if not again:
                 break
@@ -545,6 +557,7 @@ def _pass(
     *,
     later: list[Announcement] | None = None,
     live: bool = False,
+    decide: Decide = reconcile,
 ) -> tuple[bool, float | None, bool]:
     """One pass: (exists, requeue_after, pass again at once). `live` (or no cache): read everything
     from the API server — and hide from the cache what it no longer has."""
@@ -597,13 +610,13 @@ def _pass(
     world = observe(kube, pipeline, reads)
     world.identity_enforced = IDENTITY(kube)
     now = clock()
-    plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
+    plan = decide(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
     if plan.refresh and not reads.fresh:
         # A deadline verdict is due: it is given only on what the API server says now.
         world = observe(kube, pipeline, LiveReads(kube, cache))
         world.identity_enforced = IDENTITY(kube)
         now = clock()
-        plan = reconcile(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
+        plan = decide(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
     again = cache is not None and bool(plan.again)
     if again:
         plan = plans_only(plan, pipeline)
@@ -636,33 +649,45 @@ def _pass(
     return True, plan.requeue_after, again
 
 
-def _write_status(kube: Kube, plural: str, obj: Any, status: KubeModel) -> None:
-    """Merge-patch an object's status to `status`, when it differs."""
+def _write_status(
+    kube: Kube, plural: str, obj: Any, status: KubeModel, overlay: Overlay | None = None
+) -> None:
+    """Merge-patch an object's status to `status`, when it differs. With the cache's overlay, the
+    answer goes into it: passes see this write before the watch delivers it (else a pass would
+    compute its own status patch from the status before it)."""
     patch = merge_patch(obj.status.wire(), status.wire())
     if patch:
-        kube.patch_custom_status(plural, obj.metadata.namespace, obj.metadata.name, patch)
+        stored = kube.patch_custom_status(plural, obj.metadata.namespace, obj.metadata.name, patch)
         WRITES.add("status_patch")
+        if overlay is not None:
+            overlay.wrote(plural, stored)
 
 
-def report_orphan_release(kube: Kube, obj: dict[str, Any], clock: Clock = utcnow) -> None:
+def report_orphan_release(
+    kube: Kube, obj: dict[str, Any], clock: Clock = utcnow, overlay: Overlay | None = None
+) -> None:
     """A Release whose Pipeline does not exist: say so in its status (heals when the pipeline appears)."""
     release = _parse(Release, obj)
     if release is not None and release.status.phase not in TERMINAL_PHASES:
-        _write_status(kube, "releases", release, unknown_pipeline_release(release, clock()))
+        _write_status(kube, "releases", release, unknown_pipeline_release(release, clock()), overlay)
 
 
-def report_orphan_approval(kube: Kube, obj: dict[str, Any], clock: Clock = utcnow) -> None:
+def report_orphan_approval(
+    kube: Kube, obj: dict[str, Any], clock: Clock = utcnow, overlay: Overlay | None = None
+) -> None:
     """An Approval whose Release does not exist: say so in its status."""
     approval = _parse(Approval, obj)
     if approval is not None:
-        _write_status(kube, "approvals", approval, unknown_release_approval(approval, clock()))
+        _write_status(kube, "approvals", approval, unknown_release_approval(approval, clock()), overlay)
 
 
-def report_orphan_rollback(kube: Kube, obj: dict[str, Any], clock: Clock = utcnow) -> None:
+def report_orphan_rollback(
+    kube: Kube, obj: dict[str, Any], clock: Clock = utcnow, overlay: Overlay | None = None
+) -> None:
     """A Rollback whose Pipeline does not exist: say so in its status."""
     rollback = _parse(Rollback, obj)
     if rollback is not None and rollback.status.phase not in ROLLBACK_TERMINAL:
-        _write_status(kube, "rollbacks", rollback, unknown_pipeline_rollback(rollback, clock()))
+        _write_status(kube, "rollbacks", rollback, unknown_pipeline_rollback(rollback, clock()), overlay)
 
 
 def report_pass_failure(
