@@ -171,10 +171,10 @@ def test_explicit_older_target_and_the_default_stage_is_the_last():
     assert (plan.stage, plan.to_release, plan.from_release, code) == ("prod", "v0", "v2", "ImageOnly")
 
 
-def test_an_in_flight_release_is_stopped_and_others_wait_until_the_rollback_is_done():
-    p, rs = pipeline(), two_releases()
-    v3 = release(
-        "v3",
+def rolling_out_in_prod(name: str) -> Release:
+    """A release verified in staging and rolling out in prod now."""
+    return release(
+        name,
         created=later(40),
         status={
             "phase": "Progressing",
@@ -190,6 +190,11 @@ def test_an_in_flight_release_is_stopped_and_others_wait_until_the_rollback_is_d
             ],
         },
     )
+
+
+def test_an_in_flight_release_is_stopped_and_others_wait_until_the_rollback_is_done():
+    p, rs = pipeline(), two_releases()
+    v3 = rolling_out_in_prod("v3")
     v4 = release("v4", created=later(45), status=verified_in("staging", at=45))
     v4 = v4.model_copy(update={"status": v4.status.model_copy(update={"phase": Phase.AWAITING_APPROVAL})})
     rb = rollback("rb1", created=later(50))
@@ -284,23 +289,7 @@ def test_a_plan_written_alone_then_acted_on_loses_nothing_and_repeats_nothing():
     from conveyor.handlers.reconcile import plans_only
 
     p, rs = pipeline(), two_releases()
-    v3 = release(
-        "v3",
-        created=later(40),
-        status={
-            "phase": "Progressing",
-            "currentStage": "prod",
-            "stages": [
-                {"name": "staging", "phase": "Verified", "verifiedAt": later(41).isoformat()},
-                {
-                    "name": "prod",
-                    "phase": "RollingOut",
-                    "startedAt": later(42).isoformat(),
-                    "deployedAt": later(42).isoformat(),
-                },
-            ],
-        },
-    )
+    v3 = rolling_out_in_prod("v3")
     releases, rb = [*rs, v3], rollback("rb1", created=later(50))
     w = prod_on("v3", "v3", rolled_out=False)
     full = reconcile(p, releases, [], w, later(51), rollbacks=[rb])
