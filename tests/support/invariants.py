@@ -406,8 +406,6 @@ class Invariants:
         for name, rb in before.items():
             uid = rb.metadata.uid
             st = after[name]
-            if st.plan is not None and st.plan.action == "Nothing":
-                self.noop.add(uid)
             # Final before this pass: nothing it owns may change.
             if uid in self.final and self.final[uid] < r.index:
                 if name in r.plan.rollbacks and r.plan.rollbacks[name].wire() != rb.status.wire():
@@ -418,23 +416,27 @@ class Invariants:
                 self.nothing_by(
                     r, name, uid, "final-rollbacks", f"{name}, final since pass {self.final[uid]},"
                 )
-            if uid in self.noop:
+            # Its plan is Nothing: decided in this pass, or recorded by an earlier one (a plan a
+            # crash kept from being recorded binds no later pass).
+            if uid in self.noop or (st.plan is not None and st.plan.action == "Nothing"):
                 self.nothing_by(r, name, uid, "noop-rollbacks", f"{name}, whose plan is Nothing,")
-            if st.plan is not None and st.plan.from_release and st.phase in ACTING:
-                first = self.first_from.setdefault(uid, st.plan.from_release)
-                if first != st.plan.from_release:
-                    self.fail(
-                        "final-rollbacks",
-                        f"pass {r.index}: {name} acts away from {st.plan.from_release}, "
-                        f"planned against {first}",
-                    )
-            elif st.plan is not None and st.plan.from_release:
-                self.first_from.setdefault(uid, st.plan.from_release)
-        # Which rollbacks are final now (as written).
+            first = self.first_from.get(uid)
+            acting = st.plan is not None and st.plan.from_release and st.phase in ACTING
+            if acting and first is not None and st.plan is not None and first != st.plan.from_release:
+                self.fail(
+                    "final-rollbacks",
+                    f"pass {r.index}: {name} acts away from {st.plan.from_release}, planned against {first}",
+                )
+        # Which rollbacks are final now, and what each was first planned against (as written: a
+        # plan a crash kept from being recorded binds nothing).
         for w in r.writes:
             if w.plural != "rollbacks" or not w.applied or w.landed_on != w.uid:
                 continue  # not written, or not to this rollback (gone: 404)
             st = RollbackStatus.model_validate(w.status)
+            if st.plan is not None and st.plan.from_release:
+                self.first_from.setdefault(w.uid, st.plan.from_release)
+            if st.plan is not None and st.plan.action == "Nothing":
+                self.noop.add(w.uid)
             blocked = _cond(st.conditions, "RollbackBlocked")
             final = st.phase in ("Succeeded", "Failed", "Refused") or (
                 st.phase == "Blocked" and blocked is not None and blocked.reason not in FIXABLE_BLOCKS

@@ -429,17 +429,30 @@ class SimCluster:
             self.kube.handler_read = None
 
     def restart(self) -> None:
-        """A new operator process: no overlay, and caches filled by a new listing (every change)."""
+        """A new operator process: no overlay, no news seen, and watches that start from a listing
+        of what exists now (not a replay of the changes the old process had not received)."""
         self.cache = SimCache(self)
         self.news = NewsFilter()
-        self.deliver()
         for kind in WATCHED:
-            for key, obj in list(self.delivered[kind].items()):
-                self._index(kind, key, obj)
+            self.pending[kind] = []
+            for key in list(self.delivered[kind]):
+                self._index(kind, key, None)
+            for key, obj in self._listing(kind).items():
+                self._index(kind, key, copy.deepcopy(obj))
         self._bind()
         for obj in list(self.delivered["approvals"].values()):  # the listing's events: all news
             if self._news(obj):
                 self._approval_event(obj)
+
+    def _listing(self, kind: str) -> dict[Key, dict[str, Any]]:
+        """What a LIST of the kind returns now."""
+        if kind == "pipelines":
+            return {(NAMESPACE, PIPELINE): self.pipeline}
+        if kind == "deployments":
+            return dict(self.deployments)
+        if kind == "jobs":
+            return dict(self.jobs)
+        return {(NAMESPACE, name): obj for name, obj in self.objects[kind].items()}
 
     # --- objects --------------------------------------------------------------------------------
 

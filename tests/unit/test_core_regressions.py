@@ -392,3 +392,22 @@ def test_a_rollback_never_acts_on_a_namesake_of_the_release_it_planned_for():
     assert phase(sim, "rollbacks", "rb1") == "Failed"
     assert condition(sim.status("rollbacks", "rb1"), "Failed").get("reason") == "UnknownRelease"
     holds(sim, "released-digests")
+
+
+def test_a_rollback_decision_a_crash_kept_from_being_recorded_binds_nothing():
+    """A pass refuses rb1 (staging only ever ran r1) while r2 enters staging, and dies before
+    recording the refusal. After the restart staging runs r2: rb1 rolls it back to r1. The model's
+    final-rollbacks once held rb1 to the unrecorded plan (from r1) and cried foul: only a recorded
+    plan binds a rollback."""
+    sim = SimCluster(migration=False, smoke_test=False)
+    sim.create_release("r1", artifact="a1", target_stage="staging")
+    sim.settle()
+    sim.create_release("r2", artifact="a2", target_stage="staging")
+    sim.create_rollback("rb1", stage="staging", verify=False)
+    sim.reconcile(crash_after=0)  # r2's image is set; rb1's refusal is never written
+    assert sim.image_of("shop-staging", "shop", "web") == image("a2")
+    assert phase(sim, "rollbacks", "rb1") is None
+    sim.settle()
+    assert phase(sim, "rollbacks", "rb1") == "Succeeded"
+    assert sim.image_of("shop-staging", "shop", "web") == image("a1")
+    holds(sim, "final-rollbacks", "noop-rollbacks")
