@@ -1162,7 +1162,12 @@ class SimKube:
         self._did(action, "ok" if gone else "not-found", meant=meant, landed_on=landed)
 
     def patch_custom_status(
-        self, plural: str, _namespace: str, name: str, patch: dict[str, Any]
+        self,
+        plural: str,
+        _namespace: str,
+        name: str,
+        patch: dict[str, Any],
+        resource_version: str | None = None,
     ) -> dict[str, Any] | None:
         record = self.sim._record
         meant = self._meant(plural, name) or ""
@@ -1172,6 +1177,13 @@ class SimKube:
                 record.writes.append(Write(plural, name, meant, self._planned(plural, name, patch), False))
             raise Crash(f"killed before writing the status of {plural}/{name}")
         self.status_writes += 1
+        if (
+            resource_version
+            and target is not None
+            and target["metadata"]["resourceVersion"] != resource_version
+        ):
+            # The API server's precondition: the write was computed from another version (409).
+            raise ApiException(status=409, reason="Conflict")
         self._check_fresh(plural, name, "the status")
         landed = target["metadata"]["uid"] if target is not None else None
         write = Write(plural, name, meant, self._planned(plural, name, patch), True, landed)

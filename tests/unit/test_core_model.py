@@ -36,9 +36,8 @@ sim.MAX_LAG_SECONDS). After every step it checks (tests/support/invariants.py):
   and release, by uid, in the same stage; pipeline states that come and go excepted).
 - fresh-writes: no status (or owners) write is computed from data older than a write Conveyor made
   before that pass — the overlay's promise.
-- right-object: a write by name lands on the object (uid) the pass decided it for. Open: make fuzz
-  finds it broken (test_core_regressions.py, the xfail story of a re-created Release); skip it with
-  CONVEYOR_MODEL_SKIP=right-object to hunt for anything else.
+- right-object: a write by name lands on the object (uid) the pass decided it for (status writes
+  carry the resourceVersion the pass read: the API server refuses them on any other version).
 - fair-verdicts: a verdict that something is gone, late or changed (JobMissing, TimedOut,
   ImageChanged) given on cached reads is one a decision on the true state would give too.
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from support.builders import REPO, digest_of
 from support.invariants import Invariants
 from support.sim import SimCluster
@@ -287,10 +285,6 @@ def test_a_rollback_deleted_before_the_watch_says_so_is_announced_once():
     holds(sim, "events-once", "final-rollbacks")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: writes by name reach a re-created object the cache does not show yet (see the test)",
-)
 def test_a_status_computed_for_a_deleted_release_never_lands_on_its_successor_of_the_same_name():
     """r1 is verified in staging; CI deletes it and creates r1 again with another artifact; the watch
     has not delivered either change. The pass decides for the r1 it cached and merge-patches the
@@ -298,9 +292,9 @@ def test_a_status_computed_for_a_deleted_release_never_lands_on_its_successor_of
     staging — a digest that never ran there, one approval away from prod.
 
     Before the cache the same race had the width of one pass (LIST, then PATCH); a lagging watch
-    widens it to the lag. A status merge patch carries no precondition the API server checks for the
-    status subresource (a uid in it is reset with the rest of the metadata); a JSON patch whose first
-    operation tests /metadata/uid would be refused (422) instead."""
+    widens it to the lag. A uid in a status merge patch is ignored by the API server, but a
+    resourceVersion is a precondition it checks (409, verified on v1.36): every status write now
+    carries the version the pass read, so this one is refused and the pass retried on fresh data."""
     sim = SimCluster(migration=False, smoke_test=False, watch_lag=True)
     sim.create_release("r1", artifact="a1")
     sim.deliver()

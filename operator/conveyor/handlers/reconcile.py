@@ -244,9 +244,16 @@ def _set_image_patch(action: SetImage) -> dict[str, Any]:
     }
 
 
-def _perform(kube: Kube, namespace: str, action: Action, overlay: Overlay) -> None:
+def _version(obj: dict[str, Any] | None) -> str | None:
+    return ((obj or {}).get("metadata") or {}).get("resourceVersion")
+
+
+def _perform(
+    kube: Kube, namespace: str, action: Action, overlay: Overlay, versions: dict[tuple[str, str], str | None]
+) -> None:
     """One action; what the API server answers goes into the overlay, so the next pass (which reads
-    the cache) sees this write even before the watch delivers it."""
+    the cache) sees this write even before the watch delivers it — and, for Conveyor's own objects,
+    into `versions`: the version its status write in this pass must find."""
     if isinstance(action, CreateJob):
         created = kube.create_job(action.namespace, action.manifest)
         overlay.wrote("jobs", created)
@@ -267,7 +274,9 @@ def _perform(kube: Kube, namespace: str, action: Action, overlay: Overlay) -> No
         if created:
             WRITES.add("rollback_create")
     elif isinstance(action, LabelRelease):
-        overlay.wrote("releases", kube.label_custom("releases", namespace, action.release, action.labels))
+        labelled = kube.label_custom("releases", namespace, action.release, action.labels)
+        overlay.wrote("releases", labelled)
+        versions[("releases", action.release)] = _version(labelled)
         WRITES.add("release_label")
     elif isinstance(action, DeleteJob):
         kube.delete_job(action.namespace, action.name)
@@ -282,10 +291,11 @@ def _perform(kube: Kube, namespace: str, action: Action, overlay: Overlay) -> No
             "uid": action.release_uid,
         }
         owners = [*action.others, owner]
-        overlay.wrote(
-            "approvals",
-            kube.patch_custom_metadata("approvals", namespace, action.approval, {"ownerReferences": owners}),
+        owned = kube.patch_custom_metadata(
+            "approvals", namespace, action.approval, {"ownerReferences": owners}
         )
+        overlay.wrote("approvals", owned)
+        versions[("approvals", action.approval)] = _version(owned)
         WRITES.add("approval_owner")
     else:
         kube.delete_custom("releases", namespace, action.release)
@@ -327,6 +337,7 @@ def apply_plan(
     the object is gone)."""
     ns = pipeline.metadata.namespace
     overlay = overlay if overlay is not None else Overlay()
+    versions: dict[tuple[str, str], str | None] = {}  # (plural, name) -> version after this pass's writes
     ok = True
     failed = (
         failed if failed is not None else set()
@@ -345,7 +356,7 @@ def apply_plan(
         if action.owner in failed:
             continue
         try:
-            _perform(kube, ns, action, overlay)
+            _perform(kube, ns, action, overlay, versions)
         except Exception:
             log.warning(
                 "%s/%s: %s failed; will retry", ns, action.owner, type(action).__name__, exc_info=True
@@ -356,36 +367,58 @@ def apply_plan(
     uids.update({r.metadata.name: r.metadata.uid for r in releases})
     uids.update({r.metadata.name: r.metadata.uid for r in rollbacks})
     uids.update({a.metadata.name: a.metadata.uid for a in approvals})
-    writes: list[tuple[str, str, str, KubeModel, KubeModel]] = []
+    # (plural, name, uid, the version the pass read, status read, status decided)
+    writes: list[tuple[str, str, str, str, KubeModel, KubeModel]] = []
     by_rb = {r.metadata.name: r for r in rollbacks}
     writes += [
-        ("rollbacks", n, by_rb[n].metadata.uid, by_rb[n].status, st) for n, st in plan.rollbacks.items()
+        ("rollbacks", n, by_rb[n].metadata.uid, by_rb[n].metadata.resource_version, by_rb[n].status, st)
+        for n, st in plan.rollbacks.items()
     ]
     current = {r.metadata.name: r for r in releases}
     writes += [
-        ("releases", n, current[n].metadata.uid, current[n].status, st) for n, st in plan.releases.items()
+        ("releases", n, current[n].metadata.uid, current[n].metadata.resource_version, current[n].status, st)
+        for n, st in plan.releases.items()
     ]
     by_appr = {a.metadata.name: a for a in approvals}
     writes += [
-        ("approvals", n, by_appr[n].metadata.uid, by_appr[n].status, st) for n, st in plan.approvals.items()
+        ("approvals", n, by_appr[n].metadata.uid, by_appr[n].metadata.resource_version, by_appr[n].status, st)
+        for n, st in plan.approvals.items()
     ]
     writes.append(
-        ("pipelines", pipeline.metadata.name, pipeline.metadata.uid, pipeline.status, plan.pipeline)
+        (
+            "pipelines",
+            pipeline.metadata.name,
+            pipeline.metadata.uid,
+            pipeline.metadata.resource_version,
+            pipeline.status,
+            plan.pipeline,
+        )
     )
-    for plural, name, uid, old, new in writes:
+    for plural, name, uid, read_version, old, new in writes:
         if name in failed:
             continue
         patch = merge_patch(old.wire(), new.wire())
         if not patch:
             continue
+        # The status was decided from `read_version` (or from this pass's own metadata write): it
+        # lands only on that version. Anything newer — another writer, or the object deleted and
+        # re-created under the same name — answers 409, and the pass is retried on fresher data.
+        version = versions.get((plural, name), read_version) or None
         try:
-            written = kube.patch_custom_status(plural, ns, name, patch)
+            written = kube.patch_custom_status(plural, ns, name, patch, resource_version=version)
             WRITES.add("status_patch")
             if written is None:  # 404: deleted meanwhile — nothing to announce for it, nothing to act on
                 overlay.deleted(plural, ns, name, uid)
                 failed.add(name)
                 continue
             overlay.wrote(plural, written)
+        except ApiException as e:
+            failed.add(name)
+            ok = False
+            if e.status == 409:  # changed since it was read: the retry reads it anew
+                log.info("%s/%s: %s changed since the pass read it; the pass is retried", ns, name, plural)
+            else:
+                log.warning("%s/%s: writing the status of %s failed", ns, name, plural, exc_info=True)
         except Exception:
             # One object's refused write never stops the others' (nor their Events).
             log.warning("%s/%s: writing the status of %s failed", ns, name, plural, exc_info=True)

@@ -128,14 +128,25 @@ class Kube:
 
     @instrumented("patch")
     def patch_custom_status(
-        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        patch: dict[str, Any],
+        resource_version: str | None = None,
     ) -> dict[str, Any] | None:
-        """Merge-patch the status subresource; the object as stored (None: it was deleted)."""
+        """Merge-patch the status subresource; the object as stored (None: it was deleted). With
+        `resource_version` the write happens only on that version of the object (else ApiException
+        409): a status computed from an older read — or for an object since deleted and re-created
+        under the same name — never lands."""
+        body: dict[str, Any] = {"status": patch}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
             return self.request(
                 "PATCH",
                 _custom(namespace, plural, name) + "/status",
-                body={"status": patch},
+                body=body,
                 content_type=MERGE_PATCH,
             )
         except ApiException as e:
