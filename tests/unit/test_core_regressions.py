@@ -410,3 +410,19 @@ def test_a_rollback_decision_a_crash_kept_from_being_recorded_binds_nothing():
     assert phase(sim, "rollbacks", "rb1") == "Succeeded"
     assert sim.image_of("shop-staging", "shop", "web") == image("a1")
     holds(sim, "final-rollbacks", "noop-rollbacks")
+
+
+def test_retention_never_deletes_a_release_whose_image_was_just_set_by_hand():
+    """make fuzz, shrunk: r1, r3 and r2 are created (keep 2; r1 is superseded before it starts);
+    someone sets staging to r1's artifact by hand; the cache has the releases but not that change.
+    Retention deleted r1 — whose image runs in staging — on what only the cache said; a deletion
+    is for good, so it is now decided on live reads only."""
+    sim = SimCluster(migration=False, smoke_test=False, keep_releases=2, watch_lag=True)
+    sim.create_release("r1", artifact="a2")
+    sim.create_release("r3", artifact="a0")
+    sim.set_image_by_hand("shop-staging", image("a2"))
+    sim.create_release("r2", artifact="a0")
+    sim.deliver("releases")
+    sim.reconcile()
+    assert "r1" in sim.releases
+    holds(sim, "retention")
