@@ -37,6 +37,34 @@ def test_old_finished_releases_beyond_the_count_are_deleted_and_the_deletion_is_
     assert "beyond the newest 2 releases" in logged[0]
 
 
+def test_retention_deletes_only_on_live_reads():
+    """A deletion is for good: on a cache (which may not show an image set by hand a moment ago —
+    the model test found one) retention asks for live reads instead of deleting."""
+    p = pipeline(stages=[{"name": "prod", "namespace": "shop-prod"}])
+    p = p.model_copy(
+        update={
+            "spec": p.spec.model_copy(
+                update={"retention": p.spec.retention.model_copy(update={"keep_releases": 2})}
+            )
+        }
+    )
+    rs = [release(f"r{i}", created=later(i * 10), status=verified_in("prod", at=i * 10)) for i in range(1, 5)]
+
+    def on_r4():
+        return world(prod=deployment_view(f"{REPO}@{digest_of('r4')}", release_name="r4"))
+
+    cached = on_r4()
+    for sw in cached.stages.values():
+        sw.fresh = False
+    plan = reconcile(p, rs, [], cached, later(100))
+    assert plan.refresh
+    assert not [a for a in plan.actions if isinstance(a, DeleteRelease)]
+    assert "ReleaseDeleted" not in [e.reason for e in plan.events]
+    plan = reconcile(p, rs, [], on_r4(), later(100))
+    assert not plan.refresh
+    assert [a.release for a in plan.actions if isinstance(a, DeleteRelease)] == ["r1", "r2"]
+
+
 def test_a_vetoed_release_older_than_the_window_goes_too():
     p = pipeline(stages=[{"name": "prod", "namespace": "shop-prod"}])
     p = p.model_copy(

@@ -172,7 +172,13 @@ def reconcile(
     plan.pipeline = pipeline_status(
         pipeline, list(working.values()), rollbacks=rbs, plan=plan, ctx=ctx, now=now
     )
-    for name, why in to_delete(pipeline, plan.pipeline, list(working.values()), rbs, now, world=world):
+    doomed = to_delete(pipeline, plan.pipeline, list(working.values()), rbs, now, world=world)
+    if doomed and not all(sw.fresh for sw in world.stages.values()):
+        # A deletion is for good: that no stage runs the release's image is judged on live reads
+        # (a cache may not have delivered an image set a moment ago).
+        plan.refresh = True
+        doomed = []
+    for name, why in doomed:
         plan.actions.append(DeleteRelease(owner=name, release=name))
         release = working[name]
         ctx.emit(
