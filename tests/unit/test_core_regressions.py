@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from support.builders import REPO, digest_of
 from support.invariants import Invariants
 from support.sim import SimCluster
