@@ -444,3 +444,35 @@ def test_a_migration_created_but_never_recorded_and_then_deleted_is_not_run_twic
     sim.reconcile()
     assert [j.kind for j in sim.jobs_created] == ["migrate"]
     holds(sim, "migrations-once", "jobs-once")
+
+
+def test_a_final_rollbacks_recorded_veto_written_late_is_no_new_act():
+    """make fuzz, shrunk: rb6's plan (from r4) is recorded but the pipeline's status write, with
+    its veto of r4's digest, is lost to a crash twice; r1 (its target) is gone, so rb6 fails. The
+    next passes write the veto its recorded plan implies: the veto standing, not a final rollback
+    acting again (the model's final-rollbacks said otherwise)."""
+    from test_core_model import CoreModel
+
+    m = CoreModel()
+    m.configure(
+        three=True,
+        smoke=True,
+        down=True,
+        migration=True,
+        keep=2,
+        on_failure="hold",
+        expires=None,
+        skew=0.0,
+        min_approvals=1,
+    )
+    m.release_to_production(approver="alice", artifact="a0", name="r1")
+    m.rollback(count=3, stage=None, to=None, user="alice", verify=True)
+    m.release_to_production(approver="alice", artifact="a1", name="r4")
+    m.rollback(count=1, stage=None, to=None, user="alice", verify=False)
+    m.delete_approval(i=0)
+    m.deliver_all()
+    m.delete_release(name="r1")
+    m.crash(writes=3)
+    m.crash(writes=2)
+    m.everything_goes_well(held=None)
+    holds(m.sim, "final-rollbacks")
