@@ -153,7 +153,9 @@ def test_the_operator_runs_a_promotion_and_a_rollback_with_only_the_charts_permi
         # ... and that it can do everything it needs: a promotion, an approval gate, a rollback
         story.given_deployments()
         story.given_pipeline(smoke_test={"command": ["/app/smoke"]}, migration={"command": ["/app/migrate"]})
-        story.operator = OperatorProcess(sa_kubeconfig, *[a for ns in served for a in ("-n", ns)]).start()
+        story.operator = OperatorProcess(
+            sa_kubeconfig, *[a for ns in served for a in ("-n", ns)], lease_namespace=story.ns
+        ).start()
         story.operator.wait_for_log("is alive")
         story.operator.wait_healthy()
         for label in ("v1", "v2"):
