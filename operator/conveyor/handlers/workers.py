@@ -60,6 +60,7 @@ class PipelineWorkers:
         self._gate = gate
         self._live_next: set[Key] = set()  # pipelines whose next pass reads the API server itself
         self._running: dict[Key, float] = {}  # pipelines with a pass in flight -> when it started
+        self._stopping = False
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._wakeups: dict[Key, asyncio.Event] = {}
         self._targets: dict[Key, set[Target]] = {}
@@ -126,6 +127,9 @@ class PipelineWorkers:
 
     async def stop(self) -> None:
         """Cancel every worker (operator shutdown)."""
+        # Also a flag: Python 3.11's wait_for can swallow a cancellation that arrives as its wake-up
+        # does, and the worker would loop on.
+        self._stopping = True
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -136,7 +140,7 @@ class PipelineWorkers:
         loop = asyncio.get_running_loop()
         failures = 0
         next_live = time.monotonic() + _jittered(RESYNC_SECONDS)  # the cache is fresh at start
-        while True:
+        while not self._stopping:
             wakeup = self._wakeups.get(key)
             if wakeup is None:
                 return
