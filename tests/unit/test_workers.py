@@ -159,7 +159,7 @@ def test_a_standby_runs_no_pass_and_a_new_leader_passes_every_pipeline_live():
             await workers.stop()
 
     asyncio.run(scenario())
-    first = {name: live for name, live in reversed(calls)}  # each pipeline's first pass
+    first = dict(reversed(calls))  # each pipeline's first pass
     assert first == {"a": True, "b": True}
 
 
@@ -181,7 +181,7 @@ def test_a_pass_refused_as_not_leader_is_dropped_quietly_and_the_next_pass_is_li
             return True, None
 
         with ThreadPoolExecutor(max_workers=1) as pool:
-            workers = PipelineWorkers(reconcile_pass, pool, report=lambda ns, n, e: reports.append(e))
+            workers = PipelineWorkers(reconcile_pass, pool, report=lambda _ns, _n, e: reports.append(e))
             workers.ensure(("apps", "a"), set())
             while len(calls) < 1:
                 await asyncio.sleep(0.01)  # the first pass runs in the pool; nothing else to await
