@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,6 +131,28 @@ class OperatorProcess:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+
+    def wait_probe(self, path: str, status: int = 200, timeout: float = 30.0) -> str:
+        """Wait until a probe (/readyz, /healthz) answers `status`; its body."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                code, body = self.probe(path)
+                if code == status:
+                    return body
+                last = (code, body)
+            except OSError as e:  # not listening yet
+                last = e
+            time.sleep(0.1)  # a probe offers nothing to watch; polled until the deadline
+        raise AssertionError(
+            f"timed out after {timeout:.0f}s waiting for {path} to answer {status} (last: {last})"
+        )
+
+    def log_time(self, pattern: str) -> datetime:
+        """The timestamp of the first log line matching `pattern` (which must have been logged)."""
+        line = self.wait_for_log(pattern, timeout=0.1)
+        return datetime.fromisoformat(json.loads(line)["time"])
 
     def pause(self) -> None:
         """SIGSTOP: the process freezes mid-whatever (a long GC pause, a frozen VM, a partition)."""
