@@ -156,3 +156,39 @@ def test_ready_means_caches_synced_and_leading_or_a_standby_that_reads_the_lease
     assert ready(caches_synced=True, leading=False, lease_seen_ago=3.0, lease_duration=10)
     assert not ready(caches_synced=True, leading=False, lease_seen_ago=11.0, lease_duration=10)
     assert not ready(caches_synced=True, leading=False, lease_seen_ago=None, lease_duration=10)
+
+
+def test_the_watch_tracker_sees_kopfs_streams_listings_and_bookmarks(monkeypatch: pytest.MonkeyPatch):
+    import asyncio
+    import types
+
+    from kopf._cogs.clients import watching
+
+    from conveyor.handlers import health
+
+    async def fake_stream(**kwargs):
+        yield {"type": None, "object": {}}
+        yield watching.Bookmark.LISTED
+        yield {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}}
+
+    monkeypatch.setattr(watching, "continuous_watch", fake_stream)
+    clock = Clock()
+    tracker = health.WatchTracker(clock)
+    health.install(tracker)
+    health.install(tracker)  # idempotent: wrapped once
+    assert watching.continuous_watch is not fake_stream
+    assert tracker.installed
+
+    async def consume(plural: str, namespace: str | None) -> None:
+        resource = types.SimpleNamespace(plural=plural)
+        async for _ in watching.continuous_watch(resource=resource, namespace=namespace):
+            clock.now += 1
+
+    for kind in health.WATCHED[:-1]:
+        asyncio.run(consume(kind, "apps"))
+    asyncio.run(consume("namespaces", None))  # kopf's own observer watch: not judged
+    assert not tracker.synced()  # jobs never listed
+    asyncio.run(consume("jobs", None))
+    assert tracker.synced()
+    assert set(tracker.seen()) == {f"{k} in apps" for k in health.WATCHED[:-1]} | {"jobs cluster-wide"}
+    assert tracker.seen()["jobs cluster-wide"] == clock.now - 1  # the bookmark was the last delivery
