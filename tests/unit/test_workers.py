@@ -194,3 +194,28 @@ def test_a_pass_refused_as_not_leader_is_dropped_quietly_and_the_next_pass_is_li
     asyncio.run(scenario())
     assert calls == [False, True]
     assert reports == []
+
+
+def test_liveness_sees_a_pass_in_flight_and_no_longer_once_it_ends():
+    release = threading.Event()
+    started = threading.Event()
+
+    def reconcile_pass(namespace: str, name: str, live: bool = False) -> tuple[bool, float | None]:
+        started.set()
+        release.wait(timeout=10)
+        return True, None
+
+    async def scenario() -> None:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            workers = PipelineWorkers(reconcile_pass, pool)
+            workers.ensure(("apps", "stuck"), set())
+            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            assert len(workers.passes_started()) == 1
+            assert not workers.idle()
+            release.set()
+            while not workers.idle():
+                await asyncio.sleep(0.01)  # the pass ends in the pool; nothing else to await
+            assert workers.passes_started() == ()
+            await workers.stop()
+
+    asyncio.run(scenario())
