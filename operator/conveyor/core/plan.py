@@ -25,6 +25,11 @@ class CreateJob:
     owner: str  # the release or rollback this action serves
     namespace: str
     manifest: dict[str, Any]
+    # Created only after the owner's status, which names the Job, is written: a (down-)migration
+    # must run at most once, so its Job is recorded before it exists — a recorded Job that is not
+    # there is then never created again (deleted by hand, or the operator died in between), where a
+    # Job created first and lost with its status write would be created anew once deleted.
+    record_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,7 @@ class Pass:
                     commit=facts.get("commit"),
                     digest=facts.get("digest"),
                     ci_run=facts.get("ci_run"),
+                    warning=True if warning else None,
                 )
             )
             del history[:-HISTORY_LIMIT]

@@ -395,7 +395,10 @@ class ReleaseStep:
             if check.state is JobState.CREATE:
                 ctx.plan.actions.append(
                     CreateJob(
-                        self.name, stage.namespace, job_manifest(ctx.pipeline, self.release, stage, kind)
+                        self.name,
+                        stage.namespace,
+                        job_manifest(ctx.pipeline, self.release, stage, kind),
+                        record_first=migration,
                     )
                 )
             if migration:
@@ -430,6 +433,10 @@ class ReleaseStep:
             JobState.FAILED: f"{event}Failed",
         }[check.state]
         detail = check.detail
+        if check.state is JobState.MISSING and migration:
+            # Recorded before it was created: absent, it was deleted — or never created, when the
+            # operator stopped between the two. Either way it may not run a second time.
+            detail += " (deleted, or never created when the operator stopped right after recording it)"
         if check.state is JobState.MISSING:
             detail += "; Conveyor never runs it twice"
         if migration and check.state is not JobState.MISSING:

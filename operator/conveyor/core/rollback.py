@@ -572,7 +572,9 @@ class RollbackStep:
             manifest = job_manifest(
                 self.ctx.pipeline, release, stage, kind, rollback=self.name, owner_uid=self.rb.metadata.uid
             )
-            self.ctx.plan.actions.append(CreateJob(self.name, stage.namespace, manifest))
+            self.ctx.plan.actions.append(
+                CreateJob(self.name, stage.namespace, manifest, record_first=kind is JobKind.DOWN_MIGRATION)
+            )
         return check, name
 
     def stop_in_flight(self, stage: Stage) -> None:
