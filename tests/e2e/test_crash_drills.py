@@ -1,0 +1,394 @@
+"""Crash drills on the real control plane (issue #12): the operator SIGKILLs itself right after a
+chosen write (CONVEYOR_FAULT_POINT, operator/conveyor/kube/faults.py), is restarted without the
+switch, and the release or rollback must end where it should — nothing lost, nothing repeated:
+
+- each migration Job is CREATED at most once per release and stage, counted in the API server's
+  audit log (create requests by Conveyor's user agent, 409s included: a deterministic name would hide
+  a second attempt);
+- the Deployments' ReplicaSet history holds only images some Release named;
+- every transition has its history entry and exactly one Event.
+
+The random-kill drill (test_random_kills) runs a bounded version here and the long one under
+`make soak` (CONVEYOR_SOAK=1).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import cluster as cluster_mod
+from support.builders import REPO, release_dict
+from support.invariants import (
+    audit_job_creates,
+    delete_all_and_wait_gone,
+    foreign_images,
+    unrecorded_transitions,
+)
+from support.story import OLD_IMAGE, Story, image_of, stage_record, status
+
+pytestmark = pytest.mark.cluster
+
+MIGRATION = {"command": ["/app/migrate"]}
+SMOKE = {"command": ["/app/smoke"]}
+DOWN = {"command": ["/app/migrate", "down"]}
+
+
+@pytest.fixture
+def audit(cluster: cluster_mod.Cluster) -> Path | None:
+    """The API server's audit log; None (the count skipped, saying why) on an external cluster. A
+    local control plane without one fails the drill: it cannot count what it exists to count."""
+    if not cluster.local:
+        print("CONVEYOR_TEST_KUBECONFIG: an external cluster has no audit log here; Job creates not counted")
+        return None
+    path = cluster_mod.audit_log(cluster)
+    if path is None:
+        pytest.fail(
+            f"the local control plane in {cluster.cluster_dir} runs without the API server's audit log, "
+            "where the crash drills count Job creates. Restart it with the log: "
+            f"CONVEYOR_CLUSTER_DIR={cluster.cluster_dir} hack/cluster down && "
+            f"CONVEYOR_CLUSTER_DIR={cluster.cluster_dir} CONVEYOR_AUDIT_LOG=writes hack/cluster up "
+            "(make test and the test harness start it that way)"
+        )
+    return path
+
+
+def check_creates_once(story: Story, audit: Path | None, expected: set[str] | None = None) -> Counter:
+    """Every Job Conveyor created in the story's stage namespaces: created (requested) once, and
+    (when given) exactly the `expected` names. Returns the counts."""
+    if audit is None:
+        return Counter()
+    creates = audit_job_creates(audit, story.stage_ns.values())
+    twice = {k: n for k, n in creates.items() if n > 1}
+    assert not twice, f"Jobs created more than once (audit log): {twice}"
+    if expected is not None:
+        assert {name for _, name in creates} == expected, creates
+    return creates
+
+
+def check_records(story: Story, released: set[str]) -> None:
+    """ReplicaSet images only released ones; every transition with its history entry and one Event."""
+    assert foreign_images(story.apps, story.stage_ns.values(), released | {OLD_IMAGE}) == []
+    problems = unrecorded_transitions(story.core, story.custom, story.ns)
+    assert problems == [], "\n".join(problems)
+
+
+def released_images(story: Story) -> set[str]:
+    """The image (repository@digest) of every Release in the story."""
+    items = story.custom.list_namespaced_custom_object("conveyor.dev", "v1alpha1", story.ns, "releases")
+    return {f"{REPO}@{r['spec']['digest']}" for r in items["items"]}
+
+
+def armed_after_pipeline_settled(story: Story, fault: str) -> None:
+    """An operator runs until the pipeline's own status is written, then is replaced by one armed
+    with `fault`: its first status write is then a release's, not the pipeline's first one."""
+    story.given_operator()
+    story.then_condition("pipelines", "shop", "Reconciled")
+    assert story.operator is not None
+    story.operator.stop()
+    story.given_operator(fault=fault)
+
+
+def release_with_breaking_schema(story: Story, name: str, **kwargs: Any) -> None:
+    """CI creates a release that declares a breaking schema change (a rollback from it runs the
+    pipeline's down-migration first)."""
+    body = release_dict(name, namespace=story.ns, **kwargs)
+    body["spec"]["schemaChange"] = "breaking"
+    story.create("releases", body, as_user="ci-bot")
+
+
+def two_stages(story: Story, **kwargs: Any) -> None:
+    """Deployments in staging and prod, and a pipeline over them (prod behind an approval)."""
+    story.given_deployments()
+    story.given_pipeline(**kwargs)
+
+
+# --- one story per fault point ------------------------------------------------------------------
+
+
+def test_killed_after_a_job_create_the_migration_is_adopted_not_created_again(
+    story: Story, audit: Path | None
+):
+    # Given a pipeline with migrations and smoke tests, and an operator that dies right after its
+    # first Job create (the release's status already names the Job; the pipeline's, and Events, not)
+    two_stages(story, migration=MIGRATION, smoke_test=SMOKE)
+    story.given_operator(fault="after-job-create")
+    story.when_release("shop-j", label="j")
+    story.then_operator_dies_at("after-job-create")
+    # When it is restarted without the switch and the release is approved
+    story.given_operator()
+    story.then_release_phase("shop-j", "AwaitingApproval")
+    story.when_approved("shop-j", "prod")
+    rel = story.then_release_phase("shop-j", "Succeeded")
+    # Then every Job was created once: the staging migration was adopted, never requested again
+    check_creates_once(
+        story,
+        audit,
+        {story.job("shop-j", s, k) for s in ("staging", "prod") for k in ("migrate", "smoke")},
+    )
+    assert [h["reason"] for h in status(rel)["history"]].count("MigrationStarted") == 2
+    check_records(story, {image_of("j")})
+
+
+def test_killed_after_a_deployment_patch_the_rollout_is_recorded_once(story: Story, audit: Path | None):
+    # Given an operator that dies right after its first image patch, before the status saying so
+    two_stages(story, migration=MIGRATION, smoke_test=SMOKE)
+    story.given_operator(fault="after-deployment-patch")
+    story.when_release("shop-d", label="d")
+    story.then_operator_dies_at("after-deployment-patch")
+    assert story.deployment_image("staging") == image_of("d")
+    assert "deployedAt" not in stage_record(story.get("releases", "shop-d"), "staging")
+    # When it is restarted
+    story.given_operator()
+    story.then_release_phase("shop-d", "AwaitingApproval")
+    story.when_approved("shop-d", "prod")
+    rel = story.then_release_phase("shop-d", "Succeeded")
+    # Then the rollout was recorded once per stage and nothing ran twice
+    history = [h["reason"] for h in status(rel)["history"]]
+    assert history.count("RolloutStarted") == 2
+    assert history.count("RolloutSucceeded") == 2
+    check_creates_once(story, audit)
+    check_records(story, {image_of("d")})
+
+
+def test_killed_after_a_status_write_its_events_are_posted_after_the_restart(
+    story: Story, audit: Path | None
+):
+    # Given an operator that dies right after its first status write — the release's, recording
+    # its acceptance and the rollout it just started — before any Event or audit line for it
+    story.given_deployments()
+    story.given_pipeline(
+        smoke_test=SMOKE,
+        stages=[
+            {"name": "staging", "namespace": story.stage_ns["staging"]},
+            {"name": "prod", "namespace": story.stage_ns["prod"]},
+        ],
+    )
+    armed_after_pipeline_settled(story, "after-status-write")
+    story.when_release("shop-s", label="s")
+    story.then_operator_dies_at("after-status-write")
+    recorded = [h["reason"] for h in status(story.get("releases", "shop-s"))["history"]]
+    assert "ReleaseAccepted" in recorded
+    assert story.events("shop-s") == []  # the Events were lost with the process
+    # When it is restarted
+    story.given_operator()
+    story.then_release_phase("shop-s", "Succeeded")
+    # Then the lost transitions were announced (Event and audit line) once, with their own time
+    story.then_event("shop-s", "ReleaseSucceeded")
+    recovered = [a for a in story.audit_lines() if a.get("recovered") and a.get("name") == "shop-s"]
+    assert sorted(a["event"] for a in recovered) == sorted(recorded)
+    check_creates_once(story, audit)
+    check_records(story, {image_of("s")})
+
+
+def test_killed_between_recording_a_migration_and_creating_it_the_migration_never_runs(
+    story: Story, audit: Path | None
+):
+    # Given an operator that dies right after the status write naming the staging migration Job,
+    # before creating it: the restarted operator cannot tell "never created" from "created, then
+    # deleted by hand", and a migration may not run twice
+    story.given_deployments()
+    story.given_pipeline(
+        migration=MIGRATION, stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}]
+    )
+    armed_after_pipeline_settled(story, "after-status-write")
+    story.when_release("shop-m", label="m")
+    story.then_operator_dies_at("after-status-write")
+    assert stage_record(story.get("releases", "shop-m"), "staging")["migrationJob"]
+    story.given_operator()
+    # Then the release fails safe, saying why, and the Job was never requested
+    rel = story.then_condition("releases", "shop-m", "Failed", reason="MigrationJobMissing")
+    assert "never runs it twice" in status(rel)["message"]
+    assert story.deployment_image("staging") == OLD_IMAGE
+    assert check_creates_once(story, audit, set()) == Counter()
+    check_records(story, set())
+
+
+def test_killed_between_a_rollback_plan_and_its_patch_the_rollback_finishes_once(
+    story: Story, audit: Path | None
+):
+    # Given two releases promoted through both stages (no gate), with a down-migration
+    story.given_deployments()
+    story.given_pipeline(
+        migration=MIGRATION,
+        down_migration=DOWN,
+        stages=[
+            {"name": "staging", "namespace": story.stage_ns["staging"]},
+            {"name": "prod", "namespace": story.stage_ns["prod"]},
+        ],
+    )
+    story.given_operator()
+    story.when_release("shop-1", label="one")
+    story.then_release_phase("shop-1", "Succeeded")
+    release_with_breaking_schema(story, "shop-2", label="two")
+    story.then_release_phase("shop-2", "Succeeded")
+    # And an operator that dies right after a rollback's plan is written, before it acts
+    assert story.operator is not None
+    story.operator.stop()
+    story.given_operator(fault="after-rollback-plan")
+    story.when_rollback("rb", stage="prod", reason="drill")
+    story.then_operator_dies_at("after-rollback-plan")
+    assert status(story.get("rollbacks", "rb")).get("plan")
+    assert story.deployment_image("prod") == image_of("two")
+    # When it is restarted
+    story.given_operator()
+    rb = story.then_rollback_phase("rb", "Succeeded")
+    # Then prod runs the earlier release, its down-migration ran once, the newer one is vetoed
+    assert story.deployment_image("prod") == image_of("one")
+    assert status(rb)["plan"]["toRelease"] == "shop-1"
+    assert status(rb)["plan"]["action"] == "DownMigrationThenImage"
+    down = story.job("rb", "prod", "down", plural="rollbacks")
+    creates = check_creates_once(story, audit)
+    if audit is not None:
+        assert creates[story.stage_ns["prod"], down] == 1
+    assert status(story.get("releases", "shop-2"))["vetoed"] is True
+    check_records(story, {image_of("one"), image_of("two")})
+
+
+# --- random kills -------------------------------------------------------------------------------
+
+SOAK = os.environ.get("CONVEYOR_SOAK", "") not in ("", "0")
+RELEASES = int(os.environ.get("CONVEYOR_SOAK_RELEASES", "20"))
+KILLS = int(os.environ.get("CONVEYOR_SOAK_KILLS", "20" if SOAK else "8"))
+
+
+SHAPES: dict[str, dict[str, Any]] = {
+    "p0": {"migration": MIGRATION, "smoke_test": SMOKE},
+    "p1": {"smoke_test": SMOKE},
+    "p2": {"migration": MIGRATION},
+    "p3": {"migration": MIGRATION, "smoke_test": SMOKE},  # and prod behind an approval
+    "p4": {"migration": MIGRATION, "down_migration": DOWN},  # and rolled back in prod
+}
+
+
+class Killer(threading.Thread):
+    """SIGKILLs the story's operator at seeded random moments and starts a new one, `kills` times."""
+
+    def __init__(self, story: Story, rng: random.Random, kills: int, gap: tuple[float, float]) -> None:
+        super().__init__(daemon=True)
+        self.story, self.rng, self.kills, self.gap = story, rng, kills, gap
+        self.done = 0
+        self.error: BaseException | None = None
+        self.stopped = threading.Event()
+        self.rollback_created = threading.Event()  # the last RESERVED kills wait for it
+
+    RESERVED = 2
+
+    def run(self) -> None:
+        try:
+            while self.done < self.kills and not self.stopped.is_set():
+                if self.done == self.kills - self.RESERVED:
+                    while not self.rollback_created.wait(1.0):  # a wait on the test's news
+                        if self.stopped.is_set():
+                            return
+                # The kill moment itself is what is random (not a wait for anything): a seeded
+                # delay after the operator came up.
+                if self.stopped.wait(self.rng.uniform(*self.gap)):
+                    return
+                self.story.restart_operator()
+                self.done += 1
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+
+def test_random_kills_lose_and_repeat_nothing(story: Story, audit: Path | None):
+    seed = int(os.environ.get("CONVEYOR_SOAK_SEED") or random.SystemRandom().randrange(1 << 30))
+    print(f"random kills: seed {seed} (CONVEYOR_SOAK_SEED={seed} repeats the kill moments)")
+    rng = random.Random(seed)  # noqa: S311 — kill moments, not secrets
+    # Given five pipelines sharing the stage namespaces: migrations and smoke tests, smoke tests only,
+    # migrations only, one behind an approval gate, and one that is rolled back
+    names = [f"p{i}" for i in range(5)]
+    for n in names:
+        for ns in story.stage_ns.values():
+            story.create_deployment(ns, n)
+    for n in names:
+        for ns in story.stage_ns.values():
+            story.wait_deployment_available(ns, n)
+    for n in names:
+        story.given_pipeline(
+            n,
+            targets=[{"deployment": n, "container": "web"}],
+            stages=[
+                {"name": "staging", "namespace": story.stage_ns["staging"]},
+                {"name": "prod", "namespace": story.stage_ns["prod"], "requiresApproval": n == "p3"},
+            ],
+            **SHAPES[n],
+        )
+    story.given_operator()
+    killer = Killer(story, rng, KILLS, (1.0, 4.0) if not SOAK else (1.0, 6.0))
+    started = time.monotonic()
+    killer.start()
+    try:
+        releases, rb = drive(story, names, killer)
+    finally:
+        killer.stopped.set()
+    assert killer.error is None, f"restarting the operator failed: {killer.error!r}"
+    took = time.monotonic() - started
+    print(f"random kills: {killer.done} kills, {RELEASES} releases over {len(names)} pipelines, {took:.0f}s")
+    assert killer.done == KILLS
+    per = len(releases["p0"])
+    # Then every object is in its right end state
+    for n in names:
+        for name in releases[n][:-1]:
+            phase = status(story.get("releases", name)).get("phase")
+            assert phase in ("Succeeded", "Superseded"), f"{name}: {phase}"
+    assert status(rb)["plan"]["fromRelease"] == releases["p4"][-1]
+    back_to = status(rb)["plan"]["toRelease"]
+    assert story.deployment_image("prod", "p4") == image_of(f"p4-{releases['p4'].index(back_to)}")
+    for n in names[:4]:
+        assert story.deployment_image("prod", n) == image_of(f"{n}-{per - 1}")
+    # Each Job created at most once; migration Jobs exactly once per release and stage it entered
+    creates = check_creates_once(story, audit)
+    if audit is not None:
+        print(f"random kills: {sum(creates.values())} Job create requests counted in the audit log")
+        for n in names:
+            if "migration" not in SHAPES[n]:
+                continue
+            for name in releases[n]:
+                rel = story.get("releases", name)
+                for stage in ("staging", "prod"):
+                    if stage_record(rel, stage).get("migrationJob"):
+                        job = story.job(name, stage, "migrate")
+                        assert creates[story.stage_ns[stage], job] == 1, (name, stage)
+    check_records(story, released_images(story))
+    # And nothing is held by a finalizer: every object goes when deleted
+    delete_all_and_wait_gone(story.custom, story.ns)
+
+
+def drive(story: Story, names: list[str], killer: Killer) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Releases in waves (p3's approved as they are created), every pipeline's last one Succeeded,
+    then p4 rolled back in prod; waits for the killer to finish. Returns (releases, the rollback)."""
+    per = max(1, RELEASES // len(names))
+    releases: dict[str, list[str]] = {n: [f"{n}-r{i}" for i in range(per)] for n in names}
+    for i in range(per):
+        for n in names:
+            name = releases[n][i]
+            if n == "p4" and i == per - 1:  # the release rolled back: its down-migration runs first
+                release_with_breaking_schema(story, name, pipeline=n, label=f"{n}-{i}")
+            else:
+                story.when_release(name, pipeline=n, label=f"{n}-{i}")
+            if n == "p3":
+                story.when_approved(name, "prod")
+        # the next wave while this one is in flight
+        story.then_release(
+            releases["p0"][i],
+            lambda o: o is not None and bool(status(o).get("phase")),
+            "accepted",
+            timeout=60,
+        )
+    # The last release of every pipeline ends Succeeded (the ones before: Succeeded or Superseded)
+    for n in names:
+        story.then_release_phase(releases[n][-1], "Succeeded", timeout=240)
+    # And p4 is rolled back in prod to its release before, while the kills go on
+    story.when_rollback("p4-back", pipeline="p4", stage="prod", reason="random kills")
+    killer.rollback_created.set()
+    rb = story.then_rollback_phase("p4-back", "Succeeded", timeout=240)
+    killer.join(timeout=300)
+    return releases, rb
