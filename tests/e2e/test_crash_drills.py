@@ -137,6 +137,28 @@ def test_killed_after_a_job_create_the_migration_is_adopted_not_created_again(
     check_records(story, {image_of("j")})
 
 
+def test_killed_after_a_job_create_and_the_job_deleted_by_hand_the_migration_never_runs_again(
+    story: Story, audit: Path | None
+):
+    # Given an operator that died right after creating the staging migration Job
+    story.given_deployments()
+    story.given_pipeline(
+        migration=MIGRATION, stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}]
+    )
+    story.given_operator(fault="after-job-create")
+    story.when_release("shop-x", label="x")
+    story.then_operator_dies_at("after-job-create")
+    # When someone deletes the Job before the operator is back
+    job = story.job("shop-x", "staging", "migrate")
+    story.batch.delete_namespaced_job(job, story.stage_ns["staging"], propagation_policy="Background")
+    story.given_operator()
+    # Then the migration is not run a second time: the release fails, saying why
+    rel = story.then_condition("releases", "shop-x", "Failed", reason="MigrationJobMissing")
+    assert "never runs it twice" in status(rel)["message"]
+    check_creates_once(story, audit, {job})  # once: requested by the crashed process only
+    check_records(story, set())
+
+
 def test_killed_after_a_deployment_patch_the_rollout_is_recorded_once(story: Story, audit: Path | None):
     # Given an operator that dies right after its first image patch, before the status saying so
     two_stages(story, migration=MIGRATION, smoke_test=SMOKE)
@@ -275,6 +297,7 @@ class Killer(threading.Thread):
         super().__init__(daemon=True)
         self.story, self.rng, self.kills, self.gap = story, rng, kills, gap
         self.done = 0
+        self.progress = threading.Condition()  # notified after each kill and restart
         self.error: BaseException | None = None
         self.stopped = threading.Event()
         self.rollback_created = threading.Event()  # the last RESERVED kills wait for it
@@ -293,9 +316,21 @@ class Killer(threading.Thread):
                 if self.stopped.wait(self.rng.uniform(*self.gap)):
                     return
                 self.story.restart_operator()
-                self.done += 1
+                with self.progress:
+                    self.done += 1
+                    self.progress.notify_all()
         except BaseException as e:  # reported by the test
             self.error = e
+        finally:
+            with self.progress:
+                self.stopped.set()
+                self.progress.notify_all()
+
+    def wait_kills(self, count: int, timeout: float = 120) -> None:
+        """Wait until `count` kills (and restarts) are done, or the killer stopped."""
+        with self.progress:
+            if not self.progress.wait_for(lambda: self.done >= count or self.stopped.is_set(), timeout):
+                raise AssertionError(f"only {self.done} of {count} kills after {timeout:.0f}s")
 
 
 def test_random_kills_lose_and_repeat_nothing(story: Story, audit: Path | None):
@@ -368,6 +403,8 @@ def drive(story: Story, names: list[str], killer: Killer) -> tuple[dict[str, lis
     per = max(1, RELEASES // len(names))
     releases: dict[str, list[str]] = {n: [f"{n}-r{i}" for i in range(per)] for n in names}
     for i in range(per):
+        # Waves spread over the kills: wave i begins once i/per of the free kills are done.
+        killer.wait_kills(i * (killer.kills - killer.RESERVED) // per)
         for n in names:
             name = releases[n][i]
             if n == "p4" and i == per - 1:  # the release rolled back: its down-migration runs first
