@@ -372,8 +372,10 @@ def test_random_kills_lose_and_repeat_nothing(story: Story, audit: Path | None):
     # Then every object is in its right end state
     for n in names:
         for name in releases[n][:-1]:
-            phase = status(story.get("releases", name)).get("phase")
-            assert phase in ("Succeeded", "Superseded"), f"{name}: {phase}"
+            st = status(story.get("releases", name))
+            assert st.get("phase") in ("Succeeded", "Superseded"), (
+                f"{name}: {st.get('phase')}: {st.get('message')}"
+            )
     assert status(rb)["plan"]["fromRelease"] == releases["p4"][-1]
     back_to = status(rb)["plan"]["toRelease"]
     assert story.deployment_image("prod", "p4") == image_of(f"p4-{releases['p4'].index(back_to)}")
