@@ -33,6 +33,7 @@ from support.invariants import (
     unrecorded_transitions,
 )
 from support.story import OLD_IMAGE, Story, image_of, stage_record, status
+from support.wait import wait_for_object
 
 pytestmark = pytest.mark.cluster
 
@@ -148,8 +149,9 @@ def test_killed_after_a_job_create_and_the_job_deleted_by_hand_the_migration_nev
     story.given_operator(fault="after-job-create")
     story.when_release("shop-x", label="x")
     story.then_operator_dies_at("after-job-create")
-    # When someone deletes the Job before the operator is back
+    # When someone deletes the Job, after it started its Pod, before the operator is back
     job = story.job("shop-x", "staging", "migrate")
+    story.then_job_event(job, "SuccessfulCreate")
     story.batch.delete_namespaced_job(job, story.stage_ns["staging"], propagation_policy="Background")
     story.given_operator()
     # Then the migration is not run a second time: the release fails, saying why
@@ -210,12 +212,11 @@ def test_killed_after_a_status_write_its_events_are_posted_after_the_restart(
     check_records(story, {image_of("s")})
 
 
-def test_killed_between_recording_a_migration_and_creating_it_the_migration_never_runs(
+def test_killed_between_recording_a_migration_and_creating_it_the_migration_runs_once(
     story: Story, audit: Path | None
 ):
     # Given an operator that dies right after the status write naming the staging migration Job,
-    # before creating it: the restarted operator cannot tell "never created" from "created, then
-    # deleted by hand", and a migration may not run twice
+    # before creating it (the Job is recorded before it is created)
     story.given_deployments()
     story.given_pipeline(
         migration=MIGRATION, stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}]
@@ -223,14 +224,16 @@ def test_killed_between_recording_a_migration_and_creating_it_the_migration_neve
     armed_after_pipeline_settled(story, "after-status-write")
     story.when_release("shop-m", label="m")
     story.then_operator_dies_at("after-status-write")
-    assert stage_record(story.get("releases", "shop-m"), "staging")["migrationJob"]
+    job = story.job("shop-m", "staging", "migrate")
+    assert stage_record(story.get("releases", "shop-m"), "staging")["migrationJob"] == job
+    assert story.jobs("staging") == []
+    # When it is restarted
     story.given_operator()
-    # Then the release fails safe, saying why, and the Job was never requested
-    rel = story.then_condition("releases", "shop-m", "Failed", reason="MigrationJobMissing")
-    assert "never runs it twice" in status(rel)["message"]
-    assert story.deployment_image("staging") == OLD_IMAGE
-    assert check_creates_once(story, audit, set()) == Counter()
-    check_records(story, set())
+    # Then the Job, which never had a Pod, is created — once — and the release goes on
+    rel = story.then_release_phase("shop-m", "Succeeded")
+    assert [h["reason"] for h in status(rel)["history"]].count("MigrationStarted") == 1
+    check_creates_once(story, audit, {job})
+    check_records(story, {image_of("m")})
 
 
 def test_killed_between_a_rollback_plan_and_its_patch_the_rollback_finishes_once(
@@ -333,6 +336,9 @@ class Killer(threading.Thread):
                 raise AssertionError(f"only {self.done} of {count} kills after {timeout:.0f}s")
 
 
+TERMINAL = ("Succeeded", "Superseded", "Failed")
+
+
 def test_random_kills_lose_and_repeat_nothing(story: Story, audit: Path | None):
     seed = int(os.environ.get("CONVEYOR_SOAK_SEED") or random.SystemRandom().randrange(1 << 30))
     print(f"random kills: seed {seed} (CONVEYOR_SOAK_SEED={seed} repeats the kill moments)")
@@ -357,38 +363,50 @@ def test_random_kills_lose_and_repeat_nothing(story: Story, audit: Path | None):
             **SHAPES[n],
         )
     story.given_operator()
+    per = max(2, RELEASES // len(names))
+    releases: dict[str, list[str]] = {n: [f"{n}-r{i}" for i in range(per)] for n in names}
+    # p4's first release is in prod before the kills begin: the rollback's target
+    story.when_release("p4-r0", pipeline="p4", label="p4-0")
+    story.then_release_phase("p4-r0", "Succeeded", timeout=60)
     killer = Killer(story, rng, KILLS, (1.0, 4.0) if not SOAK else (1.0, 6.0))
     started = time.monotonic()
     killer.start()
     try:
-        releases, rb = drive(story, names, killer)
+        rb = drive(story, releases, killer)
     finally:
         killer.stopped.set()
     assert killer.error is None, f"restarting the operator failed: {killer.error!r}"
     took = time.monotonic() - started
-    print(f"random kills: {killer.done} kills, {RELEASES} releases over {len(names)} pipelines, {took:.0f}s")
+    count = per * len(names)
+    print(f"random kills: {killer.done} kills, {count} releases over {len(names)} pipelines, {took:.0f}s")
     assert killer.done == KILLS
-    per = len(releases["p0"])
-    # Then every object is in its right end state
-    for n in names:
-        for name in releases[n][:-1]:
-            st = status(story.get("releases", name))
-            assert st.get("phase") in ("Succeeded", "Superseded"), (
-                f"{name}: {st.get('phase')}: {st.get('message')}"
-            )
-    assert status(rb)["plan"]["fromRelease"] == releases["p4"][-1]
-    back_to = status(rb)["plan"]["toRelease"]
-    assert story.deployment_image("prod", "p4") == image_of(f"p4-{releases['p4'].index(back_to)}")
-    for n in names[:4]:
-        assert story.deployment_image("prod", n) == image_of(f"{n}-{per - 1}")
-    # Each Job created at most once; migration Jobs exactly once per release and stage it entered
     creates = check_creates_once(story, audit)
     if audit is not None:
         print(f"random kills: {sum(creates.values())} Job create requests counted in the audit log")
+
+    # Then every release ended rightly: Succeeded, or Superseded by a newer one
+    succeeded: dict[str, list[str]] = {}
+    for n in names:
+        for name in releases[n]:
+            rel = story.get("releases", name)
+            st = status(rel)
+            assert st.get("phase") in ("Succeeded", "Superseded"), (
+                f"{name}: {st.get('phase')}: {st.get('message')}"
+            )
+            if st["phase"] == "Succeeded":
+                succeeded.setdefault(n, []).append(name)
+        if n != "p4":
+            newest = succeeded[n][-1]
+            assert story.deployment_image("prod", n) == image_of(f"{n}-{releases[n].index(newest)}")
+    # And p4's rollback went from its newest release back to its first, its down-migration once
+    rb_st = status(rb)
+    assert rb_st["plan"]["fromRelease"] == succeeded["p4"][-1]
+    assert rb_st["phase"] == "Succeeded", rb_st.get("message")
+    assert story.deployment_image("prod", "p4") == image_of("p4-0")
+    # Each migration Job created exactly once per release and stage that recorded it
+    if audit is not None:
         for n in names:
-            if "migration" not in SHAPES[n]:
-                continue
-            for name in releases[n]:
+            for name in releases[n] if "migration" in SHAPES[n] else []:
                 rel = story.get("releases", name)
                 for stage in ("staging", "prod"):
                     if stage_record(rel, stage).get("migrationJob"):
@@ -399,35 +417,41 @@ def test_random_kills_lose_and_repeat_nothing(story: Story, audit: Path | None):
     delete_all_and_wait_gone(story.custom, story.ns)
 
 
-def drive(story: Story, names: list[str], killer: Killer) -> tuple[dict[str, list[str]], dict[str, Any]]:
-    """Releases in waves (p3's approved as they are created), every pipeline's last one Succeeded,
-    then p4 rolled back in prod; waits for the killer to finish. Returns (releases, the rollback)."""
-    per = max(1, RELEASES // len(names))
-    releases: dict[str, list[str]] = {n: [f"{n}-r{i}" for i in range(per)] for n in names}
+def drive(story: Story, releases: dict[str, list[str]], killer: Killer) -> dict[str, Any]:
+    """Releases in waves spread over the kills (p3's approved as they are created; p4's first is
+    already in prod), each awaited to its end; then p4 rolled back in prod to its first release
+    while the last kills go on. Returns the rollback, ended."""
+    names = list(releases)
+    per = len(releases[names[0]])
     for i in range(per):
-        # Waves spread over the kills: wave i begins once i/per of the free kills are done.
+        # Wave i begins once i/per of the free kills are done.
         killer.wait_kills(i * (killer.kills - killer.RESERVED) // per)
         for n in names:
             name = releases[n][i]
+            if n == "p4" and i == 0:
+                continue  # created before the kills
             if n == "p4" and i == per - 1:  # the release rolled back: its down-migration runs first
                 release_with_breaking_schema(story, name, pipeline=n, label=f"{n}-{i}")
             else:
                 story.when_release(name, pipeline=n, label=f"{n}-{i}")
             if n == "p3":
                 story.when_approved(name, "prod")
-        # the next wave while this one is in flight
-        story.then_release(
-            releases["p0"][i],
-            lambda o: o is not None and bool(status(o).get("phase")),
-            "accepted",
-            timeout=60,
-        )
-    # The last release of every pipeline ends Succeeded (the ones before: Succeeded or Superseded)
     for n in names:
-        story.then_release_phase(releases[n][-1], "Succeeded", timeout=240)
-    # And p4 is rolled back in prod to its release before, while the kills go on
-    story.when_rollback("p4-back", pipeline="p4", stage="prod", reason="random kills")
+        for name in releases[n]:
+            story.then_release(
+                name,
+                lambda o: o is not None and status(o).get("phase") in TERMINAL,
+                "an end (Succeeded, Superseded or Failed)",
+                timeout=240,
+            )
+    story.when_rollback("p4-back", pipeline="p4", stage="prod", toRelease="p4-r0", reason="random kills")
     killer.rollback_created.set()
-    rb = story.then_rollback_phase("p4-back", "Succeeded", timeout=240)
+    rb: dict[str, Any] = wait_for_object(
+        story.lister("rollbacks"),
+        "p4-back",
+        lambda o: o is not None and status(o).get("phase") in ("Succeeded", "Failed", "Refused"),
+        what="rollback p4-back ended",
+        timeout=240,
+    )
     killer.join(timeout=300)
-    return releases, rb
+    return rb

@@ -981,8 +981,16 @@ class SimKube:
             if ns == namespace and wanted.items() <= (job["metadata"].get("labels") or {}).items()
         ]
 
-    def list_events(self, _namespace: str, _field_selector: str) -> list[dict[str, Any]]:
-        """Every Event the shell posted (Events do not expire in the sim)."""
+    def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        """Every Event the shell posted (Events do not expire in the sim) — or, asked for Jobs'
+        Pod creations, one for every Job ever created in the namespace (a Job may have run the
+        moment it exists)."""
+        if "involvedObject.kind=Job" in field_selector:
+            return [
+                {"involvedObject": {"kind": "Job", "name": j.name}, "reason": "SuccessfulCreate"}
+                for j in self.sim.jobs_created
+                if j.namespace == namespace
+            ]
         return [
             {"involvedObject": {"uid": e.uid}, "reason": e.reason, "eventTime": e.event_time}
             for e in self.sim.events

@@ -374,6 +374,17 @@ class Story:
             field_selector=f"involvedObject.name={name}",
         )
 
+    def then_job_event(self, job: str, reason: str, stage: str = "staging", timeout: float = 30) -> None:
+        """Wait until the Job controller posted an Event `reason` about a Job in a stage namespace."""
+        wait_for_list(
+            self.core.list_namespaced_event,
+            lambda items: any(e.reason == reason for e in items),
+            what=f"an Event {reason} about Job {job}",
+            timeout=timeout,
+            namespace=self.stage_ns[stage],
+            field_selector=f"involvedObject.kind=Job,involvedObject.name={job}",
+        )
+
     def kubectl(self, *args: str, input_: str | None = None) -> str:
         """Run kubectl against the cluster, in the pipeline namespace."""
         out = subprocess.run(

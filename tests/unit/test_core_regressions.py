@@ -429,7 +429,8 @@ def test_a_migration_created_but_never_recorded_and_then_deleted_is_not_run_twic
     neither a record nor a Job and created it again — the migration ran twice. Fixed: a migration
     Job is recorded in the release's status before it is created (CreateJob.record_first), so the
     operator dying after the create — the release's status written, the pipeline's not, no Event —
-    leaves a recorded Job; deleted, it is MigrationJobMissing, never created again."""
+    leaves a recorded Job; deleted after it had a Pod, it is MigrationJobMissing, never created
+    again."""
     for crash_after in (0, 1, 2):  # the process dies at its 1st, 2nd status write, or its Events
         sim = SimCluster(smoke_test=False)
         sim.create_release("r1", artifact="a1", target_stage="staging")
@@ -446,19 +447,24 @@ def test_a_migration_created_but_never_recorded_and_then_deleted_is_not_run_twic
             assert "never runs it twice" in rel["message"]
 
 
-def test_a_pass_that_dies_between_recording_a_migration_and_creating_it_never_creates_it():
+def test_a_pass_that_dies_between_recording_a_migration_and_creating_it_creates_it_once():
     """The other side of recording first: the process dies right after the status write that names
-    the migration Job, before the create. The Job never existed; the restarted operator cannot tell
-    that from a Job deleted by hand, and never runs a migration it may have run: MigrationJobMissing."""
+    the migration Job, before the create. The Job never existed — no Pod was ever created for it (the
+    Job controller's SuccessfulCreate Events say which Jobs had one) — so the restarted operator
+    creates it, once, without a second MigrationStarted, and the release goes on."""
     sim = SimCluster(smoke_test=False)
     sim.create_release("r1", artifact="a1", target_stage="staging")
     sim.kube.crash_before_create = True
     sim.reconcile(crash_after=1)
     assert sim.jobs_created == []
     sim.reconcile()
-    assert sim.jobs_created == []
-    assert sim.status("releases", "r1")["phase"] == "Failed"
-    holds(sim, "migrations-once", "jobs-once")
+    assert [j.kind for j in sim.jobs_created] == ["migrate"]
+    sim.reconcile()
+    assert [j.kind for j in sim.jobs_created] == ["migrate"]
+    history = [h["reason"] for h in sim.status("releases", "r1")["history"]]
+    assert history.count("MigrationStarted") == 1
+    assert sim.status("releases", "r1")["phase"] == "Progressing"
+    holds(sim, "migrations-once", "jobs-once", "events-once")
 
 
 def test_events_a_crash_lost_are_posted_once_by_the_restarted_operator():

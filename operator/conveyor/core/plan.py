@@ -148,6 +148,9 @@ class Plan:
     errors: list[str] = field(default_factory=list)  # objects a pass could not decide for, and why
     # A deadline verdict is due but the world was read from a cache: pass again on fresh reads.
     refresh: bool = False
+    # Stage namespaces whose Jobs' Pod creations (StageWorld.started_jobs) a verdict needs: the
+    # shell lists them and the pass decides again.
+    traces: set[str] = field(default_factory=set)
     # Rollbacks whose plan this pass recorded: the next pass acts on them. The shell writes just those
     # plans and passes again at once, instead of waiting for a wake-up.
     again: set[str] = field(default_factory=set)

@@ -238,6 +238,19 @@ def observe(kube: Kube, pipeline: Pipeline, reads: Reads | None = None) -> World
     return world
 
 
+def started_jobs(kube: Kube, world: World, namespaces: set[str]) -> None:
+    """Fill StageWorld.started_jobs for the stages in `namespaces`: the Jobs the Job controller
+    created a Pod for (SuccessfulCreate Events; one LIST per namespace)."""
+    for ns in sorted(namespaces):
+        names = {
+            (e.get("involvedObject") or {}).get("name", "")
+            for e in kube.list_events(ns, "involvedObject.kind=Job,reason=SuccessfulCreate")
+        }
+        for sw in world.stages.values():
+            if sw.namespace == ns:
+                sw.started_jobs = names
+
+
 def _set_image_patch(action: SetImage) -> dict[str, Any]:
     return {
         "metadata": {"annotations": action.annotations},
@@ -418,6 +431,9 @@ def apply_plan(
             continue
         patch = merge_patch(old.wire(), new.wire())
         if not patch:
+            # Already recorded (a Job the crashed process recorded and never created): create it.
+            for action in after.pop(name, []):
+                ok = act(action) and ok
             continue
         # The status was decided from `read_version` (or from this pass's own metadata write): it
         # lands only on that version. Anything newer — another writer, or the object deleted and
@@ -724,6 +740,12 @@ def _pass(
         # before this pass's own Events (a failure here is retried by the next pass).
         announce_recorded(kube, pipeline, releases, rollbacks, now)
         cache.recovered.add((namespace, name))
+    if plan.traces:
+        # A recorded migration Job is not there: did it ever have a Pod? The Job controller's
+        # Events say so (they outlive the Job); the pass decides again knowing it.
+        started_jobs(kube, world, plan.traces)
+        now = clock()
+        plan = decide(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
     again = cache is not None and bool(plan.again)
     if again:
         plan = plans_only(plan, pipeline)
