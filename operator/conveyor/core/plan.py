@@ -26,9 +26,9 @@ class CreateJob:
     namespace: str
     manifest: dict[str, Any]
     # Created only after the owner's status, which names the Job, is written: a (down-)migration
-    # must run at most once, so its Job is recorded before it exists — a recorded Job that is not
-    # there is then never created again (deleted by hand, or the operator died in between), where a
-    # Job created first and lost with its status write would be created anew once deleted.
+    # must run at most once, so its Job is recorded before it exists. A recorded Job that is not
+    # there is created again only if it never had a Pod (the operator died between the write and
+    # the create); a Job created first and lost with its status write was created anew once deleted.
     record_first: bool = False
 
 

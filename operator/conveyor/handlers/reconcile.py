@@ -4,9 +4,9 @@ Synchronous (the official client blocks); the pipeline's worker runs it in a thr
 Order of writes: child objects first (Deployment patches, smoke-test Jobs), then status — each
 (down-)migration Job right after the status that names it —, then Events. A crash between them is
 safe: the next pass finds the child by its deterministic name (or the Deployment already on the
-image) and records what the crashed pass could not; a migration recorded but not there is never
-created again; Events a crash lost are posted by the restarted operator's first pass from the
-history the status kept (announce_recorded). `conveyor.kube.faults` kills the process at these
+image) and records what the crashed pass could not; a migration recorded but not there is created
+only if it never had a Pod (started_jobs), never run twice; Events a crash lost are posted by the
+restarted operator's first pass from the history the status kept (announce_recorded). `conveyor.kube.faults` kills the process at these
 instants in the crash drills.
 """
 
@@ -449,7 +449,7 @@ def apply_plan(
                 continue
             overlay.wrote(plural, written)
             # Its status names them now: the migration Jobs follow at once (a crash in between
-            # leaves a recorded Job that is not there, which is never created again).
+            # leaves a recorded Job that is not there: created later only if it never had a Pod).
             for action in after.pop(name, []):
                 ok = act(action) and ok
         except ApiException as e:
