@@ -6,8 +6,8 @@ Order of writes: child objects first (Deployment patches, smoke-test Jobs), then
 safe: the next pass finds the child by its deterministic name (or the Deployment already on the
 image) and records what the crashed pass could not; a migration recorded but not there is created
 only if it never had a Pod (started_jobs), never run twice; Events a crash lost are posted by the
-restarted operator's first pass from the history the status kept (announce_recorded). `conveyor.kube.faults` kills the process at these
-instants in the crash drills.
+restarted operator's first pass from the history the status kept (announce_recorded).
+`conveyor.kube.faults` kills the process at these instants in the crash drills.
 """
 
 from __future__ import annotations
