@@ -18,6 +18,7 @@ import os
 import random
 import threading
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,10 @@ def audit(cluster: cluster_mod.Cluster) -> Path | None:
     """The API server's audit log; None (the count skipped, saying why) on an external cluster. A
     local control plane without one fails the drill: it cannot count what it exists to count."""
     if not cluster.local:
-        print("CONVEYOR_TEST_KUBECONFIG: an external cluster has no audit log here; Job creates not counted")
+        warnings.warn(
+            "CONVEYOR_TEST_KUBECONFIG: an external cluster has no audit log here; Job creates not counted",
+            stacklevel=1,
+        )
         return None
     path = cluster_mod.audit_log(cluster)
     if path is None:
