@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # benchmarks .cluster/bench/ (bench/harness.py), so all of them can run at once. hack/cluster is
 # the one place that resolves the folder (`hack/cluster env`, `hack/cluster dir`).
 
-.PHONY: help venv binaries lint validate unit fuzz integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
+.PHONY: help venv binaries lint validate unit fuzz integration e2e test soak demo cluster-up cluster-down cluster-status crds bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,6 +47,14 @@ e2e: venv binaries ## end-to-end tests: the operator as users run it, on the loc
 test: ## everything, in fail-fast stages: validate -> unit -> binaries -> cluster -> integration -> e2e
 	@hack/test-stages
 
+# The long crash drill: 20 releases over 5 pipelines, 20 SIGKILLs at random moments (make test runs
+# 8). SOAK_KILLS, SOAK_RELEASES and SOAK_SEED change it; the test prints the seed it used.
+SOAK_KILLS ?= 20
+SOAK_RELEASES ?= 20
+soak: venv binaries ## the long crash drills (random kills) on a cluster with the audit log (docs/operations.md)
+	@CONVEYOR_SOAK=1 CONVEYOR_SOAK_KILLS=$(SOAK_KILLS) CONVEYOR_SOAK_RELEASES=$(SOAK_RELEASES) \
+	  CONVEYOR_SOAK_SEED=$(SOAK_SEED) $(BIN)/pytest tests/e2e/test_crash_drills.py -q -s -k random_kills
+
 demo: venv binaries ## local cluster + CRDs + demo pipeline + the operator in the foreground
 	@hack/demo
 
@@ -60,7 +68,7 @@ cluster-status: ## show the local control plane's components
 	@hack/cluster status
 
 crds: venv ## regenerate crds/ from the pydantic models
-	@$(BIN)/python hack/gen-crds
+	@hack/gen-crds && hack/gen-crds --out charts/conveyor/files/crds
 
 bench: venv binaries ## every benchmark; results in bench/results/ (docs/benchmarks.md)
 	@hack/bench

@@ -192,6 +192,9 @@ class Cache:
     def __init__(self) -> None:
         self.overlay = Overlay()
         self._indices: Mapping[str, Any] = {}
+        # (namespace, pipeline) whose recorded transitions were checked for lost Events since this
+        # process (this cache) started: once each (reconcile.announce_recorded).
+        self.recovered: set[tuple[str, str]] = set()
 
     def bind(self, indices: Mapping[str, Any]) -> None:
         """Keep the operator's index objects (kopf passes them to the startup handler)."""
