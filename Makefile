@@ -5,13 +5,16 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 UV_VERSION := 0.13.8
 VENV := .venv
+# The drills `make soak` runs at their long sizes (tests/support/soak.py); `make test` runs them too,
+# bounded.
+SOAK_TESTS := tests/e2e/test_outages.py
 BIN := $(VENV)/bin
 # Every target's cluster is the one in CONVEYOR_CLUSTER_DIR when it is set. Unset, the demo and the
 # cluster-* targets use .cluster/, the tests .cluster/test/ (tests/support/cluster.py) and the
 # benchmarks .cluster/bench/ (bench/harness.py), so all of them can run at once. hack/cluster is
 # the one place that resolves the folder (`hack/cluster env`, `hack/cluster dir`).
 
-.PHONY: help venv binaries lint validate unit fuzz integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
+.PHONY: help venv binaries lint validate unit fuzz soak integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,6 +40,9 @@ unit: venv ## unit tests (no cluster)
 
 fuzz: venv ## the model of the core (tests/unit/test_core_model.py) with many more examples, shrinking failures
 	@CONVEYOR_FUZZ=1 $(BIN)/pytest tests/unit/test_core_model.py -q --timeout=0 $(FUZZ_ARGS)
+
+soak: venv binaries ## the long fault drills (outages, crashes, failover, hostile input): CONVEYOR_SOAK=1
+	@CONVEYOR_SOAK=1 $(BIN)/pytest $(SOAK_TESTS) -q --timeout=0 $(SOAK_ARGS)
 
 integration: venv binaries ## integration tests against the local control plane
 	@$(BIN)/pytest tests/integration -q
