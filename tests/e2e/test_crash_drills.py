@@ -18,21 +18,19 @@ import os
 import random
 import threading
 import time
-import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support import cluster as cluster_mod
 from support.builders import REPO, release_dict
 from support.invariants import (
-    audit_job_creates,
+    check_creates_once,
     delete_all_and_wait_gone,
     foreign_images,
     unrecorded_transitions,
 )
+from support.soak import soaking
 from support.story import OLD_IMAGE, Story, image_of, stage_record, status
 from support.wait import wait_for_object
 
@@ -41,41 +39,6 @@ pytestmark = pytest.mark.cluster
 MIGRATION = {"command": ["/app/migrate"]}
 SMOKE = {"command": ["/app/smoke"]}
 DOWN = {"command": ["/app/migrate", "down"]}
-
-
-@pytest.fixture
-def audit(cluster: cluster_mod.Cluster) -> Path | None:
-    """The API server's audit log; None (the count skipped, saying why) on an external cluster. A
-    local control plane without one fails the drill: it cannot count what it exists to count."""
-    if not cluster.local:
-        warnings.warn(
-            "CONVEYOR_TEST_KUBECONFIG: an external cluster has no audit log here; Job creates not counted",
-            stacklevel=1,
-        )
-        return None
-    path = cluster_mod.audit_log(cluster)
-    if path is None:
-        pytest.fail(
-            f"the local control plane in {cluster.cluster_dir} runs without the API server's audit log, "
-            "where the crash drills count Job creates. Restart it with the log: "
-            f"CONVEYOR_CLUSTER_DIR={cluster.cluster_dir} hack/cluster down && "
-            f"CONVEYOR_CLUSTER_DIR={cluster.cluster_dir} CONVEYOR_AUDIT_LOG=writes hack/cluster up "
-            "(make test and the test harness start it that way)"
-        )
-    return path
-
-
-def check_creates_once(story: Story, audit: Path | None, expected: set[str] | None = None) -> Counter:
-    """Every Job Conveyor created in the story's stage namespaces: created (requested) once, and
-    (when given) exactly the `expected` names. Returns the counts."""
-    if audit is None:
-        return Counter()
-    creates = audit_job_creates(audit, story.stage_ns.values())
-    twice = {k: n for k, n in creates.items() if n > 1}
-    assert not twice, f"Jobs created more than once (audit log): {twice}"
-    if expected is not None:
-        assert {name for _, name in creates} == expected, creates
-    return creates
 
 
 def check_records(story: Story, released: set[str]) -> None:
@@ -283,7 +246,7 @@ def test_killed_between_a_rollback_plan_and_its_patch_the_rollback_finishes_once
 
 # --- random kills -------------------------------------------------------------------------------
 
-SOAK = os.environ.get("CONVEYOR_SOAK", "") not in ("", "0")
+SOAK = soaking()
 RELEASES = int(os.environ.get("CONVEYOR_SOAK_RELEASES", "20"))
 KILLS = int(os.environ.get("CONVEYOR_SOAK_KILLS", "20" if SOAK else "8"))
 

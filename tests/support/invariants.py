@@ -728,3 +728,18 @@ __all__ = [
     "foreign_images",
     "unrecorded_transitions",
 ]
+
+
+def check_creates_once(
+    story: Any, audit: Path | None, expected: set[str] | None = None
+) -> Counter[tuple[str, str]]:
+    """Every Job Conveyor created in the story's stage namespaces: created (requested) once, and
+    (when given) exactly the `expected` names. Returns the counts."""
+    if audit is None:
+        return Counter()
+    creates = audit_job_creates(audit, story.stage_ns.values())
+    twice = {k: n for k, n in creates.items() if n > 1}
+    assert not twice, f"Jobs created more than once (audit log): {twice}"
+    if expected is not None:
+        assert {name for _, name in creates} == expected, creates
+    return creates

@@ -128,3 +128,39 @@ def test_the_periodic_resync_reads_live_and_event_passes_read_the_cache(monkeypa
     asyncio.run(scenario())
     assert seen[0] is False, "the first pass reads the cache (kopf listed everything before it)"
     assert True in seen
+
+
+def test_failed_passes_back_off_to_a_minute_but_only_seconds_while_the_api_server_is_away():
+    from conveyor.handlers.workers import MAX_BACKOFF_SECONDS, MAX_UNAVAILABLE_BACKOFF_SECONDS, retry_delay
+
+    assert [retry_delay(n, unavailable=False) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    assert retry_delay(50, unavailable=False) == MAX_BACKOFF_SECONDS
+    for n in (1, 5, 50):
+        assert retry_delay(n, unavailable=True) <= MAX_UNAVAILABLE_BACKOFF_SECONDS * 1.2
+
+
+def test_what_counts_as_the_api_server_being_away():
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    from conveyor.kube.client import api_unavailable
+
+    assert api_unavailable(ApiException(status=503))
+    assert api_unavailable(ApiException(status=429))
+    assert api_unavailable(urllib3.exceptions.NewConnectionError(None, "refused"))  # type: ignore[arg-type]
+    assert api_unavailable(urllib3.exceptions.ReadTimeoutError(None, "/", "read timed out"))  # type: ignore[arg-type]
+    assert not api_unavailable(ApiException(status=422))
+    assert not api_unavailable(ApiException(status=409))
+    assert not api_unavailable(RuntimeError("a bug"))
+
+
+def test_kopf_retries_api_errors_for_as_long_as_an_outage_lasts():
+    import itertools
+
+    from conveyor.handlers.operator import API_RETRY_CAP_SECONDS, RetryForever
+
+    backoffs = RetryForever()
+    first = list(itertools.islice(backoffs, 1000))
+    assert len(first) == 1000
+    assert max(first) == API_RETRY_CAP_SECONDS
+    assert list(itertools.islice(backoffs, 3)) == first[:3]  # every request starts afresh

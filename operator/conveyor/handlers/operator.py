@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +39,21 @@ log = logging.getLogger("conveyor")
 # day one: changing it later would make kopf re-run every handler on every object.
 ANNOTATION_PREFIX = "conveyor.dev"
 RECONCILE_THREADS = 16
+# kopf retries a failed API request (a watch, too) after 1, 1, 2, 3, 5, 8, 13 and 21 s, then lets
+# the error escalate. Through a 20 s API server outage that meant resuming up to 13 s after the
+# server was back (measured: tests/e2e/test_outages.py). Conveyor retries for as long as the outage
+# lasts, never more than this far apart (a handful of cheap requests per watch).
+API_RETRY_CAP_SECONDS = 2.0
+
+
+class RetryForever:
+    """kopf's `error_backoffs`: 0.5 s, 1 s, then API_RETRY_CAP_SECONDS for ever. A re-iterable (not an
+    iterator), since kopf starts a fresh iteration for every request."""
+
+    def __iter__(self) -> Iterator[float]:
+        yield 0.5
+        yield 1.0
+        yield from itertools.repeat(API_RETRY_CAP_SECONDS)
 
 
 def _targets(body: Any) -> set[tuple[str, str]]:
@@ -63,6 +79,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.inactivity_timeout = 330
+    settings.networking.error_backoffs = RetryForever()
     kube = Kube(load_api_client())
     cache = cache_mod.Cache()
     cache.bind(kwargs)

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -31,6 +32,19 @@ ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 # Every call is bounded: (connect, read) seconds. A hung API server costs one pass a retry, never a
 # thread forever (the pool is shared by every pipeline).
 REQUEST_TIMEOUT = (5.0, 30.0)
+
+
+# Answers that say "the API server (or etcd behind it) cannot serve right now", not "this request is
+# wrong": too many requests, internal error, bad gateway, unavailable, gateway timeout.
+UNAVAILABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def api_unavailable(error: BaseException) -> bool:
+    """True when `error` says the API server could not be reached or could not serve (an outage, a
+    restart, etcd away), so retrying soon is right; False for answers about the request itself."""
+    if isinstance(error, ApiException):
+        return error.status in UNAVAILABLE_STATUSES or not error.status
+    return isinstance(error, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
 
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
