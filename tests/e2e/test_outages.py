@@ -13,12 +13,14 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from support.cluster import REPO, Cluster
+from support.invariants import check_creates_once
 from support.soak import scaled
 from support.story import OLD_IMAGE, Story, image_of, stage_record, status
 
@@ -81,9 +83,13 @@ def in_phase(phase: str) -> Callable[[Any], bool]:
     )
 
 
-def then_every_step_ran_once(story: Story, release: str, label: str) -> None:
-    """Nothing lost, nothing repeated: per stage one migration and one smoke-test Job, one new
-    ReplicaSet (no image a release did not name), each step once in the history, verified."""
+def then_every_step_ran_once(story: Story, audit: Path | None, release: str, label: str) -> None:
+    """Nothing lost, nothing repeated: per stage one migration and one smoke-test Job, each created
+    (requested: the API server's audit log) once, one new ReplicaSet (no image a release did not
+    name), each step once in the history, verified."""
+    stages, kinds = ("staging", "prod"), ("migrate", "smoke")
+    expected = {story.job(release, stage, kind) for stage in stages for kind in kinds}
+    check_creates_once(story, audit, expected)
     rel = story.get("releases", release)
     assert status(rel)["phase"] == "Succeeded", status(rel)
     for stage in ("staging", "prod"):
@@ -106,7 +112,7 @@ def then_every_step_ran_once(story: Story, release: str, label: str) -> None:
     [("kube-apiserver", "SmokeTesting"), ("etcd", "RollingOut")],
 )
 def test_a_control_plane_outage_mid_promotion_loses_and_repeats_nothing(
-    story: Story, cluster: Cluster, component: str, phase: str
+    story: Story, cluster: Cluster, audit: Path | None, component: str, phase: str
 ) -> None:
     # Given a promotion with migrations and smoke tests under way
     story.given_deployments()
@@ -140,5 +146,5 @@ def test_a_control_plane_outage_mid_promotion_loses_and_repeats_nothing(
     story.when_approved("shop-o", "prod")
     story.then_release_phase("shop-o", "Succeeded", timeout=60)
     # And nothing was lost or done twice
-    then_every_step_ran_once(story, "shop-o", label)
+    then_every_step_ran_once(story, audit, "shop-o", label)
     operator.wait_healthy(timeout=10)
