@@ -69,10 +69,10 @@ def check_job(
             # Recorded, then created: absent, it was deleted — or the operator died between the
             # two. A Job that ever ran had a Pod, and the Job controller's Event saying so outlives
             # it: without one (and recently recorded) it never existed and is created now.
-            if sw.started_jobs is None:
-                return JobCheck(JobState.RUNNING, traces=True)
             recent = (now - recorded_since).total_seconds() < TRACE_SECONDS
-            if name not in sw.started_jobs and recent:
+            if recent and sw.started_jobs is None:
+                return JobCheck(JobState.RUNNING, traces=True)
+            if recent and sw.started_jobs is not None and name not in sw.started_jobs:
                 return JobCheck(JobState.CREATE, again=True)
         if recorded:
             return JobCheck(

@@ -30,6 +30,7 @@ from conveyor.handlers.reconcile import (
     report_pass_failure,
 )
 from conveyor.handlers.workers import NewsFilter, PipelineWorkers
+from conveyor.kube import faults
 from conveyor.kube.client import Kube, load_api_client
 from conveyor.kube.record import JsonFormatter
 
@@ -41,19 +42,22 @@ ANNOTATION_PREFIX = "conveyor.dev"
 RECONCILE_THREADS = 16
 # kopf retries a failed API request (a watch, too) after 1, 1, 2, 3, 5, 8, 13 and 21 s, then lets
 # the error escalate. Through a 20 s API server outage that meant resuming up to 13 s after the
-# server was back (measured: tests/e2e/test_outages.py). Conveyor retries for as long as the outage
-# lasts, never more than this far apart (a handful of cheap requests per watch).
+# server was back (measured: tests/e2e/test_outages.py). Conveyor retries every API_RETRY_CAP_SECONDS
+# for API_RETRY_FOR_SECONDS — an outage's length — and then lets kopf escalate, so an error no retry
+# heals (kopf retries 403s and 500s too: RBAC missing, a broken webhook) is not retried in silence for
+# ever.
 API_RETRY_CAP_SECONDS = 2.0
+API_RETRY_FOR_SECONDS = 600.0
 
 
-class RetryForever:
-    """kopf's `error_backoffs`: 0.5 s, 1 s, then API_RETRY_CAP_SECONDS for ever. A re-iterable (not an
-    iterator), since kopf starts a fresh iteration for every request."""
+class PatientRetries:
+    """kopf's `error_backoffs`: 0.5 s, 1 s, then API_RETRY_CAP_SECONDS until API_RETRY_FOR_SECONDS
+    have passed. A re-iterable (not an iterator): kopf starts a fresh iteration for every request."""
 
     def __iter__(self) -> Iterator[float]:
         yield 0.5
         yield 1.0
-        yield from itertools.repeat(API_RETRY_CAP_SECONDS)
+        yield from itertools.repeat(API_RETRY_CAP_SECONDS, int(API_RETRY_FOR_SECONDS / API_RETRY_CAP_SECONDS))
 
 
 def _targets(body: Any) -> set[tuple[str, str]]:
@@ -79,7 +83,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.inactivity_timeout = 330
-    settings.networking.error_backoffs = RetryForever()
+    settings.networking.error_backoffs = PatientRetries()
     kube = Kube(load_api_client())
     cache = cache_mod.Cache()
     cache.bind(kwargs)
@@ -93,6 +97,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
         executor,
         report=lambda ns, name, error: report_pass_failure(kube, ns, name, error, cache=cache),
     )
+    fault = faults.armed()
+    if fault is not None:
+        log.warning(
+            "CONVEYOR_FAULT_POINT is set: this process kills itself at fault point %s (time %d); a "
+            "test-only switch, never for production",
+            *fault,
+        )
     log.info("conveyor %s is alive", __version__)
 
 

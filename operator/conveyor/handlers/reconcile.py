@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
@@ -624,7 +625,13 @@ def plans_only(plan: Plan, pipeline: Pipeline) -> Plan:
 
 
 def announce_recorded(
-    kube: Kube, pipeline: Pipeline, releases: list[Release], rollbacks: list[Rollback], now: datetime
+    kube: Kube,
+    pipeline: Pipeline,
+    releases: list[Release],
+    rollbacks: list[Rollback],
+    now: datetime,
+    *,
+    posted_in: dict[str, set[tuple[str, str, datetime]]] | None = None,
 ) -> None:
     """Post the Events (and audit lines) of transitions the releases' and rollbacks' history records
     but Conveyor never announced — an operator killed between a status write and its Events. Run by
@@ -646,12 +653,22 @@ def announce_recorded(
     if not recent(objects, now):
         return
     ns = pipeline.metadata.namespace
-    posted = set()
-    for e in kube.list_events(ns, "reportingComponent=conveyor"):
-        moment = e.get("eventTime")
-        uid = (e.get("involvedObject") or {}).get("uid")
-        if moment and uid:
-            posted.add((uid, e.get("reason") or "", datetime.fromisoformat(moment.replace("Z", "+00:00"))))
+    # One LIST per namespace per process (`posted_in`), shared by the namespace's pipelines: after a
+    # restart 200 pipelines in one namespace would otherwise each list all 200 pipelines' Events.
+    # The snapshot misses no Event of these objects — a process announces a pipeline's Events only
+    # after its recovery, and the process that announced before is gone.
+    posted = posted_in.get(ns) if posted_in is not None else None
+    if posted is None:
+        posted = set()
+        for e in kube.list_events(ns, "reportingComponent=conveyor"):
+            moment = e.get("eventTime")
+            uid = (e.get("involvedObject") or {}).get("uid")
+            if moment and uid:
+                posted.add(
+                    (uid, e.get("reason") or "", datetime.fromisoformat(moment.replace("Z", "+00:00")))
+                )
+        if posted_in is not None:
+            posted_in[ns] = posted
     missing = unannounced(objects, posted, now)
     for m in missing:
         log.info(
@@ -737,9 +754,15 @@ def _pass(
         plan = decide(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
     if cache is not None and (namespace, name) not in cache.recovered:
         # The first pass of this process: what a crash recorded but never announced is announced
-        # before this pass's own Events (a failure here is retried by the next pass).
-        announce_recorded(kube, pipeline, releases, rollbacks, now)
-        cache.recovered.add((namespace, name))
+        # before this pass's own Events. Best effort: Events are not worth stopping a pipeline for
+        # (RBAC without `list events`, a slow API server); the next pass tries again.
+        try:
+            announce_recorded(kube, pipeline, releases, rollbacks, now, posted_in=cache.posted_events)
+            cache.recovered.add((namespace, name))
+        except (ApiException, urllib3.exceptions.HTTPError) as e:
+            log.warning(
+                "%s/%s: could not look for Events a crash lost (retried next pass): %s", namespace, name, e
+            )
     if plan.traces:
         # A recorded migration Job is not there: did it ever have a Pod? The Job controller's
         # Events say so (they outlive the Job); the pass decides again knowing it.

@@ -34,9 +34,10 @@ ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 REQUEST_TIMEOUT = (5.0, 30.0)
 
 
-# Answers that say "the API server (or etcd behind it) cannot serve right now", not "this request is
-# wrong": too many requests, internal error, bad gateway, unavailable, gateway timeout.
-UNAVAILABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Answers that say "the API server (or etcd behind it) cannot serve right now": bad gateway,
+# unavailable, gateway timeout. Not 429 (the server is shedding load: retrying sooner adds to it) nor
+# 500 (often a broken webhook or conversion that no retry heals): those take the normal backoff.
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 
 
 def api_unavailable(error: BaseException) -> bool:

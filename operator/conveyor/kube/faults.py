@@ -45,6 +45,12 @@ _seen = [0]  # times the armed point was reached (passes run in several threads:
 _lock = threading.Lock()
 
 
+def armed() -> tuple[str, int] | None:
+    """The armed (point, n), or None: the operator says so loudly at startup, so a switch leaked
+    into a production environment is seen before it kills anything."""
+    return _ARMED
+
+
 def reached(point: str) -> None:
     """Mark that `point` was reached; SIGKILL the process when it is the armed point's n-th time."""
     if _ARMED is None or point != _ARMED[0]:
