@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,3 +143,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     rep = yield
     setattr(item, f"rep_{rep.when}", rep)
     return rep
+
+
+@pytest.fixture
+def audit(cluster: cluster_mod.Cluster) -> Path | None:
+    """The API server's audit log; None (the count skipped, saying why) on an external cluster. A
+    local control plane without one fails the drill: it cannot count what it exists to count."""
+    if not cluster.local:
+        warnings.warn(
+            "CONVEYOR_TEST_KUBECONFIG: an external cluster has no audit log here; Job creates not counted",
+            stacklevel=1,
+        )
+        return None
+    path = cluster_mod.audit_log(cluster)
+    if path is None:
+        pytest.fail(
+            f"the local control plane in {cluster.cluster_dir} runs without the API server's audit log, "
+            "where the crash drills count Job creates. Restart it with the log: "
+            f"CONVEYOR_CLUSTER_DIR={cluster.cluster_dir} hack/cluster down && "
+            f"CONVEYOR_CLUSTER_DIR={cluster.cluster_dir} CONVEYOR_AUDIT_LOG=writes hack/cluster up "
+            "(make test and the test harness start it that way)"
+        )
+    return path

@@ -1,4 +1,6 @@
-"""The invariants of issue #10, checked on a `SimCluster` after every step (see test_core_model.py).
+"""The invariants of issue #10, checked on a `SimCluster` after every step (see test_core_model.py),
+and (at the end) the checks the crash drills make on a real cluster: Job creates counted in the API
+server's audit log, ReplicaSet images, history entries and their Events, no stuck finalizer.
 
 `Invariants(sim).check()` looks at the passes made since the last check and the cluster's state,
 and raises `Violation` (naming the invariant) at the first one broken. Each invariant can be turned
@@ -10,10 +12,15 @@ releaseUID/digest as created, which Jobs were created and which images were set.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from conveyor.api.approval import Approval, ApprovalStatus
@@ -605,4 +612,134 @@ class Invariants:
             self.fail("fair-verdicts", f"pass {r.index}: {message}")
 
 
-__all__ = ["ALL", "Invariants", "Violation", "enabled_from_env"]
+# --- on a real cluster: what the crash drills check (tests/e2e/test_crash_drills.py) -----------
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value.astimezone(UTC) if value is not None else None
+    text = re.sub(r"(\.\d{6})\d+", r"\1", str(value).replace("Z", "+00:00"))
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def audit_job_creates(log: Path, namespaces: Iterable[str]) -> Counter[tuple[str, str]]:
+    """Create requests on Jobs made by Conveyor (user agent conveyor/...) in `namespaces`, per
+    (namespace, Job), from the API server's audit log and its rotated backups: every request
+    counts, answered 201 or 409 alike — deterministic names hide a second attempt behind a 409."""
+    wanted = set(namespaces)
+    files = [*sorted(log.parent.glob(f"{log.stem}-*{log.suffix}")), log]
+    seen: set[str] = set()
+    out: Counter[tuple[str, str]] = Counter()
+    for path in files:
+        if not path.exists():
+            continue
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if '"jobs"' not in line or '"create"' not in line:
+                    continue
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line
+                ref = ev.get("objectRef") or {}
+                if (
+                    ev.get("verb") != "create"
+                    or ref.get("resource") != "jobs"
+                    or ref.get("subresource")
+                    or ref.get("namespace") not in wanted
+                    or not str(ev.get("userAgent", "")).startswith("conveyor/")
+                    or ev.get("stage") not in ("ResponseComplete", "Panic")
+                    or ev.get("auditID") in seen
+                ):
+                    continue
+                seen.add(ev.get("auditID", ""))
+                out[ref["namespace"], ref.get("name", "")] += 1
+    return out
+
+
+def foreign_images(apps: Any, namespaces: Iterable[str], released: set[str]) -> list[str]:
+    """Images in the namespaces' ReplicaSet history (every template ever rolled out) that no
+    Release named and that are not in `released` (which holds the initial images too)."""
+    out = []
+    for ns in namespaces:
+        for rs in apps.list_namespaced_replica_set(ns).items:
+            for c in rs.spec.template.spec.containers:
+                if c.image not in released:
+                    out.append(f"ReplicaSet {ns}/{rs.metadata.name} ran {c.image}")
+    return out
+
+
+def unrecorded_transitions(core: Any, custom: Any, namespace: str) -> list[str]:
+    """Every history entry of every Release and Rollback in `namespace` has exactly one Event from
+    Conveyor (same object uid, reason and time), and every such Event has its history entry."""
+    events: Counter[tuple[str, str, datetime | None]] = Counter()
+    for e in core.list_namespaced_event(namespace).items:
+        if (e.reporting_component or (e.source.component if e.source else None)) != "conveyor":
+            continue
+        if e.involved_object.kind in ("Release", "Rollback"):
+            events[e.involved_object.uid, e.reason, _time(e.event_time)] += 1
+    problems: list[str] = []
+    recorded: set[tuple[str, str, datetime | None]] = set()
+    for plural in ("releases", "rollbacks"):
+        listing = custom.list_namespaced_custom_object("conveyor.dev", "v1alpha1", namespace, plural)
+        for obj in listing["items"]:
+            uid, name = obj["metadata"]["uid"], obj["metadata"]["name"]
+            for h in (obj.get("status") or {}).get("history") or []:
+                key = (uid, h["reason"], _time(h["time"]))
+                recorded.add(key)
+                if events[key] != 1:
+                    problems.append(f"{plural}/{name}: {h['reason']} at {h['time']} has {events[key]} Events")
+    for key in events:
+        if key not in recorded:
+            problems.append(f"an Event {key[1]} at {key[2]} about uid {key[0]} has no history entry")
+    return problems
+
+
+def delete_all_and_wait_gone(custom: Any, namespace: str, timeout: float = 60) -> None:
+    """Delete every Conveyor object in `namespace` and wait until each is gone: none is held by a
+    finalizer the operator failed to remove."""
+    from support.wait import wait_for_list
+
+    for plural in ("approvals", "rollbacks", "releases", "pipelines"):
+        listing = custom.list_namespaced_custom_object("conveyor.dev", "v1alpha1", namespace, plural)
+        for obj in listing["items"]:
+            custom.delete_namespaced_custom_object(
+                "conveyor.dev", "v1alpha1", namespace, plural, obj["metadata"]["name"]
+            )
+    for plural in ("approvals", "rollbacks", "releases", "pipelines"):
+        lister = functools.partial(
+            custom.list_namespaced_custom_object, "conveyor.dev", "v1alpha1", namespace, plural
+        )
+        wait_for_list(
+            lister,
+            lambda items: not items,
+            what=f"every {plural[:-1]} in {namespace} gone after deletion (a stuck finalizer holds it)",
+            timeout=timeout,
+        )
+
+
+__all__ = [
+    "ALL",
+    "Invariants",
+    "Violation",
+    "audit_job_creates",
+    "delete_all_and_wait_gone",
+    "enabled_from_env",
+    "foreign_images",
+    "unrecorded_transitions",
+]
+
+
+def check_creates_once(
+    story: Any, audit: Path | None, expected: set[str] | None = None
+) -> Counter[tuple[str, str]]:
+    """Every Job Conveyor created in the story's stage namespaces: created (requested) once, and
+    (when given) exactly the `expected` names. Returns the counts."""
+    if audit is None:
+        return Counter()
+    creates = audit_job_creates(audit, story.stage_ns.values())
+    twice = {k: n for k, n in creates.items() if n > 1}
+    assert not twice, f"Jobs created more than once (audit log): {twice}"
+    if expected is not None:
+        assert {name for _, name in creates} == expected, creates
+    return creates

@@ -40,12 +40,14 @@ class OperatorProcess:
         lease_name: str | None = None,
         lease_namespace: str | None = None,
         identity: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.extra_args = extra_args
         self.lease_name = lease_name or f"conveyor-test-{uuid.uuid4().hex[:8]}"
         self.lease_namespace = lease_namespace or "default"
         self.identity = identity or f"op-{uuid.uuid4().hex[:8]}"
+        self.env = env or {}  # added to the environment (CONVEYOR_FAULT_POINT, say)
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self._changed = threading.Condition()
@@ -56,7 +58,9 @@ class OperatorProcess:
     def start(self) -> OperatorProcess:
         """Start the operator; returns at once (use wait_for_log to know it is up)."""
         self.liveness_port, self.metrics_port = _free_port(), _free_port()
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.env}
+        if "CONVEYOR_FAULT_POINT" not in self.env:
+            env.pop("CONVEYOR_FAULT_POINT", None)  # a restart runs without the switch
         self.proc = subprocess.Popen(
             [
                 str(REPO / ".venv" / "bin" / "conveyor"),
@@ -184,6 +188,19 @@ class OperatorProcess:
                 last = e
             time.sleep(0.1)  # the endpoint offers nothing to watch; polled until the deadline
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {url} to answer 200 (last: {last})")
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        """Wait until the process has exited (and its output is read); its exit code (-9: SIGKILL)."""
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the operator still runs after {timeout:.0f}s; last lines:\n" + "\n".join(self.lines[-30:])
+            ) from None
+        with self._changed:
+            self._changed.wait_for(lambda: self._ended, timeout=10)
+        return code
 
     def kill(self) -> None:
         """SIGKILL: the operator gets no chance to clean up (the restart-safety case)."""

@@ -160,6 +160,7 @@ class Posted:
     release: str | None
     release_uid: str | None  # the uid of the release the Event is about, as the pass read it
     message: str
+    event_time: str | None = None  # the Event's eventTime (its transition's time)
 
 
 @dataclass
@@ -955,6 +956,7 @@ class SimKube:
     def __init__(self, sim: SimCluster) -> None:
         self.sim = sim
         self.crash_after: int | None = None
+        self.crash_before_create = False  # with crash_after: the process dies at its first Job create
         self.status_writes = 0
         self.handler_read: tuple[str, int] | None = None  # (uid, rv) of the body a handler acts on
 
@@ -977,6 +979,21 @@ class SimKube:
             copy.deepcopy(job)
             for (ns, _), job in sorted(self.sim.jobs.items())
             if ns == namespace and wanted.items() <= (job["metadata"].get("labels") or {}).items()
+        ]
+
+    def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        """Every Event the shell posted (Events do not expire in the sim) — or, asked for Jobs'
+        Pod creations, one for every Job ever created in the namespace (a Job may have run the
+        moment it exists)."""
+        if "involvedObject.kind=Job" in field_selector:
+            return [
+                {"involvedObject": {"kind": "Job", "name": j.name}, "reason": "SuccessfulCreate"}
+                for j in self.sim.jobs_created
+                if j.namespace == namespace
+            ]
+        return [
+            {"involvedObject": {"uid": e.uid}, "reason": e.reason, "eventTime": e.event_time}
+            for e in self.sim.events
         ]
 
     def admission_object(self, _plural: str, _name: str) -> bool:
@@ -1048,6 +1065,8 @@ class SimKube:
         self.sim.own_writes[obj["metadata"]["uid"]] = (_rv(obj), record.index if record is not None else -1)
 
     def create_job(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        if self.crash_after is not None and self.crash_before_create:
+            raise Crash("killed before creating a Job")
         name = manifest["metadata"]["name"]
         action = self._match(
             "CreateJob", lambda a: a.namespace == namespace and a.manifest["metadata"]["name"] == name
@@ -1238,6 +1257,7 @@ class SimKube:
             release=release,
             release_uid=subject.metadata.uid if subject is not None else None,
             message=body["message"],
+            event_time=body.get("eventTime"),
         )
         self.sim.events.append(posted)
         if record is not None:

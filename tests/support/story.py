@@ -47,6 +47,7 @@ class Story:
         self.apps = client.AppsV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.operator: OperatorProcess | None = None
+        self.previous_lines: list[str] = []  # output of operators this story already replaced
         self.users_dir = users_dir
         self._user_clients: dict[str, client.CustomObjectsApi] = {}
 
@@ -183,13 +184,24 @@ class Story:
         body = pipeline_dict(name, self.ns, stages=stages, **kwargs)
         return self.create("pipelines", body)
 
-    def given_operator(self, *, clusterwide: bool = False) -> OperatorProcess:
-        """`conveyor run`, scoped to this story's namespaces, up and healthy."""
+    def given_operator(self, *, clusterwide: bool = False, fault: str | None = None) -> OperatorProcess:
+        """`conveyor run`, scoped to this story's namespaces, up and healthy (`fault`: armed with
+        CONVEYOR_FAULT_POINT, it kills itself there — conveyor/kube/faults.py)."""
         args = [] if clusterwide else [a for ns in (self.ns, *self.stage_ns.values()) for a in ("-n", ns)]
-        self.operator = OperatorProcess(self.kubeconfig, *args).start()
+        env = {"CONVEYOR_FAULT_POINT": fault} if fault else None
+        if self.operator is not None:
+            self.previous_lines += self.operator.lines
+        self.operator = OperatorProcess(self.kubeconfig, *args, env=env).start()
         self.operator.wait_for_log(r"is alive")
         self.operator.wait_healthy()
         return self.operator
+
+    def then_operator_dies_at(self, fault: str, timeout: float = 60) -> None:
+        """Wait for the operator's "fault point reached" line for `fault`, then for its exit by SIGKILL."""
+        assert self.operator is not None
+        self.operator.wait_for_log(rf'"fault point reached".*"faultPoint": "{fault}"', timeout=timeout)
+        code = self.operator.wait_exit()
+        assert code == -9, f"the operator exited with {code}, not by SIGKILL"
 
     def restart_operator(self) -> None:
         """SIGKILL the operator and start a new one (nothing is shared but the API server) — with
@@ -365,6 +377,17 @@ class Story:
             field_selector=f"involvedObject.name={name}",
         )
 
+    def then_job_event(self, job: str, reason: str, stage: str = "staging", timeout: float = 30) -> None:
+        """Wait until the Job controller posted an Event `reason` about a Job in a stage namespace."""
+        wait_for_list(
+            self.core.list_namespaced_event,
+            lambda items: any(e.reason == reason for e in items),
+            what=f"an Event {reason} about Job {job}",
+            timeout=timeout,
+            namespace=self.stage_ns[stage],
+            field_selector=f"involvedObject.kind=Job,involvedObject.name={job}",
+        )
+
     def kubectl(self, *args: str, input_: str | None = None) -> str:
         """Run kubectl against the cluster, in the pipeline namespace."""
         out = subprocess.run(
@@ -411,7 +434,7 @@ class Story:
         """The operator's structured audit log lines so far."""
         assert self.operator is not None
         out = []
-        for line in self.operator.lines:
+        for line in [*self.previous_lines, *self.operator.lines]:
             try:
                 data = json.loads(line)
             except ValueError:

@@ -31,9 +31,9 @@ sim.MAX_LAG_SECONDS). After every step it checks (tests/support/invariants.py):
 - stage-truth: what the pipeline status says runs in a stage is what the Deployments run.
 - tracked: the Tracked condition, when the core writes one, matches the truth.
 - retention: retention never deletes the release a stage runs (as the pass saw it, nor truly).
-- jobs-once: no Job of any kind is created twice for the same owner, stage and kind. Open (with
-  migrations-once): a Job created by a pass that died before recording it, and deleted before the
-  next pass, is created again (test_core_regressions.py, xfail).
+- jobs-once: no Job of any kind is created twice for the same owner, stage and kind. (A migration
+  Job created by a pass that died before recording it, then deleted, used to be created again: now
+  it is recorded before it is created — test_core_regressions.py.)
 - events-once: no Event is posted twice for the same transition (same reason about the same object
   and release, by uid, in the same stage; pipeline states that come and go excepted).
 - fresh-writes: no status (or owners) write is computed from data older than a write Conveyor made

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from support.builders import REPO, digest_of
 from support.invariants import Invariants
 from support.sim import SimCluster
@@ -425,25 +423,63 @@ def test_retention_never_deletes_a_release_whose_image_was_just_set_by_hand():
     holds(sim, "retention")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: a Job created by a pass that died before recording it, then deleted, is created again",
-)
 def test_a_migration_created_but_never_recorded_and_then_deleted_is_not_run_twice():
-    """make fuzz, shrunk (not a cache bug): a pass creates r1's migration Job and the operator dies
-    before the status write that records it; someone deletes the Job; the restarted operator finds
-    neither a record nor a Job and creates it again — the migration runs twice. The crash-safety
-    rule (the next pass finds the child by its deterministic name) needs the child to still be
-    there; recording the Job's name before creating it (as a rollback's plan is recorded before it
-    acts) would make a vanished Job JobMissing instead."""
+    """make fuzz, shrunk (not a cache bug): a pass created r1's migration Job and the operator died
+    before the status write that recorded it; someone deleted the Job; the restarted operator found
+    neither a record nor a Job and created it again — the migration ran twice. Fixed: a migration
+    Job is recorded in the release's status before it is created (CreateJob.record_first), so the
+    operator dying after the create — the release's status written, the pipeline's not, no Event —
+    leaves a recorded Job; deleted after it had a Pod, it is MigrationJobMissing, never created
+    again."""
+    for crash_after in (0, 1, 2):  # the process dies at its 1st, 2nd status write, or its Events
+        sim = SimCluster(smoke_test=False)
+        sim.create_release("r1", artifact="a1", target_stage="staging")
+        sim.reconcile(crash_after=crash_after)
+        for job in list(sim.jobs):  # someone deletes the Job while the operator is down
+            sim.finish_job(*job, "delete")
+        sim.reconcile()
+        sim.reconcile()
+        assert [j.kind for j in sim.jobs_created] in (["migrate"], []), crash_after
+        holds(sim, "migrations-once", "jobs-once")
+        if sim.jobs_created and not sim.jobs:  # created, then deleted: never run again
+            rel = sim.status("releases", "r1")
+            assert rel["phase"] == "Failed"
+            assert "never runs it twice" in rel["message"]
+
+
+def test_a_pass_that_dies_between_recording_a_migration_and_creating_it_creates_it_once():
+    """The other side of recording first: the process dies right after the status write that names
+    the migration Job, before the create. The Job never existed — no Pod was ever created for it (the
+    Job controller's SuccessfulCreate Events say which Jobs had one) — so the restarted operator
+    creates it, once, without a second MigrationStarted, and the release goes on."""
     sim = SimCluster(smoke_test=False)
     sim.create_release("r1", artifact="a1", target_stage="staging")
-    sim.reconcile(crash_after=0)  # the migration Job is created; nothing is recorded
-    (job,) = sim.jobs
-    sim.finish_job(*job, "delete")
+    sim.kube.crash_before_create = True
+    sim.reconcile(crash_after=1)
+    assert sim.jobs_created == []
     sim.reconcile()
     assert [j.kind for j in sim.jobs_created] == ["migrate"]
-    holds(sim, "migrations-once", "jobs-once")
+    sim.reconcile()
+    assert [j.kind for j in sim.jobs_created] == ["migrate"]
+    history = [h["reason"] for h in sim.status("releases", "r1")["history"]]
+    assert history.count("MigrationStarted") == 1
+    assert sim.status("releases", "r1")["phase"] == "Progressing"
+    holds(sim, "migrations-once", "jobs-once", "events-once")
+
+
+def test_events_a_crash_lost_are_posted_once_by_the_restarted_operator():
+    """The process dies after the status write, before the Events: the restarted operator's first
+    pass posts every transition the history kept but no Event announced, with its own time, once."""
+    sim = SimCluster(smoke_test=False)
+    sim.create_release("r1", artifact="a1", target_stage="staging")
+    sim.reconcile(crash_after=2)  # both status writes land; the Events do not
+    assert sim.events == []
+    history = sim.status("releases", "r1")["history"]
+    sim.reconcile()
+    posted = [(e.reason, e.event_time) for e in sim.events if e.name == "r1"]
+    for h in history:
+        assert sum(1 for reason, _ in posted if reason == h["reason"]) == 1, h["reason"]
+    holds(sim, "events-once")
 
 
 def test_a_final_rollbacks_recorded_veto_written_late_is_no_new_act():

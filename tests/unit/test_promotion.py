@@ -149,11 +149,36 @@ def test_failed_migration_fails_the_release_and_no_rollout_happens():
 
 
 def test_a_vanished_migration_job_fails_rather_than_running_twice():
+    from conveyor.core.jobs import JobKind, job_name
+    from conveyor.core.plan import CreateJob
+
     p = pipeline(migration=MIGRATION)
     rs = carry([release("r1")], reconcile(p, [release("r1")], [], world(), later(0)))
+    job = job_name("r1", "uid-r1", "staging", JobKind.MIGRATION)
+    # Recorded, not there: first, did it ever have a Pod? (the shell looks, the pass decides again)
     plan = reconcile(p, rs, [], world(), later(5))
+    assert plan.traces == {"shop-staging"}
+    assert plan.actions == []
+    assert plan.releases["r1"].phase == Phase.PROGRESSING
+    # It had one: it may have run, and never runs twice
+    ran = world()
+    ran.stages["staging"].started_jobs = {job}
+    plan = reconcile(p, rs, [], ran, later(5))
     assert condition(plan.releases["r1"], "Failed").reason == "MigrationJobMissing"
     assert plan.actions == []
+    # It never had one: the operator died between recording and creating it — created now, once
+    never = world()
+    never.stages["staging"].started_jobs = set()
+    plan = reconcile(p, rs, [], never, later(5))
+    assert [type(a) for a in plan.actions] == [CreateJob]
+    assert plan.releases["r1"].phase == Phase.PROGRESSING
+    # ... unless it was recorded too long ago to tell (Events expire): then it is missing, and the
+    # Events are not even asked for (a pipeline without `list events` is not held up by them)
+    plan = reconcile(p, rs, [], never, later(3600))
+    assert condition(plan.releases["r1"], "Failed").reason == "MigrationJobMissing"
+    plan = reconcile(p, rs, [], world(), later(3600))
+    assert not plan.traces
+    assert condition(plan.releases["r1"], "Failed").reason == "MigrationJobMissing"
 
 
 def test_rollout_deadline_gives_a_verdict():

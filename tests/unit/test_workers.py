@@ -219,3 +219,37 @@ def test_liveness_sees_a_pass_in_flight_and_no_longer_once_it_ends():
             await workers.stop()
 
     asyncio.run(scenario())
+
+
+def test_failed_passes_back_off_to_a_minute_but_only_seconds_while_the_api_server_is_away():
+    from conveyor.handlers.workers import MAX_BACKOFF_SECONDS, MAX_UNAVAILABLE_BACKOFF_SECONDS, retry_delay
+
+    assert [retry_delay(n, unavailable=False) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    assert retry_delay(50, unavailable=False) == MAX_BACKOFF_SECONDS
+    for n in (1, 5, 50):
+        assert retry_delay(n, unavailable=True) <= MAX_UNAVAILABLE_BACKOFF_SECONDS * 1.2
+
+
+def test_what_counts_as_the_api_server_being_away():
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    from conveyor.kube.client import api_unavailable
+
+    assert api_unavailable(ApiException(status=503))
+    assert not api_unavailable(ApiException(status=429))  # shedding load: the normal backoff
+    assert not api_unavailable(ApiException(status=500))
+    assert api_unavailable(urllib3.exceptions.NewConnectionError(None, "refused"))  # type: ignore[arg-type]
+    assert api_unavailable(urllib3.exceptions.ReadTimeoutError(None, "/", "read timed out"))  # type: ignore[arg-type]
+    assert not api_unavailable(ApiException(status=422))
+    assert not api_unavailable(ApiException(status=409))
+    assert not api_unavailable(RuntimeError("a bug"))
+
+
+def test_kopf_retries_api_errors_through_an_outage_but_not_for_ever():
+    from conveyor.handlers.operator import API_RETRY_CAP_SECONDS, API_RETRY_FOR_SECONDS, PatientRetries
+
+    backoffs = list(PatientRetries())
+    assert max(backoffs) == API_RETRY_CAP_SECONDS
+    assert API_RETRY_FOR_SECONDS <= sum(backoffs) <= API_RETRY_FOR_SECONDS + 2
+    assert list(PatientRetries()) == backoffs  # every request starts afresh

@@ -172,6 +172,9 @@ class HistoryEntry(KubeModel):
     digest: str | None = Field(default=None, description="Image digest concerned.")
     ci_run: str | None = Field(default=None, description="CI run of that commit (declared).")
     message: Message = Field(default="", description="What happened.")
+    warning: bool | None = Field(
+        default=None, description="True when its Event is a Warning (re-posted alike after a crash)."
+    )
 
 
 class ApprovalRecord(KubeModel):

@@ -25,6 +25,11 @@ class CreateJob:
     owner: str  # the release or rollback this action serves
     namespace: str
     manifest: dict[str, Any]
+    # Created only after the owner's status, which names the Job, is written: a (down-)migration
+    # must run at most once, so its Job is recorded before it exists. A recorded Job that is not
+    # there is created again only if it never had a Pod (the operator died between the write and
+    # the create); a Job created first and lost with its status write was created anew once deleted.
+    record_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,9 @@ class Plan:
     errors: list[str] = field(default_factory=list)  # objects a pass could not decide for, and why
     # A deadline verdict is due but the world was read from a cache: pass again on fresh reads.
     refresh: bool = False
+    # Stage namespaces whose Jobs' Pod creations (StageWorld.started_jobs) a verdict needs: the
+    # shell lists them and the pass decides again.
+    traces: set[str] = field(default_factory=set)
     # Rollbacks whose plan this pass recorded: the next pass acts on them. The shell writes just those
     # plans and passes again at once, instead of waiting for a wake-up.
     again: set[str] = field(default_factory=set)
@@ -272,6 +280,7 @@ class Pass:
                     commit=facts.get("commit"),
                     digest=facts.get("digest"),
                     ci_run=facts.get("ci_run"),
+                    warning=True if warning else None,
                 )
             )
             del history[:-HISTORY_LIMIT]

@@ -389,13 +389,30 @@ class ReleaseStep:
             started_at=None if migration else rec.smoke_test_started_at,
             deadline_seconds=None if migration else stage.smoke_test_deadline_seconds,
             now=ctx.now,
+            # The stage started before its migration was recorded: a conservative "recorded since".
+            recorded_since=(rec.started_at or ctx.now) if migration else None,
         )
         ctx.plan.refresh |= check.stale
+        if check.traces:
+            ctx.plan.traces.add(stage.namespace)
+        if check.again:  # recorded by a process that died before creating it: create it now
+            ctx.plan.actions.append(
+                CreateJob(
+                    self.name,
+                    stage.namespace,
+                    job_manifest(ctx.pipeline, self.release, stage, kind),
+                    record_first=migration,
+                )
+            )
+            return running
         if check.state is JobState.CREATE or check.adopt:
             if check.state is JobState.CREATE:
                 ctx.plan.actions.append(
                     CreateJob(
-                        self.name, stage.namespace, job_manifest(ctx.pipeline, self.release, stage, kind)
+                        self.name,
+                        stage.namespace,
+                        job_manifest(ctx.pipeline, self.release, stage, kind),
+                        record_first=migration,
                     )
                 )
             if migration:
@@ -430,6 +447,10 @@ class ReleaseStep:
             JobState.FAILED: f"{event}Failed",
         }[check.state]
         detail = check.detail
+        if check.state is JobState.MISSING and migration:
+            # Recorded before it was created, and it had a Pod (or was recorded too long ago to
+            # tell): it may have run, and may not run a second time.
+            detail += " (deleted after it started)"
         if check.state is JobState.MISSING:
             detail += "; Conveyor never runs it twice"
         if migration and check.state is not JobState.MISSING:

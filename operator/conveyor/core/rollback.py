@@ -447,7 +447,7 @@ class RollbackStep:
         sw = ctx.world.stage(stage.name, stage.namespace)
         if plan.action == PlanAction.DOWN_MIGRATION_THEN_IMAGE and st.down_migrated_at is None:
             check, name = self.job(stage, sw, JobKind.DOWN_MIGRATION, src, recorded=st.down_migration_job)
-            if check.state is JobState.CREATE or check.adopt:
+            if (check.state is JobState.CREATE and not check.again) or check.adopt:
                 st.down_migration_job = name
                 self.emit(
                     "DownMigrationStarted",
@@ -558,6 +558,7 @@ class RollbackStep:
     ) -> tuple[JobCheck, str]:
         """Judge the rollback's Job of `kind` (running `release`'s image); plan its creation once."""
         name = job_name(self.name, self.rb.metadata.uid, stage.name, kind)
+        down = kind is JobKind.DOWN_MIGRATION
         check = check_job(
             sw,
             name,
@@ -566,13 +567,17 @@ class RollbackStep:
             started_at=started_at,
             deadline_seconds=deadline_seconds,
             now=self.ctx.now,
+            # Recorded before it is created, after the plan: a conservative "recorded since".
+            recorded_since=(self.status.planned_at or self.ctx.now) if down else None,
         )
         self.ctx.plan.refresh |= check.stale
+        if check.traces:
+            self.ctx.plan.traces.add(stage.namespace)
         if check.state is JobState.CREATE:
             manifest = job_manifest(
                 self.ctx.pipeline, release, stage, kind, rollback=self.name, owner_uid=self.rb.metadata.uid
             )
-            self.ctx.plan.actions.append(CreateJob(self.name, stage.namespace, manifest))
+            self.ctx.plan.actions.append(CreateJob(self.name, stage.namespace, manifest, record_first=down))
         return check, name
 
     def stop_in_flight(self, stage: Stage) -> None:

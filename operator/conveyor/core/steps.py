@@ -36,6 +36,13 @@ class JobCheck:
     detail: str = ""
     requeue_after: float | None = None
     stale: bool = False  # a verdict is due, but only on data read fresh from the API server
+    traces: bool = False  # a verdict is due, but only knowing whether the Job ever had a Pod
+    again: bool = False  # CREATE of a Job recorded before: it never existed (never had a Pod)
+
+
+# Events expire after an hour by default: a recorded Job that is not there and was recorded longer
+# ago than this may have run and lost its traces — it is judged missing, never created again.
+TRACE_SECONDS = 1800.0
 
 
 def check_job(
@@ -47,8 +54,10 @@ def check_job(
     started_at: datetime | None,
     deadline_seconds: float | None,
     now: datetime,
+    recorded_since: datetime | None = None,
 ) -> JobCheck:
-    """Judge the Job `name` in a stage: create, wait, or a verdict."""
+    """Judge the Job `name` in a stage: create, wait, or a verdict. `recorded_since`: the Job is
+    recorded before it is created (a (down-)migration), no later than this."""
     job = sw.jobs.get(name)
     if job is not None and job.release_uid not in (None, owner_uid):
         return JobCheck(JobState.CONFLICT, detail=f"Job {sw.namespace}/{name} belongs to another object")
@@ -56,6 +65,15 @@ def check_job(
         if recorded and not sw.fresh:
             # A cache may not have the Job yet: "gone" is judged only on what the API server says.
             return JobCheck(JobState.RUNNING, stale=True)
+        if recorded and recorded_since is not None:
+            # Recorded, then created: absent, it was deleted — or the operator died between the
+            # two. A Job that ever ran had a Pod, and the Job controller's Event saying so outlives
+            # it: without one (and recently recorded) it never existed and is created now.
+            recent = (now - recorded_since).total_seconds() < TRACE_SECONDS
+            if recent and sw.started_jobs is None:
+                return JobCheck(JobState.RUNNING, traces=True)
+            if recent and sw.started_jobs is not None and name not in sw.started_jobs:
+                return JobCheck(JobState.CREATE, again=True)
         if recorded:
             return JobCheck(
                 JobState.MISSING, detail=f"Job {sw.namespace}/{name} disappeared before it finished"

@@ -153,6 +153,10 @@ class StageWorld:
     # Read from the API server just now (False: from a watch-fed cache). Deadline verdicts — "timed
     # out", "the Job is gone" — are given only on fresh data; on cached data the core asks for it.
     fresh: bool = True
+    # Jobs the Job controller created a Pod for (its SuccessfulCreate Events, which outlive a deleted
+    # Job by about an hour); None: not looked at. A recorded (down-)migration Job that is not there
+    # is created only when it never had a Pod: it never ran (Plan.traces asks for this).
+    started_jobs: set[str] | None = None
 
 
 @dataclass

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -192,6 +193,11 @@ class Cache:
     def __init__(self) -> None:
         self.overlay = Overlay()
         self._indices: Mapping[str, Any] = {}
+        # (namespace, pipeline) whose recorded transitions were checked for lost Events since this
+        # process (this cache) started: once each (reconcile.announce_recorded).
+        self.recovered: set[tuple[str, str]] = set()
+        # Conveyor's Events per namespace, listed once per process for that recovery (reconcile.py).
+        self.posted_events: dict[str, set[tuple[str, str, datetime]]] = {}
 
     def bind(self, indices: Mapping[str, Any]) -> None:
         """Keep the operator's index objects (kopf passes them to the startup handler)."""

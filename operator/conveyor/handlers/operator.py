@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +33,7 @@ from conveyor.handlers.reconcile import (
     report_pass_failure,
 )
 from conveyor.handlers.workers import NewsFilter, PipelineWorkers
+from conveyor.kube import faults
 from conveyor.kube.client import Kube, load_api_client
 from conveyor.kube.fence import Fence, Unfenced
 from conveyor.kube.lease import LeaseStore
@@ -43,6 +45,24 @@ log = logging.getLogger("conveyor")
 # day one: changing it later would make kopf re-run every handler on every object.
 ANNOTATION_PREFIX = "conveyor.dev"
 RECONCILE_THREADS = 16
+# kopf retries a failed API request (a watch, too) after 1, 1, 2, 3, 5, 8, 13 and 21 s, then lets
+# the error escalate. Through a 20 s API server outage that meant resuming up to 13 s after the
+# server was back (measured: tests/e2e/test_outages.py). Conveyor retries every API_RETRY_CAP_SECONDS
+# for API_RETRY_FOR_SECONDS — an outage's length — and then lets kopf escalate, so an error no retry
+# heals (kopf retries 403s and 500s too: RBAC missing, a broken webhook) is not retried in silence for
+# ever.
+API_RETRY_CAP_SECONDS = 2.0
+API_RETRY_FOR_SECONDS = 600.0
+
+
+class PatientRetries:
+    """kopf's `error_backoffs`: 0.5 s, 1 s, then API_RETRY_CAP_SECONDS until API_RETRY_FOR_SECONDS
+    have passed. A re-iterable (not an iterator): kopf starts a fresh iteration for every request."""
+
+    def __iter__(self) -> Iterator[float]:
+        yield 0.5
+        yield 1.0
+        yield from itertools.repeat(API_RETRY_CAP_SECONDS, int(API_RETRY_FOR_SECONDS / API_RETRY_CAP_SECONDS))
 
 
 def _targets(body: Any) -> set[tuple[str, str]]:
@@ -68,6 +88,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.inactivity_timeout = 330
+    settings.networking.error_backoffs = PatientRetries()
     kube: Kube = memo.kube
     fence: Fence = kube.fence
     cache = cache_mod.Cache()
@@ -99,6 +120,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     elector.on_stopped = gate.clear
     memo.elector_task = asyncio.get_running_loop().create_task(elector.run(), name="leader election")
     memo.health.bind(memo.workers.passes_started)
+    fault = faults.armed()
+    if fault is not None:
+        log.warning(
+            "CONVEYOR_FAULT_POINT is set: this process kills itself at fault point %s (time %d); a "
+            "test-only switch, never for production",
+            *fault,
+        )
     log.info("conveyor %s is alive", __version__)
 
 

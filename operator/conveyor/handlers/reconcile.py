@@ -1,9 +1,13 @@
 """One reconcile pass over one pipeline: read the world, ask the core, apply the plan, record it.
 
 Synchronous (the official client blocks); the pipeline's worker runs it in a thread.
-Order of writes: child objects first (Jobs, Deployment patches), then status, then Events. A crash
-between them is safe: the next pass finds the child by its deterministic name (or the Deployment
-already on the image) and records what the crashed pass could not.
+Order of writes: child objects first (Deployment patches, smoke-test Jobs), then status — each
+(down-)migration Job right after the status that names it —, then Events. A crash between them is
+safe: the next pass finds the child by its deterministic name (or the Deployment already on the
+image) and records what the crashed pass could not; a migration recorded but not there is created
+only if it never had a Pod (started_jobs), never run twice; Events a crash lost are posted by the
+restarted operator's first pass from the history the status kept (announce_recorded).
+`conveyor.kube.faults` kills the process at these instants in the crash drills.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
@@ -26,6 +31,7 @@ from conveyor.api.common import Condition, KubeModel
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
+from conveyor.core.announcements import Recorded, recent, unannounced
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.core.parity import referenced_secrets
 from conveyor.core.patch import merge_patch
@@ -52,6 +58,7 @@ from conveyor.core.secrets import SecretInfo, owner_of
 from conveyor.core.world import DeploymentView, JobView, StageWorld, World
 from conveyor.handlers.cache import Cache, Overlay
 from conveyor.handlers.metrics import record_pass
+from conveyor.kube import faults
 from conveyor.kube.client import FORBIDDEN, Kube
 from conveyor.kube.record import announce
 
@@ -232,6 +239,19 @@ def observe(kube: Kube, pipeline: Pipeline, reads: Reads | None = None) -> World
     return world
 
 
+def started_jobs(kube: Kube, world: World, namespaces: set[str]) -> None:
+    """Fill StageWorld.started_jobs for the stages in `namespaces`: the Jobs the Job controller
+    created a Pod for (SuccessfulCreate Events; one LIST per namespace)."""
+    for ns in sorted(namespaces):
+        names = {
+            (e.get("involvedObject") or {}).get("name", "")
+            for e in kube.list_events(ns, "involvedObject.kind=Job,reason=SuccessfulCreate")
+        }
+        for sw in world.stages.values():
+            if sw.namespace == ns:
+                sw.started_jobs = names
+
+
 def _set_image_patch(action: SetImage) -> dict[str, Any]:
     return {
         "metadata": {"annotations": action.annotations},
@@ -256,12 +276,14 @@ def _perform(
     into `versions`: the version its status write in this pass must find."""
     if isinstance(action, CreateJob):
         created = kube.create_job(action.namespace, action.manifest)
+        faults.reached("after-job-create")
         overlay.wrote("jobs", created)
         if created:
             WRITES.add("job_create")
     elif isinstance(action, SetImage):
         try:
             patched = kube.patch_deployment(action.namespace, action.deployment, _set_image_patch(action))
+            faults.reached("after-deployment-patch")
         except ApiException as e:
             if e.status == 404:  # gone, whatever the cache says: the next pass sees it missing
                 overlay.deleted("deployments", action.namespace, action.deployment)
@@ -352,15 +374,26 @@ def apply_plan(
         DeleteRelease: 5,
         DeleteJob: 6,
     }
-    for action in sorted(plan.actions, key=lambda a: order[type(a)]):
-        if action.owner in failed:
-            continue
+    # (Down-)migration Jobs wait for the status that names them (CreateJob.record_first).
+    after: dict[str, list[Action]] = defaultdict(list)
+    for action in plan.actions:
+        if isinstance(action, CreateJob) and action.record_first:
+            after[action.owner].append(action)
+
+    def act(action: Action) -> bool:
         try:
             _perform(kube, ns, action, overlay, versions)
+            return True
         except Exception:
             log.warning(
                 "%s/%s: %s failed; will retry", ns, action.owner, type(action).__name__, exc_info=True
             )
+            return False
+
+    for action in sorted(plan.actions, key=lambda a: order[type(a)]):
+        if action.owner in failed or (isinstance(action, CreateJob) and action.record_first):
+            continue
+        if not act(action):
             failed.add(action.owner)
             ok = False
     uids = {pipeline.metadata.name: pipeline.metadata.uid}
@@ -399,6 +432,9 @@ def apply_plan(
             continue
         patch = merge_patch(old.wire(), new.wire())
         if not patch:
+            # Already recorded (a Job the crashed process recorded and never created): create it.
+            for action in after.pop(name, []):
+                ok = act(action) and ok
             continue
         # The status was decided from `read_version` (or from this pass's own metadata write): it
         # lands only on that version. Anything newer — another writer, or the object deleted and
@@ -406,12 +442,17 @@ def apply_plan(
         version = versions.get((plural, name), read_version) or None
         try:
             written = kube.patch_custom_status(plural, ns, name, patch, resource_version=version)
+            faults.reached("after-status-write")
             WRITES.add("status_patch")
             if written is None:  # 404: deleted meanwhile — nothing to announce for it, nothing to act on
                 overlay.deleted(plural, ns, name, uid)
                 failed.add(name)
                 continue
             overlay.wrote(plural, written)
+            # Its status names them now: the migration Jobs follow at once (a crash in between
+            # leaves a recorded Job that is not there: created later only if it never had a Pod).
+            for action in after.pop(name, []):
+                ok = act(action) and ok
         except ApiException as e:
             failed.add(name)
             ok = False
@@ -451,6 +492,7 @@ class Announcement:
     now: datetime
     namespace: str
     pipeline: str
+    recovered: bool = False  # recorded before a crash, its Event lost: announced after the restart
 
 
 def announce_all(kube: Kube, announcements: list[Announcement]) -> None:
@@ -474,6 +516,7 @@ def announce_all(kube: Kube, announcements: list[Announcement]) -> None:
             ci_run=event.ci_run,
             actor=event.actor,
             now=a.now,
+            recovered=a.recovered,
         )
         WRITES.add("event")
 
@@ -581,6 +624,65 @@ def plans_only(plan: Plan, pipeline: Pipeline) -> Plan:
     )
 
 
+def announce_recorded(
+    kube: Kube,
+    pipeline: Pipeline,
+    releases: list[Release],
+    rollbacks: list[Rollback],
+    now: datetime,
+    *,
+    posted_in: dict[str, set[tuple[str, str, datetime]]] | None = None,
+) -> None:
+    """Post the Events (and audit lines) of transitions the releases' and rollbacks' history records
+    but Conveyor never announced — an operator killed between a status write and its Events. Run by
+    a process's first pass over each pipeline; lists the namespace's Events only when some
+    transition is recent (core.announcements decides which are missing)."""
+    objects = [
+        Recorded("Release", r.metadata.name, r.metadata.uid, r.metadata.name, r.status.history)
+        for r in releases
+    ] + [
+        Recorded(
+            "Rollback",
+            r.metadata.name,
+            r.metadata.uid,
+            r.status.plan.from_release if r.status.plan else None,
+            r.status.history,
+        )
+        for r in rollbacks
+    ]
+    if not recent(objects, now):
+        return
+    ns = pipeline.metadata.namespace
+    # One LIST per namespace per process (`posted_in`), shared by the namespace's pipelines: after a
+    # restart 200 pipelines in one namespace would otherwise each list all 200 pipelines' Events.
+    # The snapshot misses no Event of these objects — a process announces a pipeline's Events only
+    # after its recovery, and the process that announced before is gone.
+    posted = posted_in.get(ns) if posted_in is not None else None
+    if posted is None:
+        posted = set()
+        for e in kube.list_events(ns, "reportingComponent=conveyor"):
+            moment = e.get("eventTime")
+            uid = (e.get("involvedObject") or {}).get("uid")
+            if moment and uid:
+                posted.add(
+                    (uid, e.get("reason") or "", datetime.fromisoformat(moment.replace("Z", "+00:00")))
+                )
+        if posted_in is not None:
+            posted_in[ns] = posted
+    missing = unannounced(objects, posted, now)
+    for m in missing:
+        log.info(
+            "%s/%s: %s was recorded but never announced (the operator stopped in between): announcing it",
+            ns,
+            m.event.name,
+            m.event.reason,
+        )
+    announce_all(
+        kube,
+        [Announcement(m.event, m.uid, m.time, ns, pipeline.metadata.name, recovered=True) for m in missing],
+    )
+
+
 def _pass(
     kube: Kube,
     namespace: str,
@@ -650,6 +752,23 @@ def _pass(
         world.identity_enforced = IDENTITY(kube)
         now = clock()
         plan = decide(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
+    if cache is not None and (namespace, name) not in cache.recovered:
+        # The first pass of this process: what a crash recorded but never announced is announced
+        # before this pass's own Events. Best effort: Events are not worth stopping a pipeline for
+        # (RBAC without `list events`, a slow API server); the next pass tries again.
+        try:
+            announce_recorded(kube, pipeline, releases, rollbacks, now, posted_in=cache.posted_events)
+            cache.recovered.add((namespace, name))
+        except (ApiException, urllib3.exceptions.HTTPError) as e:
+            log.warning(
+                "%s/%s: could not look for Events a crash lost (retried next pass): %s", namespace, name, e
+            )
+    if plan.traces:
+        # A recorded migration Job is not there: did it ever have a Pod? The Job controller's
+        # Events say so (they outlive the Job); the pass decides again knowing it.
+        started_jobs(kube, world, plan.traces)
+        now = clock()
+        plan = decide(pipeline, releases, approvals, world, now, rollbacks=rollbacks, invalid=invalid)
     again = cache is not None and bool(plan.again)
     if again:
         plan = plans_only(plan, pipeline)
@@ -667,6 +786,8 @@ def _pass(
         failed=failed,
     )
     again = again and not plan.again & failed  # a plan that was not written is not acted on
+    if again:
+        faults.reached("after-rollback-plan")  # recorded; its patch is the next pass's
     updated = [
         r.model_copy(update={"status": plan.releases.get(r.metadata.name, r.status)}) for r in releases
     ]

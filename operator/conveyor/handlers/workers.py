@@ -23,6 +23,7 @@ from conveyor.handlers.metrics import (
     RECONCILE_TIME,
     RECONCILE_TOTAL,
 )
+from conveyor.kube.client import api_unavailable
 from conveyor.kube.fence import NotLeader
 
 log = logging.getLogger("conveyor.workers")
@@ -37,6 +38,10 @@ Report = Callable[[str, str, str], None]  # (namespace, name, error): say it on 
 # pipelines started together do not resync together.
 RESYNC_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 60.0
+# A pass that failed because the API server was away (an outage, a restart, etcd down) is retried at
+# most this far apart: when the server returns, nothing may announce it (a resumed watch says nothing
+# when nothing changed), and the pipeline should go on within seconds, not a minute.
+MAX_UNAVAILABLE_BACKOFF_SECONDS = 4.0
 REPORT_AFTER_FAILURES = 2  # a pass that fails again is no blip: the Pipeline says so
 
 
@@ -172,7 +177,7 @@ class PipelineWorkers:
                 RECONCILE_TOTAL.labels(CONTROLLER, "error").inc()
                 RECONCILE_ERRORS.labels(CONTROLLER).inc()
                 failures += 1
-                requeue = min(MAX_BACKOFF_SECONDS, 0.5 * 2**failures)
+                requeue = retry_delay(failures, unavailable=api_unavailable(e))
                 exists = True
                 log.exception(
                     "pipeline %s/%s: reconcile failed (attempt %d); retrying in %.1fs",
@@ -196,6 +201,15 @@ class PipelineWorkers:
             timeout = min(requeue, until_live) if requeue is not None else until_live
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout=timeout)
+
+
+def retry_delay(failures: int, *, unavailable: bool) -> float:
+    """Seconds before retrying a pipeline whose last `failures` passes failed: doubling from 1 s,
+    capped at a minute — or at a few seconds (jittered) while the API server is unavailable."""
+    delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(failures, 16))
+    if unavailable:
+        return min(delay, _jittered(MAX_UNAVAILABLE_BACKOFF_SECONDS))
+    return delay
 
 
 def _jittered(seconds: float) -> float:

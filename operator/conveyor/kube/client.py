@@ -15,9 +15,11 @@ import logging
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from conveyor import __version__
 from conveyor.api.common import GROUP, VERSION
 from conveyor.kube.apimetrics import instrumented
 from conveyor.kube.fence import Fence, Unfenced
@@ -33,6 +35,20 @@ ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 REQUEST_TIMEOUT = (5.0, 30.0)
 
 
+# Answers that say "the API server (or etcd behind it) cannot serve right now": bad gateway,
+# unavailable, gateway timeout. Not 429 (the server is shedding load: retrying sooner adds to it) nor
+# 500 (often a broken webhook or conversion that no retry heals): those take the normal backoff.
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+
+
+def api_unavailable(error: BaseException) -> bool:
+    """True when `error` says the API server could not be reached or could not serve (an outage, a
+    restart, etcd away), so retrying soon is right; False for answers about the request itself."""
+    if isinstance(error, ApiException):
+        return error.status in UNAVAILABLE_STATUSES or not error.status
+    return isinstance(error, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
+
+
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """An API client from the in-cluster ServiceAccount, else the kubeconfig (KUBECONFIG or default)."""
     try:
@@ -43,7 +59,10 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     # Many pipelines reconcile in parallel threads; let them share enough connections.
     cfg.connection_pool_maxsize = 32
-    return client.ApiClient(cfg)
+    api = client.ApiClient(cfg)
+    # Named in the API server's audit log (the crash drills count Conveyor's own creates by it).
+    api.user_agent = f"conveyor/{__version__}"
+    return api
 
 
 def _custom(namespace: str, plural: str, name: str | None = None) -> str:
@@ -72,7 +91,7 @@ class Kube:
     ) -> dict[str, Any]:
         """One REST call; the decoded JSON answer. Raises ApiException (with .status) on errors.
         `timeout` (connect, read) overrides REQUEST_TIMEOUT."""
-        headers: dict[str, Any] = {"Accept": accept}
+        headers: dict[str, Any] = {"Accept": accept, "User-Agent": self.api.user_agent}
         if body is not None:
             headers["Content-Type"] = content_type
         queries = [(k, v) for k, v in (query or {}).items() if v is not None]
@@ -324,6 +343,15 @@ class Kube:
             raise
 
     # --- events
+
+    @instrumented("list", "events")
+    def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        """The core/v1 Events of a namespace that match the field selector."""
+        result = self.request(
+            "GET", f"/api/v1/namespaces/{quote(namespace)}/events", query={"fieldSelector": field_selector}
+        )
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items
 
     @instrumented("create", "events")
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:

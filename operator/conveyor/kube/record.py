@@ -62,8 +62,11 @@ def announce(
     ci_run: str | None = None,
     actor: str = "conveyor",
     now: datetime,
+    recovered: bool = False,
 ) -> None:
-    """Post an Event about the object and write the matching JSON audit line. Never raises."""
+    """Post an Event about the object and write the matching JSON audit line. Never raises.
+    `recovered`: a transition recorded before a crash lost its Event, announced now (the audit line
+    says so; `now` is the transition's own time)."""
     fields = {
         "event": reason,
         "type": type_,
@@ -77,6 +80,7 @@ def announce(
         "commit": commit,
         "digest": digest,
         "ciRun": ci_run,
+        "recovered": True if recovered else None,
     }
     audit.info(message, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
     annotations = {
