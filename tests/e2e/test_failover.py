@@ -5,12 +5,15 @@ nothing."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.invariants import check_creates_once
 from support.operator import OperatorProcess
 from support.story import OLD_IMAGE, Story, image_of, stage_record, status
 
@@ -66,7 +69,27 @@ def assert_each_action_once(story: Story, release: str, label: str, uids: dict[s
     return rel
 
 
-def test_kill_9_the_leader_mid_promotion_and_the_standby_finishes_it_once(story: Story):
+def writes_by(audit: Path, identity: str, since: datetime) -> list[str]:
+    """Write requests (create, update, patch, delete) the replica `identity` made from `since` on,
+    from the API server's audit log (its User-Agent names the replica)."""
+    out = []
+    for path in [*sorted(audit.parent.glob(f"{audit.stem}-*{audit.suffix}")), audit]:
+        for line in path.read_text(errors="replace").splitlines():
+            if f"({identity})" not in line:
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # a torn last line
+            stamp = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
+            if ev.get("verb") in ("create", "update", "patch", "delete") and stamp >= since:
+                ref = ev.get("objectRef") or {}
+                code = (ev.get("responseStatus") or {}).get("code")
+                out.append(f"{ev['verb']} {ref.get('resource')}/{ref.get('name')} -> {code}")
+    return out
+
+
+def test_kill_9_the_leader_mid_promotion_and_the_standby_finishes_it_once(story: Story, audit: Path | None):
     # Given a pipeline with migrations and smoke tests, and two replicas: a leads, b stands by
     story.given_deployments()
     story.given_pipeline(migration=MIGRATION, smoke_test=SMOKE)
@@ -95,6 +118,7 @@ def test_kill_9_the_leader_mid_promotion_and_the_standby_finishes_it_once(story:
     story.when_approved("shop-f", "prod")
     story.then_release_phase("shop-f", "Succeeded")
     assert_each_action_once(story, "shop-f", "failover", uids)
+    check_creates_once(story, audit)  # requested once, not just stored once (a 409 hides a retry)
     assert b.probe("/metrics")[1].count("conveyor_leader 1.0") == 1
 
 
@@ -115,7 +139,7 @@ def snapshot(story: Story) -> dict[str, str]:
     return versions
 
 
-def test_a_paused_leader_resumed_after_losing_its_lease_writes_nothing(story: Story):
+def test_a_paused_leader_resumed_after_losing_its_lease_writes_nothing(story: Story, audit: Path | None):
     # Given two replicas, a leading, and a promotion under way
     story.given_deployments()
     story.given_pipeline(migration=MIGRATION, smoke_test=SMOKE)
@@ -131,6 +155,7 @@ def test_a_paused_leader_resumed_after_losing_its_lease_writes_nothing(story: St
         story.then_event("shop-p", "AwaitingApproval")
         before = snapshot(story)
         lines_before = len(a.lines)
+        resumed = datetime.now(UTC)
     finally:
         a.resume()
     # Then a, resumed with stale caches and a backlog of watch events, steps down and writes nothing
@@ -143,8 +168,14 @@ def test_a_paused_leader_resumed_after_losing_its_lease_writes_nothing(story: St
     assert after == before, {
         k: (before.get(k), after.get(k)) for k in set(before) | set(after) if before.get(k) != after.get(k)
     }
+    if audit is not None:  # not one write request reached the API server from a after it resumed
+        assert writes_by(audit, "replica-a", resumed) == []
+        assert writes_by(audit, "replica-a", datetime.min.replace(tzinfo=UTC)), (
+            "a's writes are not in the log"
+        )
     # ... and the new leader still finishes the promotion
     story.when_approved("shop-p", "prod")
     story.then_release_phase("shop-p", "Succeeded")
     assert_each_action_once(story, "shop-p", "paused", {})
+    check_creates_once(story, audit)
     a.stop()

@@ -353,7 +353,10 @@ def run_operator(
         fence: Fence = Fence(timings)
         kube = Kube(api_client, fence)
         store = LeaseStore(kube, lease_namespace or default_namespace(), lease_name or DEFAULT_LEASE_NAME)
-        elector = Elector(store, fence, identity or default_identity(), timings)
+        identity = identity or default_identity()
+        # Which replica made a request, in the API server's audit log: "conveyor/0.1.0 (pod name)".
+        api_client.user_agent = f"{api_client.user_agent} ({identity})"
+        elector = Elector(store, fence, identity, timings)
     else:
         kube = Kube(api_client, Unfenced())
         elector = NoElection()
