@@ -706,12 +706,18 @@ def report_orphan_release(
 
 
 def report_orphan_approval(
-    kube: Kube, obj: dict[str, Any], clock: Clock = utcnow, overlay: Overlay | None = None
+    kube: Kube,
+    obj: dict[str, Any],
+    clock: Clock = utcnow,
+    overlay: Overlay | None = None,
+    *,
+    missing_pipeline: str | None = None,
 ) -> None:
-    """An Approval whose Release does not exist: say so in its status."""
+    """An Approval whose Release does not exist (or names a missing Pipeline): say so in its status."""
     approval = _parse(Approval, obj)
     if approval is not None:
-        _write_status(kube, "approvals", approval, unknown_release_approval(approval, clock()), overlay)
+        status = unknown_release_approval(approval, clock(), missing_pipeline=missing_pipeline)
+        _write_status(kube, "approvals", approval, status, overlay)
 
 
 def report_orphan_rollback(
