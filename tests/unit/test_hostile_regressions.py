@@ -1,0 +1,147 @@
+"""What `tests/e2e/test_hostile_input.py` (hypothesis bodies by the hundred on the real API server)
+found, kept as plain regressions that need no cluster."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from conveyor.api.admission import MUTATING_POLICY, SPEC_IS_AN_OBJECT, admission_policies
+from conveyor.api.crd import KINDS, crd
+from conveyor.api.release import DECLARED_TIME, Release
+from conveyor.core.approval_views import unknown_release_approval
+from conveyor.core.conditions import unreadable_conditions
+from conveyor.handlers.reconcile import _parse
+from support.builders import T0, approval, release_dict
+
+
+def test_an_approval_of_a_release_whose_pipeline_is_missing_says_so():
+    """Found: an Approval naming a Release that exists but whose Pipeline does not was never answered
+    (the release's pipeline has no worker, and the Approval was not an orphan either)."""
+    a = approval("a1", "orphan-rel", "prod")
+    status = unknown_release_approval(a, T0 + timedelta(seconds=5), missing_pipeline="gone")
+    (counted,) = status.conditions
+    assert (counted.type, counted.status, counted.reason) == ("Counted", "False", "PipelineNotFound")
+    assert "'orphan-rel'" in counted.message
+    assert "'gone'" in counted.message
+    assert counted.observed_generation == status.observed_generation == a.metadata.generation
+    assert status.counted is False
+
+
+def test_an_approval_of_a_missing_release_still_says_unknown_release():
+    status = unknown_release_approval(approval("a1", "nobody", "prod"), T0)
+    assert status.conditions[0].reason == "UnknownRelease"
+
+
+def test_the_stamping_policy_skips_a_spec_that_is_not_an_object():
+    """Found: `"spec": "x"` (or a list, a number, null) made the identity-stamping policy's JSON patch
+    fail, so the API server refused the body with the policy's error, naming no field. Skipped, such
+    a body reaches the schema, which refuses it naming spec (checked on the real API server in
+    tests/e2e/test_hostile_input.py)."""
+    mutating = next(
+        p
+        for p in admission_policies()
+        if p["kind"] == "MutatingAdmissionPolicy" and p["metadata"]["name"] == MUTATING_POLICY
+    )
+    assert mutating["spec"]["matchConditions"] == [
+        {"name": "spec-is-an-object", "expression": SPEC_IS_AN_OBJECT}
+    ]
+    assert "type(object.spec) == map" in SPEC_IS_AN_OBJECT
+    assert "has(object.spec)" in SPEC_IS_AN_OBJECT
+
+
+def release_with_commit_time(value: object) -> dict:
+    body = release_dict("r1")
+    body["spec"]["source"]["commitTime"] = value
+    body["metadata"].update(uid="u1", generation=1)
+    return body
+
+
+def test_a_declared_commit_time_the_pattern_admits_but_no_datetime_holds_is_dropped():
+    """Found: `commitTime` was `format: date-time`, under which the API server admits a list; such a
+    Release could never be read. Now a pattern (type string, offset required) refuses what it can;
+    what it admits but is no date (30 February) is dropped, not fatal: it is declared, not verified."""
+    rx = re.compile(DECLARED_TIME)
+    assert rx.match("2026-11-27T05:00:00+01:00")
+    assert rx.match("2026-11-27T05:00:00.123456789Z")
+    assert not rx.match("2026-11-27T05:00:00")  # no offset: no instant
+    assert not rx.match("2026-11-27 05:00:00Z")
+    assert rx.match("2026-02-30T00:00:00Z")
+    assert (
+        Release.model_validate(release_with_commit_time("2026-02-30T00:00:00Z")).spec.source.commit_time
+        is None
+    )
+    parsed = Release.model_validate(
+        release_with_commit_time("2026-11-27T05:00:00+01:00")
+    ).spec.source.commit_time
+    assert parsed is not None
+    assert parsed.utcoffset() == timedelta(hours=1)
+
+
+def test_a_commit_time_stored_without_an_offset_is_taken_as_utc():
+    """Stored before the pattern: a naive datetime would break lead-time arithmetic (aware - naive)."""
+    parsed = Release.model_validate(release_with_commit_time("2026-11-27T05:00:00")).spec.source.commit_time
+    assert parsed == datetime(2026, 11, 27, 5, tzinfo=UTC)
+
+
+def test_the_crd_says_commit_time_is_a_string_with_a_pattern_not_a_format():
+    props = crd(next(k for k in KINDS if k.plural == "releases"))["spec"]["versions"][0]["schema"]
+    commit_time = props["openAPIV3Schema"]["properties"]["spec"]["properties"]["source"]["properties"][
+        "commitTime"
+    ]
+    assert commit_time["type"] == "string"
+    assert commit_time["pattern"] == DECLARED_TIME
+    assert "format" not in commit_time
+
+
+def test_an_object_conveyor_cannot_read_is_answered_invalid_spec_and_once():
+    """An admitted object that does not validate is told so on itself (it was skipped in silence:
+    admitted, never answered); the same error again changes nothing (no write, no loop)."""
+    now = T0 + timedelta(minutes=1)
+    first = unreadable_conditions(
+        "releases", [], "spec.source.commitTime: Input should be a valid datetime", generation=3, now=now
+    )
+    (ready,) = first
+    assert (ready.type, ready.status, ready.reason, ready.observed_generation) == (
+        "Ready",
+        "False",
+        "InvalidSpec",
+        3,
+    )
+    assert "commitTime" in ready.message
+    again = unreadable_conditions(
+        "releases",
+        first,
+        "spec.source.commitTime: Input should be a valid datetime",
+        generation=3,
+        now=now + timedelta(seconds=5),
+    )
+    assert [c.wire() for c in again] == [c.wire() for c in first]
+    assert unreadable_conditions("approvals", [], "x", generation=1, now=now)[0].type == "Counted"
+
+
+def test_an_unreadable_release_is_patched_with_its_condition_on_its_resource_version():
+    class FakeKube:
+        def __init__(self) -> None:
+            self.calls: list[tuple] = []
+
+        def patch_custom_status(self, plural, namespace, name, patch, resource_version=None):
+            self.calls.append((plural, namespace, name, patch, resource_version))
+            return {
+                "metadata": {"name": name, "namespace": namespace, "resourceVersion": "8"},
+                "status": patch,
+            }
+
+    body = release_with_commit_time([{}])
+    body["metadata"]["resourceVersion"] = "7"
+    kube = FakeKube()
+    assert _parse(Release, body, kube) is None
+    ((plural, ns, name, patch, rv),) = kube.calls
+    assert (plural, ns, name, rv) == ("releases", "apps", "r1", "7")
+    assert patch["observedGeneration"] == 1
+    assert patch["conditions"][0]["reason"] == "InvalidSpec"
+    assert "spec.source.commitTime" in patch["conditions"][0]["message"]
+    # read again with that condition on it: nothing more to say
+    body["status"] = patch
+    assert _parse(Release, body, kube) is None
+    assert len(kube.calls) == 1
