@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # benchmarks .cluster/bench/ (bench/harness.py), so all of them can run at once. hack/cluster is
 # the one place that resolves the folder (`hack/cluster env`, `hack/cluster dir`).
 
-.PHONY: help venv binaries lint validate unit fuzz integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
+.PHONY: help venv binaries lint validate unit fuzz integration e2e soak test demo cluster-up cluster-down cluster-status crds bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ integration: venv binaries ## integration tests against the local control plane
 
 e2e: venv binaries ## end-to-end tests: the operator as users run it, on the local control plane
 	@$(BIN)/pytest tests/e2e -q
+
+soak: venv binaries ## long drills: CONVEYOR_SOAK=1 (hostile input: 5,000 bodies per kind; CONVEYOR_HOSTILE_COUNT/SEED)
+	@CONVEYOR_SOAK=1 $(BIN)/pytest tests/e2e -q -s --timeout=0 -k "soak or hostile or drill"
 
 test: ## everything, in fail-fast stages: validate -> unit -> binaries -> cluster -> integration -> e2e
 	@hack/test-stages
