@@ -260,8 +260,13 @@ class PhaseClock:
 
 def scrape_passes(op: OperatorProcess) -> dict[tuple[str, str], float]:
     """conveyor_pipeline_passes_total per (namespace, pipeline), from the operator's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=10) as r:
-        text = r.read().decode()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError as e:  # (TimeoutError included)
+        raise AssertionError(
+            f"the operator's metrics endpoint did not answer in 10 s: it is wedged ({e})"
+        ) from e
     out: dict[tuple[str, str], float] = {}
     rx = re.compile(r'^conveyor_pipeline_passes_total\{namespace="([^"]*)",pipeline="([^"]*)"\} (\S+)$')
     for line in text.splitlines():
@@ -310,14 +315,15 @@ def test_hostile_input_by_the_hundred(story: Story, core: client.CoreV1Api):
     started = time.monotonic()
     fz = make_namespace(core, "hostile")
     fz_stage = make_namespace(core, "hostile-stage")
+    fz_drift = make_namespace(core, "hostile-drift")
     try:
-        _run(story, core, fz, fz_stage, started)
+        _run(story, fz=fz, fz_stage=fz_stage, fz_drift=fz_drift, started=started)
     finally:
-        for ns in (fz, fz_stage):
+        for ns in (fz, fz_stage, fz_drift):
             core.delete_namespace(ns)
 
 
-def _run(story: Story, core: client.CoreV1Api, fz: str, fz_stage: str, started: float) -> None:
+def _run(story: Story, *, fz: str, fz_stage: str, fz_drift: str, started: float) -> None:
     # Given four ordinary pipelines, and in a namespace of its own a pipeline the bodies can name
     # (its stage has no Deployment: its releases wait, saying so), a release of it, and a release of
     # a pipeline that does not exist.
@@ -335,7 +341,25 @@ def _run(story: Story, core: client.CoreV1Api, fz: str, fz_stage: str, started: 
         admin.create_namespaced_custom_object(
             GROUP, VERSION, fz, "releases", release_dict(name, pipeline=pipe, namespace=fz)
         )
-    scope = [story.ns, *story.stage_ns.values(), fz, fz_stage]
+    # A Deployment that differs between two namespaces: parity differences for pipelines over it.
+    for ns, env in ((fz_stage, []), (fz_drift, [{"name": "e" * 40, "value": "1"}])):
+        story.apps.create_namespaced_deployment(
+            ns,
+            {
+                "metadata": {"name": "drift"},
+                "spec": {
+                    "replicas": 0,
+                    "selector": {"matchLabels": {"app": "drift"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "drift"}},
+                        "spec": {
+                            "containers": [{"name": "web", "image": "ghcr.io/acme/drift:1", "env": env}]
+                        },
+                    },
+                },
+            },
+        )
+    scope = [story.ns, *story.stage_ns.values(), fz, fz_stage, fz_drift]
     op = OperatorProcess(story.kubeconfig, *[a for ns in scope for a in ("-n", ns)]).start()
     story.operator = op
     op.wait_for_log(r"is alive")
@@ -357,6 +381,7 @@ def _run(story: Story, core: client.CoreV1Api, fz: str, fz_stage: str, started: 
         releases=["fz-rel", "orphan-rel"],
         namespaces=[fz_stage, *story.stage_ns.values()],
         deployments=pipelines,
+        drift=("drift", fz_stage, fz_drift),
     )
     t_draw = time.monotonic()
     cases = {plural: draw_cases(plural, PER_KIND, world, SEED) for plural in PLURALS}
@@ -367,7 +392,7 @@ def _run(story: Story, core: client.CoreV1Api, fz: str, fz_stage: str, started: 
     t_fuzz = time.monotonic()
     busy_created = promote(story, pipelines, "busy")
     clock = PhaseClock(
-        admin, story.ns, {f"{p}-{t}" for p in pipelines for t in ("busy", "mid")}, timeout=240
+        admin, story.ns, {f"{p}-{t}" for p in pipelines for t in ("busy", "mid")}, timeout=120
     ).start()
     apis = {who: (admin if who is None else story.as_user(who)) for who in ("ci-bot", "carol", "alice", None)}
     for api in apis.values():

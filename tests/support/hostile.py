@@ -59,6 +59,9 @@ class World:
     releases: list[str] = field(default_factory=lambda: ["fz-rel", "orphan-rel"])
     namespaces: list[str] = field(default_factory=list)
     deployments: list[str] = field(default_factory=lambda: ["shop"])  # Deployments that exist there
+    # A Deployment that differs between two namespaces (deployment, namespace a, namespace b): a
+    # Pipeline over it has parity differences, so its `parity.ignore` patterns are matched.
+    drift: tuple[str, str, str] | None = None
 
 
 @dataclass
@@ -789,6 +792,28 @@ def draw_cases(plural: str, count: int, world: World, seed_: int) -> list[Case]:
         c.base = None
         c.flavour, c.label, c.expect, c.field = "hostile", f"spec.{first} = {label}", "either", None
         c.body = _body(plural, {**spec, first: "a" * size})
+    if plural == "pipelines" and world.drift is not None and len(out) > 2:
+        # Valid, and nasty: an ignore pattern of 20 stars (a regex of it backtracks exponentially on a
+        # path with more e's than that — not on a shorter one, which a regex engine rules out by
+        # length) over stages that differ, so it is matched against every differing path.
+        deployment, ns_a, ns_b = world.drift
+        c = out[-3]
+        c.base, c.flavour, c.label, c.expect, c.field = (
+            None,
+            "valid",
+            "parity.ignore of 255 stars",
+            "accept",
+            None,
+        )
+        c.body = _body(
+            plural,
+            {
+                "imageRepository": "ghcr.io/acme/drift",
+                "targets": [{"deployment": deployment, "container": "web"}],
+                "stages": [{"name": "a", "namespace": ns_a}, {"name": "b", "namespace": ns_b}],
+                "parity": {"ignore": ["*e" * 20 + "X"]},
+            },
+        )
     mutations = invalid_mutations(plural)
     for k, c in enumerate(c for c in out if c.base is not None):
         one_field_off(c, mutations[k % len(mutations)])

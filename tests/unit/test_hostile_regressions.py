@@ -4,13 +4,18 @@ found, kept as plain regressions that need no cluster."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conveyor.api.admission import MUTATING_POLICY, SPEC_IS_AN_OBJECT, admission_policies
 from conveyor.api.crd import KINDS, crd
 from conveyor.api.release import DECLARED_TIME, Release
 from conveyor.core.approval_views import unknown_release_approval
 from conveyor.core.conditions import unreadable_conditions
+from conveyor.core.parity import path_matches
 from conveyor.handlers.reconcile import _parse
 from support.builders import T0, approval, release_dict
 
@@ -145,3 +150,30 @@ def test_an_unreadable_release_is_patched_with_its_condition_on_its_resource_ver
     body["status"] = patch
     assert _parse(Release, body, kube) is None
     assert len(kube.calls) == 1
+
+
+def _regex_matches(path: str, pattern: str) -> bool:
+    """The old definition (a regex), still the meaning: `*` matches anything, the rest literally."""
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), path) is not None
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    path=st.text(alphabet="ab[].*", max_size=12),
+    pattern=st.text(alphabet="ab[].*", max_size=8),
+)
+def test_parity_ignore_patterns_mean_what_they_meant(path: str, pattern: str):
+    assert path_matches(path, pattern) == _regex_matches(path, pattern)
+
+
+def test_a_parity_ignore_pattern_of_many_stars_is_matched_in_linear_time():
+    """Found: `*e*e*e…*X` as a regex backtracks exponentially on a path with more e's than stars, and
+    Python's regex engine holds the GIL meanwhile: one Pipeline carrying it froze the whole operator
+    (every pipeline, and its metrics and health endpoints) for as long as the match ran."""
+    path = "deployment[shop].containers[web].env[" + "e" * 200 + "]"
+    pattern = "*e" * 100 + "X"  # shorter than the path (a longer one a regex rules out at once)
+    started = time.monotonic()
+    for _ in range(100):
+        assert not path_matches(path, pattern)
+    assert path_matches(path, "*e" * 100 + "*")
+    assert time.monotonic() - started < 1.0
