@@ -37,8 +37,12 @@ from kubernetes.client.exceptions import ApiException
 
 from conftest import make_namespace
 from conveyor.api.common import GROUP, VERSION
+from conveyor.api.pipeline import Pipeline
+from conveyor.api.release import Release
+from conveyor.core.jobs import JobKind, job_manifest
+from conveyor.kube.client import Kube
 from support.builders import pipeline_dict, release_dict
-from support.hostile import PLURALS, Case, World, counts, draw_cases
+from support.hostile import PLURALS, Case, World, counts, draw_cases, job_templates
 from support.operator import OperatorProcess
 from support.story import Story
 from support.wait import condition, wait_for_object
@@ -589,3 +593,50 @@ def test_a_commit_time_that_is_not_a_time_string_is_refused_naming_it(story: Sto
         story.create("releases", body, as_user="ci-bot")["spec"]["source"]["commitTime"]
         == "2026-11-27T05:00:00.123+01:00"
     )
+
+
+def test_every_job_a_stored_pipeline_asks_for_is_one_the_api_server_admits(story: Story):
+    """A Pipeline's Job templates are checked by its schema; the Jobs Conveyor builds from them are
+    checked by the API server only when a release reaches the step — a refusal then would hold the
+    release mid-stage, retrying for ever. So: every template the schema admits makes a Job the API
+    server admits (a server-side dry run), or the schema must refuse the template, naming its field."""
+    count = 2000 if SOAK else 300
+    ns = story.stage_ns["staging"]
+    release = Release.model_validate(
+        {
+            **release_dict("r1", namespace=story.ns),
+            "metadata": {"name": "r1", "namespace": story.ns, "uid": "u-1"},
+        }
+    )
+    kube = Kube(story.api)  # raw requests: the typed client would judge the body before the API server
+    problems, admitted = [], 0
+    for i, template in enumerate(job_templates(count, SEED)):
+        body = pipeline_dict(
+            f"jobs-{i}", story.ns, stages=[{"name": "staging", "namespace": ns}], migration=template
+        )
+        try:
+            stored = story.create("pipelines", body)
+        except ApiException as e:
+            out = Outcome(Case("pipelines", "hostile", "job template", body), "admin", e.status, str(e.body))
+            data = json.loads(e.body or "{}")
+            out.message, out.causes = str(data.get("message", "")), (data.get("details") or {}).get("causes")
+            if not names_a_field(out):
+                problems.append(
+                    f"template {json.dumps(template)[:200]} refused without a field: {out.message[:200]}"
+                )
+            continue
+        admitted += 1
+        pipeline = Pipeline.model_validate(stored)
+        manifest = job_manifest(pipeline, release, pipeline.spec.stages[0], JobKind.MIGRATION)
+        try:
+            kube.request(
+                "POST", f"/apis/batch/v1/namespaces/{ns}/jobs", query={"dryRun": "All"}, body=manifest
+            )
+        except ApiException as e:
+            message = json.loads(e.body or "{}").get("message", str(e.body))
+            problems.append(
+                f"template {json.dumps(template)[:300]}: the Job is refused ({e.status}): {message[:300]}"
+            )
+    print(f"\njob templates: {count} drawn, {admitted} admitted as Pipelines, {len(problems)} problems")
+    assert admitted > count // 10, "too few templates admitted to say anything"
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:30])

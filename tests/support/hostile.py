@@ -832,3 +832,26 @@ def counts(cases: list[Case]) -> dict[str, int]:
     for c in cases:
         out[c.flavour] = out.get(c.flavour, 0) + 1
     return out
+
+
+def job_templates(count: int, seed_: int) -> list[dict[str, Any]]:
+    """`count` Job templates (a Pipeline's migration / smoke test) drawn from the CRD schema itself —
+    every field, each within its bounds or just past them — and from the valid strategy. What the
+    schema admits of them, Conveyor turns into Jobs: the API server must admit those too."""
+    schema = spec_schema("pipelines")["properties"]["migration"]
+    out: list[dict[str, Any]] = []
+
+    @settings(
+        max_examples=count,
+        phases=[Phase.generate],
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @seed(seed_)
+    @given(st.one_of(from_schema(schema), job_template()))
+    def collect(t: dict[str, Any]) -> None:
+        out.append(t)
+
+    collect()
+    return out[:count]

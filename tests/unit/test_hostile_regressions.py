@@ -11,13 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conveyor.api.admission import MUTATING_POLICY, SPEC_IS_AN_OBJECT, admission_policies
+from conveyor.api.common import DNS_SUBDOMAIN
 from conveyor.api.crd import KINDS, crd
-from conveyor.api.release import DECLARED_TIME, Release
+from conveyor.api.pipeline import LABEL_KEY, LABEL_VALUE, Retention
+from conveyor.api.release import DECLARED_TIME, Phase, Release
 from conveyor.core.approval_views import unknown_release_approval
 from conveyor.core.conditions import unreadable_conditions
+from conveyor.core.jobs import JobKind, job_manifest
 from conveyor.core.parity import path_matches
+from conveyor.core.plan import DeleteRelease
+from conveyor.core.promotion import reconcile
 from conveyor.handlers.reconcile import _parse
-from support.builders import T0, approval, release_dict
+from support.builders import T0, approval, later, pipeline, release, release_dict, world
 
 
 def test_an_approval_of_a_release_whose_pipeline_is_missing_says_so():
@@ -177,3 +182,76 @@ def test_a_parity_ignore_pattern_of_many_stars_is_matched_in_linear_time():
         assert not path_matches(path, pattern)
     assert path_matches(path, "*e" * 100 + "*")
     assert time.monotonic() - started < 1.0
+
+
+def _migration_schema() -> dict:
+    kind = next(k for k in KINDS if k.plural == "pipelines")
+    spec = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return spec["properties"]["migration"]
+
+
+def test_job_templates_are_shaped_as_the_api_server_judges_a_pod():
+    """Found (tests/e2e/test_hostile_input.py, a dry run of the Job of every drawn template): the schema
+    admitted templates whose Jobs the API server refuses — label keys and values, a ServiceAccount or
+    Secret name that is no DNS name, valueFrom with both or no source, envFrom with neither ref,
+    quantities that are none, claims (a Conveyor Job has no resourceClaims). Such a Pipeline held its
+    release mid-stage, its Job create retried for ever."""
+    m = _migration_schema()["properties"]
+    rules = " ".join(
+        r["rule"] for r in _migration_schema()["properties"]["labels"]["x-kubernetes-validations"]
+    )
+    assert "k.matches(" in rules
+    assert m["labels"]["additionalProperties"]["pattern"] == LABEL_VALUE
+    assert m["serviceAccountName"]["pattern"] == DNS_SUBDOMAIN
+    assert "claims" not in m["resources"]["properties"]
+    assert m["envFrom"]["items"]["properties"]["secretRef"]["required"] == ["name"]
+    value_from = m["env"]["items"]["properties"]["valueFrom"]
+    assert (value_from["minProperties"], value_from["maxProperties"]) == (1, 1)
+    assert value_from["properties"]["secretKeyRef"]["required"] == ["name", "key"]
+    env_rules = [r["rule"] for r in m["env"]["items"]["x-kubernetes-validations"]]
+    assert any("self.value == ''" in r for r in env_rules)
+    assert any(
+        "isQuantity" in r["rule"] for r in m["resources"]["properties"]["limits"]["x-kubernetes-validations"]
+    )
+    assert re.match(LABEL_KEY, "app.kubernetes.io/part-of")
+    assert re.match(LABEL_KEY, "team")
+    assert not re.match(LABEL_KEY, "a b")
+    assert not re.match(LABEL_KEY, "x" * 64)
+    assert re.match(LABEL_VALUE, "")
+    assert not re.match(LABEL_VALUE, "-x")
+
+
+def test_a_resource_field_ref_names_no_container_in_the_job():
+    """The Job has one container, the default: a containerName that is not its name gets it refused."""
+    template = {
+        "command": ["/app/migrate"],
+        "env": [
+            {
+                "name": "CPU",
+                "valueFrom": {"resourceFieldRef": {"containerName": "web", "resource": "limits.cpu"}},
+            }
+        ],
+    }
+    p = pipeline(migration=template)
+    manifest = job_manifest(p, release("r1"), p.spec.stages[0], JobKind.MIGRATION)
+    (env,) = [e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "CPU"]
+    assert env == {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}
+
+
+def test_a_release_is_answered_before_retention_deletes_it():
+    """Found (2,000 bodies per kind, ~500 releases on one pipeline): releases beyond keepReleases that
+    were superseded in the pass that first saw them were deleted in that same pass — their status
+    write then met a 404 — so they vanished unanswered. Now retention takes only what ended on the
+    record in an earlier pass."""
+    p = pipeline()
+    p = p.model_copy(update={"spec": p.spec.model_copy(update={"retention": Retention(keep_releases=1)})})
+    burst = [release(f"r{i}", created=later(i), label=f"r{i}") for i in range(4)]
+    plan = reconcile(p, burst, [], world(), later(10))
+    assert not [a for a in plan.actions if isinstance(a, DeleteRelease)]
+    assert {n for n, st in plan.releases.items() if st.phase == Phase.SUPERSEDED} == {"r0", "r1", "r2"}
+    assert all(st.conditions for st in plan.releases.values())
+    # the next pass, with those ends on the record: now they go
+    recorded = [r.model_copy(update={"status": plan.releases[r.metadata.name]}) for r in burst]
+    again = reconcile(p, recorded, [], world(), later(20))
+    deleted = sorted(a.release for a in again.actions if isinstance(a, DeleteRelease))
+    assert deleted == ["r0", "r1", "r2"]
