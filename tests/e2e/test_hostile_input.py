@@ -65,6 +65,11 @@ PASSES_PER_MINUTE_BOUND = 120.0
 NON_FIELD_REFUSALS = {
     413: "the request body is over the API server's size limit (3 MiB)",
 }
+# Error lines that are handled: kopf retrying a watch request the API server turned away for a moment
+# (429 while a CRD's storage re-initialises, say) — it says so and retries, nothing is lost.
+HANDLED_ERRORS = re.compile(
+    r'"logger": "kopf\._cogs\.clients\.[a-z_]+", "message": "Request attempt #\d+/\d+ failed; will retry'
+)
 # Everything the operator must answer; an answer later than this (after the last body was sent) is
 # "never answered".
 ANSWER_DEADLINE = 120.0 if SOAK else 60.0
@@ -164,50 +169,75 @@ def answered(obj: dict[str, Any]) -> bool:
     )
 
 
-def await_answers(
-    custom: client.CustomObjectsApi, namespace: str, plural: str, names: set[str], timeout: float
-) -> tuple[set[str], dict[str, dict[str, Any]]]:
-    """One list, then one watch over the kind in `namespace`, until every name in `names` is answered
-    (or the deadline). Returns (the names never answered, the last copy seen of each)."""
-    pending = set(names)
-    seen: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout
-    while pending:
-        listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
-        for obj in listing["items"]:
-            name = obj["metadata"]["name"]
-            seen[name] = obj
-            if answered(obj):
-                pending.discard(name)
-        remaining = deadline - time.monotonic()
-        if not pending or remaining <= 0:
-            break
-        w = watch.Watch()
-        try:
-            for event in w.stream(
-                custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                resource_version=listing["metadata"]["resourceVersion"],
-                timeout_seconds=max(1, int(remaining) + 1),
-            ):
-                obj = event["object"]
-                name = obj["metadata"]["name"]
-                seen[name] = obj
-                if event["type"] != "DELETED" and answered(obj):
-                    pending.discard(name)
-                if not pending or time.monotonic() > deadline:
-                    break
-        except ApiException as e:
-            if e.status != 410:
-                raise
-        finally:
-            w.stop()
-        if time.monotonic() > deadline:
-            break
-    return pending, seen
+class AnswerWatch:
+    """One watch over a kind in a namespace, from before the first body is sent: notes every object
+    seen answered (so one answered and then deleted — retention — still counts as answered, and one
+    deleted before it was answered is caught), and lets the test wait for a set of names."""
+
+    def __init__(self, custom: client.CustomObjectsApi, namespace: str, plural: str) -> None:
+        self.custom, self.ns, self.plural = custom, namespace, plural
+        self.answered: set[str] = set()
+        self.deleted: set[str] = set()
+        self.seen: dict[str, dict[str, Any]] = {}
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> AnswerWatch:
+        """Begin watching (lists first, so nothing before is missed)."""
+        self._thread.start()
+        return self
+
+    def _note(self, kind: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        with self._changed:
+            self.seen[name] = obj
+            if kind == "DELETED":
+                self.deleted.add(name)
+            elif answered(obj):
+                self.answered.add(name)
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, self.plural)
+            for obj in listing["items"]:
+                self._note("LISTED", obj)
+            w = watch.Watch()
+            try:
+                for event in w.stream(
+                    self.custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.ns,
+                    self.plural,
+                    resource_version=listing["metadata"]["resourceVersion"],
+                    timeout_seconds=30,
+                ):
+                    self._note(event["type"], event["object"])
+                    if self._stop.is_set():
+                        break
+            except ApiException as e:
+                if e.status != 410:  # 410: the version expired; list again
+                    raise
+            finally:
+                w.stop()
+
+    def wait(self, names: set[str], timeout: float) -> set[str]:
+        """Wait until every name was seen answered (or deleted unanswered: that ends its wait too, as a
+        failure), or the deadline; the names not answered."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                pending = names - self.answered - self.deleted
+                remaining = deadline - time.monotonic()
+                if not pending or remaining <= 0:
+                    return names - self.answered
+                self._changed.wait(remaining)
+
+    def stop(self) -> None:
+        """Stop watching (the thread ends with its current watch request)."""
+        self._stop.set()
 
 
 class PhaseClock:
@@ -392,6 +422,7 @@ def _run(story: Story, *, fz: str, fz_stage: str, fz_drift: str, started: float)
     draw_seconds = time.monotonic() - t_draw
     # Pipelines first: releases, approvals and rollbacks may then name one that exists
     order = [c for plural in PLURALS for c in cases[plural]]
+    answers = {p: AnswerWatch(admin, fz, p).start() for p in PLURALS}  # from before the first body
     passes_before = scrape_passes(op)
     t_fuzz = time.monotonic()
     busy_created = promote(story, pipelines, "busy")
@@ -415,9 +446,10 @@ def _run(story: Story, *, fz: str, fz_stage: str, fz_drift: str, started: float)
         p: {o.case.body["metadata"]["name"] for o in outcomes if o.case.plural == p and o.status == 201}
         for p in PLURALS
     }
-    with ThreadPoolExecutor(len(PLURALS)) as pool:
-        waits = {p: pool.submit(await_answers, admin, fz, p, admitted[p], ANSWER_DEADLINE) for p in PLURALS}
-        unanswered = {p: f.result() for p, f in waits.items()}
+    deadline = time.monotonic() + ANSWER_DEADLINE
+    unanswered = {p: answers[p].wait(admitted[p], max(0.0, deadline - time.monotonic())) for p in PLURALS}
+    for w in answers.values():
+        w.stop()
     answer_seconds = time.monotonic() - t_fuzz
     ended = clock.join()
     passes_after = scrape_passes(op)
@@ -488,10 +520,15 @@ def _run(story: Story, *, fz: str, fz_stage: str, fz_drift: str, started: float)
             problems.append(f"{what}: refused ({o.status}) without naming a field: {o.message[:300]}")
         elif c.field and not mentions(o, c.field):
             problems.append(f"{what}: refused ({o.status}) but not naming {c.field}: {o.message[:300]}")
-    for p, (pending, seen) in unanswered.items():
+    for p, pending in unanswered.items():
         for name in sorted(pending):
             o = next(o for o in outcomes if o.case.body["metadata"]["name"] == name)
-            status = (seen.get(name) or {}).get("status")
+            status = (answers[p].seen.get(name) or {}).get("status")
+            if name in answers[p].deleted:
+                problems.append(
+                    f"{p} {name} [{o.case.flavour}] {o.case.label!r}: deleted before it was answered"
+                )
+                continue
             problems.append(
                 f"{p} {name} [{o.case.flavour}] {o.case.label!r}: admitted but not answered within "
                 f"{ANSWER_DEADLINE:.0f}s; spec: {json.dumps(o.case.body.get('spec'))[:200]}; status: "
@@ -500,7 +537,10 @@ def _run(story: Story, *, fz: str, fz_stage: str, fz_drift: str, started: float)
     assert op.proc.poll() is None, "the operator process ended"
     assert op.proc.pid == pid, "the operator is not the process started"
     bad_lines = [
-        ln for ln in op.lines if '"level": "error"' in ln or '"level": "critical"' in ln or "Traceback" in ln
+        ln
+        for ln in op.lines
+        if ('"level": "error"' in ln or '"level": "critical"' in ln or "Traceback" in ln)
+        and not HANDLED_ERRORS.search(ln)
     ]
     problems += [f"operator log: {ln[:400]}" for ln in bad_lines[:10]]
     if busiest[1] > PASSES_PER_MINUTE_BOUND:
@@ -522,7 +562,7 @@ def _run(story: Story, *, fz: str, fz_stage: str, fz_drift: str, started: float)
     assert not problems, f"{len(problems)} problems (seed {SEED}, {PER_KIND} per kind):\n" + "\n".join(
         problems[:60]
     )
-    budget = 600 if SOAK else 150
+    budget = 1200 if SOAK else 150
     assert time.monotonic() - started < budget * (PER_KIND / (5000 if SOAK else 500)), "over its time budget"
 
 
