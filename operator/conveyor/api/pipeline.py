@@ -200,7 +200,10 @@ class JobTemplate(KubeModel):
         default=None,
         description="Image to run; default: the release's own image (repository@digest).",
         max_length=512,
-        pattern=r"^\S*$",  # (a Pod refuses an image with whitespace)
+        # Printable ASCII, no space: a Pod refuses an image with whitespace around it. (Not `\S`: the
+        # API server's RE2 and Python disagree on what is a space — a vertical tab passed the schema and
+        # failed the model; found by `make soak`.)
+        pattern=r"^[\x21-\x7e]*$",
     )
     command: list[Arg] = Field(
         default_factory=list, max_length=ARGS_MAX, description="Entrypoint, as in a container spec."
