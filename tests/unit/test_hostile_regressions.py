@@ -7,13 +7,15 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from conveyor.api.admission import MUTATING_POLICY, SPEC_IS_AN_OBJECT, admission_policies
 from conveyor.api.common import DNS_SUBDOMAIN
 from conveyor.api.crd import KINDS, crd
-from conveyor.api.pipeline import LABEL_KEY, LABEL_VALUE, Retention
+from conveyor.api.pipeline import LABEL_KEY, LABEL_VALUE, JobTemplate, Retention
 from conveyor.api.release import DECLARED_TIME, Phase, Release
 from conveyor.core.approval_views import unknown_release_approval
 from conveyor.core.conditions import unreadable_conditions
@@ -255,3 +257,16 @@ def test_a_release_is_answered_before_retention_deletes_it():
     again = reconcile(p, recorded, [], world(), later(20))
     deleted = sorted(a.release for a in again.actions if isinstance(a, DeleteRelease))
     assert deleted == ["r0", "r1", "r2"]
+
+
+def test_a_job_image_pattern_means_the_same_to_the_api_server_and_to_the_model():
+    """Found by `make soak`: the image pattern `^\\S*$` admitted a vertical tab on the API server (RE2's
+    `\\s` has none) that the model refused — a stored Pipeline Conveyor could not read. Explicit
+    ranges mean the same to both."""
+    pattern = _migration_schema()["properties"]["image"]["pattern"]
+    assert pattern == r"^[\x21-\x7e]*$"
+    for image in ("\x0bl", "a b", "\u2000x", "ghcr.io/acme/shop\n"):
+        assert not re.fullmatch(pattern[1:-1], image)  # (Python's `$` would allow a final newline)
+        with pytest.raises(ValidationError):
+            JobTemplate(image=image)
+    assert JobTemplate(image="ghcr.io/acme/shop@sha256:" + "a" * 64).image
