@@ -8,8 +8,9 @@ VENV := .venv
 # The drills `make soak` runs at their long sizes (tests/support/soak.py); `make test` runs them too,
 # bounded. The random-kill drill: 20 releases over 5 pipelines, 20 SIGKILLs at random moments (make
 # test runs 8); SOAK_KILLS, SOAK_RELEASES and SOAK_SEED change it (the test prints the seed it used).
-# Outages last 70 s instead of 20 s.
-SOAK_TESTS := tests/e2e/test_outages.py tests/e2e/test_crash_drills.py
+# Outages last 70 s instead of 20 s; hostile input is 5,000 bodies per kind, not 500
+# (CONVEYOR_HOSTILE_COUNT and CONVEYOR_HOSTILE_SEED change it).
+SOAK_TESTS := tests/e2e/test_outages.py tests/e2e/test_crash_drills.py tests/e2e/test_hostile_input.py
 SOAK_KILLS ?= 20
 SOAK_RELEASES ?= 20
 BIN := $(VENV)/bin

@@ -40,6 +40,8 @@ def _rules(plurals: list[str]) -> dict[str, Any]:
     }
 
 
+# The object has a spec that is a map (the schema refuses anything else, naming the field).
+SPEC_IS_AN_OBJECT = "has(object.spec) && type(object.spec) == map"
 # The authenticated groups; absent (not []) in a request whose user has none.
 USER_GROUPS = "has(request.userInfo.groups) ? request.userInfo.groups : []"
 
@@ -97,6 +99,11 @@ def admission_policies() -> list[dict[str, Any]]:
                 "failurePolicy": "Fail",
                 "reinvocationPolicy": "Never",
                 "matchConstraints": _rules(plurals),
+                # Only a spec that is an object can be stamped. Anything else ("spec": "x", a list, a
+                # number) would fail the JSON patch and be refused here, by the policy, without a
+                # field; skipped, it reaches the schema, which refuses it naming spec (422). The
+                # validating policy still judges every object that passes the schema.
+                "matchConditions": [{"name": "spec-is-an-object", "expression": SPEC_IS_AN_OBJECT}],
                 "mutations": mutations,
             },
         },

@@ -23,7 +23,7 @@ from conveyor.api.rollback import RollbackSpec, RollbackStatus
 # Keywords a structural schema may carry; everything else pydantic emits (title, $defs…) is dropped.
 _KEEP = {
     "type", "description", "default", "enum", "pattern", "format", "minLength", "maxLength",
-    "minimum", "maximum", "minItems", "maxItems", "maxProperties", "items", "properties",
+    "minimum", "maximum", "minItems", "maxItems", "minProperties", "maxProperties", "items", "properties",
     "required", "additionalProperties", "nullable",
 }  # fmt: skip
 

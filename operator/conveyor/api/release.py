@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, WithJsonSchema
 
 from conveyor.api.common import (
     DNS_LABEL,
@@ -35,12 +35,45 @@ class SchemaChange(StrEnum):
     BREAKING = "breaking"
 
 
+# RFC 3339 with an explicit offset, as a string: not `format: date-time`, under which the API server
+# admits a list (found by the hostile-input fuzzing: `commitTime: [{}]` was stored, and the Release
+# could then never be read, so never answered). Offset required: a time without one is no instant.
+DECLARED_TIME = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+
+
+def _declared_time(value: Any) -> Any:
+    """A declared time as a datetime with an offset. What the pattern admits but no datetime holds (30
+    February, year 0) is no time at all — declared, not verified, it is dropped rather than making the
+    whole Release unreadable; one stored without an offset (before the pattern) is taken as UTC."""
+    if isinstance(value, str):
+        try:
+            value = _DATETIME.validate_python(value)
+        except ValidationError:
+            return None
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+DeclaredTime = Annotated[
+    datetime | None,
+    BeforeValidator(_declared_time),
+    WithJsonSchema({"type": "string", "maxLength": 64, "pattern": DECLARED_TIME}),
+]
+
+
 class Source(KubeModel):
     """Facts CI declares about where the artifact came from (declared, not verified)."""
 
     repository: str | None = Field(default=None, description="Source repository URL.", max_length=512)
-    commit_time: datetime | None = Field(
-        default=None, description="When the commit was made.", json_schema_extra={"maxLength": 64}
+    commit_time: DeclaredTime = Field(
+        default=None,
+        description="When the commit was made: an RFC 3339 time with its offset (git log --format=%cI), "
+        "e.g. 2026-11-27T05:00:00+01:00.",
     )
     author: str | None = Field(default=None, description="Commit author as CI reports it.", max_length=256)
     ci_run_id: str | None = Field(default=None, description="CI run identifier.", max_length=128)

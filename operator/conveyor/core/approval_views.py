@@ -96,17 +96,30 @@ def approval_records(
     return out[-APPROVAL_RECORDS_LIMIT:]
 
 
-def unknown_release_approval(approval: Approval, now: datetime) -> ApprovalStatus:
-    """The status of an Approval whose release does not exist (it heals when the release appears)."""
+def unknown_release_approval(
+    approval: Approval, now: datetime, *, missing_pipeline: str | None = None
+) -> ApprovalStatus:
+    """The status of an Approval whose release does not exist — or, `missing_pipeline`, whose release
+    exists but names a Pipeline that does not: no pipeline's pass would ever judge it, so it is told
+    here (it heals when the release, or its pipeline, appears: that pipeline's pass judges it)."""
     status = approval.status.model_copy(deep=True)
     status.counted = False
     status.observed_generation = approval.metadata.generation
+    ns = approval.metadata.namespace
+    if missing_pipeline is None:
+        reason, message = "UnknownRelease", f"no Release {approval.spec.release!r} in namespace {ns}"
+    else:
+        reason = "PipelineNotFound"
+        message = (
+            f"Release {approval.spec.release!r} names Pipeline {missing_pipeline!r}, which does not "
+            f"exist in namespace {ns}"
+        )
     status.conditions = set_condition(
         status.conditions,
         "Counted",
         "False",
-        "UnknownRelease",
-        f"no Release {approval.spec.release!r} in namespace {approval.metadata.namespace}",
+        reason,
+        message,
         generation=approval.metadata.generation,
         now=now,
     )

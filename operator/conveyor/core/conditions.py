@@ -54,3 +54,33 @@ def set_condition(
 def get_condition(conditions: list[Condition], type_: str) -> Condition | None:
     """The condition of `type_`, if present."""
     return next((c for c in conditions if c.type == type_), None)
+
+
+# The condition an object of each kind answers with (Release, Rollback: Ready; Approval: Counted).
+ANSWER_CONDITION = {"releases": "Ready", "rollbacks": "Ready", "approvals": "Counted", "pipelines": "Ready"}
+
+
+def unreadable_conditions(
+    plural: str, conditions: list[Condition], error: str, *, generation: int, now: datetime
+) -> list[Condition]:
+    """The conditions of an object the API server admitted but Conveyor cannot read (its schema and
+    Conveyor's model disagree — an object stored under an older schema, or a gap in the schema): it is
+    answered, False with reason InvalidSpec and what does not validate, rather than skipped in
+    silence. It heals: the next pass that reads it sets its conditions as usual."""
+    return set_condition(
+        conditions,
+        ANSWER_CONDITION[plural],
+        "False",
+        "InvalidSpec",
+        f"Conveyor cannot read this object, so it does nothing with it: {error}",
+        generation=generation,
+        now=now,
+    )
+
+
+def validation_summary(errors: list[tuple[str, str]], limit: int = 5) -> str:
+    """`path: message; ...` for the first `limit` validation errors (pydantic's loc and msg, never the
+    input value: it may be huge)."""
+    shown = "; ".join(f"{loc}: {msg}" for loc, msg in errors[:limit])
+    more = len(errors) - limit
+    return shown + (f"; and {more} more" if more > 0 else "")

@@ -73,9 +73,22 @@ def bounded_name(prefix: str, suffix: str, limit: int = 63) -> str:
     return f"{prefix[:keep].rstrip('-.')}-{digest}-{suffix}"
 
 
+def _env_var(var: dict[str, Any]) -> dict[str, Any]:
+    """A template's env var as the Job's: a resourceFieldRef's containerName left out — the Job has
+    one container, the default, and a name that is not its own would get the Job refused (and its
+    release held mid-stage)."""
+    ref = (var.get("valueFrom") or {}).get("resourceFieldRef")
+    if isinstance(ref, dict) and "containerName" in ref:
+        var = {
+            **var,
+            "valueFrom": {"resourceFieldRef": {k: v for k, v in ref.items() if k != "containerName"}},
+        }
+    return var
+
+
 def _env(template: JobTemplate, stage: Stage, release: Release) -> list[dict[str, Any]]:
     """Template env, then stage variables, then CONVEYOR_* (each later source wins on a name)."""
-    merged: dict[str, dict[str, Any]] = {e.name: e.wire() for e in template.env}
+    merged: dict[str, dict[str, Any]] = {e.name: _env_var(e.wire()) for e in template.env}
     for name, value in sorted(stage.variables.items()):
         merged[name] = {"name": name, "value": value}
     for name, value in (

@@ -173,6 +173,11 @@ def reconcile(
         pipeline, list(working.values()), rollbacks=rbs, plan=plan, ctx=ctx, now=now
     )
     doomed = to_delete(pipeline, plan.pipeline, list(working.values()), rbs, now, world=world)
+    # Only a release whose end is already on the record (written by an earlier pass) goes: one that
+    # ends in this very pass — a burst of releases beyond keepReleases, each superseded at once — is
+    # answered first, and deleted at a later pass (found by the hostile-input fuzzing: such releases
+    # vanished without a word; the status write of a release deleted in the same pass is a 404).
+    doomed = [(n, why) for n, why in doomed if originals[n].phase in TERMINAL_PHASES]
     if doomed and not all(sw.fresh for sw in world.stages.values()):
         # A deletion is for good: that no stage runs the release's image is judged on live reads
         # (a cache may not have delivered an image set a moment ago).

@@ -40,6 +40,13 @@ RECONCILE_TIME = Histogram(
     ["controller"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# Per pipeline, so a hot loop shows as one pipeline's rate (a pass with nothing new to do is cheap, but
+# thousands a minute of them starve the others). Bounded: one series per live pipeline, removed with it.
+PIPELINE_PASSES = Counter(
+    "conveyor_pipeline_passes_total",
+    "Reconcile passes per pipeline (successful or not).",
+    ["namespace", "pipeline"],
+)
 ACTIVE_WORKERS = Gauge("controller_runtime_active_workers", "Reconciliations running now.", ["controller"])
 LEADER = Gauge("conveyor_leader", "1 while this replica holds the Lease and acts, else 0 (standby).")
 LEADER_TRANSITIONS = Counter(

@@ -293,7 +293,10 @@ async def approval_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
     if pipeline is None:
         await _report_orphan(memo, "approvals", body, report_orphan_approval)
         return
-    await _ensure_pipeline(memo, namespace, pipeline)
+    if not await _ensure_pipeline(memo, namespace, pipeline):
+        # The release exists, its pipeline does not: no pass would ever judge this approval.
+        report = functools.partial(report_orphan_approval, missing_pipeline=pipeline)
+        await _report_orphan(memo, "approvals", body, report)
 
 
 @kopf.on.event("apps", "v1", "deployments")

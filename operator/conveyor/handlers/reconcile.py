@@ -32,6 +32,7 @@ from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
 from conveyor.core.announcements import Recorded, recent, unannounced
+from conveyor.core.conditions import unreadable_conditions, validation_summary
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.core.parity import referenced_secrets
 from conveyor.core.patch import merge_patch
@@ -74,13 +75,66 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _parse(model: type[KubeModel], obj: dict[str, Any]) -> Any:
+_PLURAL = {Release: "releases", Approval: "approvals", Rollback: "rollbacks"}
+
+
+def _parse(
+    model: type[KubeModel], obj: dict[str, Any], kube: Kube | None = None, overlay: Overlay | None = None
+) -> Any:
+    """The object as its model; None when it does not validate (the schema should have refused it:
+    skipped rather than crash) — and, given `kube`, the object is told so on its own status."""
     try:
         return model.model_validate(obj)
-    except ValidationError as e:  # the schema should have refused it; skip rather than crash
+    except ValidationError as e:
         meta = obj.get("metadata", {})
         log.warning("ignoring %s %s/%s: %s", model.__name__, meta.get("namespace"), meta.get("name"), e)
+        plural = _PLURAL.get(model)
+        if kube is not None and plural is not None:
+            errors = [
+                (".".join(str(p) for p in err["loc"]), err["msg"]) for err in e.errors(include_input=False)
+            ]
+            answer_unreadable(kube, plural, obj, validation_summary(errors), overlay=overlay)
         return None
+
+
+def answer_unreadable(
+    kube: Kube,
+    plural: str,
+    obj: dict[str, Any],
+    error: str,
+    clock: Clock = utcnow,
+    *,
+    overlay: Overlay | None = None,
+) -> None:
+    """Write the InvalidSpec condition on an object Conveyor cannot read (when it is not there yet),
+    so that an admitted object is always answered. Best effort: a refused write is logged, and the
+    next pass tries again."""
+    meta = obj.get("metadata") or {}
+    generation = int(meta.get("generation") or 0)
+    try:
+        conditions = [Condition.model_validate(c) for c in (obj.get("status") or {}).get("conditions") or []]
+    except ValidationError:
+        conditions = []  # not Conveyor's own (or unreadable too): replaced
+    updated = unreadable_conditions(plural, conditions, error, generation=generation, now=clock())
+    if [c.wire() for c in updated] == [c.wire() for c in conditions]:
+        return
+    patch = {"observedGeneration": generation, "conditions": [c.wire() for c in updated]}
+    try:
+        written = kube.patch_custom_status(
+            plural, meta.get("namespace") or "", meta.get("name") or "", patch, meta.get("resourceVersion")
+        )
+    except ApiException as e:  # 409: changed since read; the next pass sees the new version
+        log.warning(
+            "%s %s/%s: could not say it is unreadable: %s",
+            plural,
+            meta.get("namespace"),
+            meta.get("name"),
+            e.reason,
+        )
+        return
+    WRITES.add("status_patch")
+    if overlay is not None and written is not None:
+        overlay.wrote(plural, written)
 
 
 class Reads(Protocol):
@@ -522,13 +576,19 @@ def announce_all(kube: Kube, announcements: list[Announcement]) -> None:
 
 
 def _parsed(
-    model: type[KubeModel], objs: list[dict[str, Any]], *, invalid: list[str] | None = None
+    model: type[KubeModel],
+    objs: list[dict[str, Any]],
+    *,
+    invalid: list[str] | None = None,
+    kube: Kube | None = None,
+    overlay: Overlay | None = None,
 ) -> list[Any]:
     """Parsed objects; one that does not validate (stored before a schema bound existed, say) is
-    skipped, and named in `invalid` so the Pipeline's Reconciled condition says so."""
+    skipped, told so on its own status (given `kube`), and named in `invalid` so the Pipeline's
+    Reconciled condition says so."""
     out = []
     for obj in objs:
-        parsed = _parse(model, obj)
+        parsed = _parse(model, obj, kube, overlay)
         if parsed is not None:
             out.append(parsed)
         elif invalid is not None:
@@ -724,8 +784,9 @@ def _pass(
         assert cache is not None
         raw_releases = cache.releases(namespace, name)
         raw_rollbacks = cache.rollbacks(namespace, name)
-    releases: list[Release] = _parsed(Release, raw_releases, invalid=invalid)
-    rollbacks: list[Rollback] = _parsed(Rollback, raw_rollbacks, invalid=invalid)
+    overlay = cache.overlay if cache is not None else None
+    releases: list[Release] = _parsed(Release, raw_releases, invalid=invalid, kube=kube, overlay=overlay)
+    rollbacks: list[Rollback] = _parsed(Rollback, raw_rollbacks, invalid=invalid, kube=kube, overlay=overlay)
     names = {r.metadata.name for r in releases}
     if from_api:
         raw_approvals = [
@@ -740,7 +801,9 @@ def _pass(
     else:
         assert cache is not None
         raw_approvals = cache.approvals(namespace, sorted(names))
-    approvals = [a for a in _parsed(Approval, raw_approvals) if a.spec.release in names]
+    approvals = [
+        a for a in _parsed(Approval, raw_approvals, kube=kube, overlay=overlay) if a.spec.release in names
+    ]
     reads: Reads = CachedReads(kube, cache) if not from_api and cache is not None else LiveReads(kube, cache)
     world = observe(kube, pipeline, reads)
     world.identity_enforced = IDENTITY(kube)
@@ -821,25 +884,31 @@ def report_orphan_release(
     kube: Kube, obj: dict[str, Any], clock: Clock = utcnow, overlay: Overlay | None = None
 ) -> None:
     """A Release whose Pipeline does not exist: say so in its status (heals when the pipeline appears)."""
-    release = _parse(Release, obj)
+    release = _parse(Release, obj, kube, overlay)
     if release is not None and release.status.phase not in TERMINAL_PHASES:
         _write_status(kube, "releases", release, unknown_pipeline_release(release, clock()), overlay)
 
 
 def report_orphan_approval(
-    kube: Kube, obj: dict[str, Any], clock: Clock = utcnow, overlay: Overlay | None = None
+    kube: Kube,
+    obj: dict[str, Any],
+    clock: Clock = utcnow,
+    overlay: Overlay | None = None,
+    *,
+    missing_pipeline: str | None = None,
 ) -> None:
-    """An Approval whose Release does not exist: say so in its status."""
-    approval = _parse(Approval, obj)
+    """An Approval whose Release does not exist (or names a missing Pipeline): say so in its status."""
+    approval = _parse(Approval, obj, kube, overlay)
     if approval is not None:
-        _write_status(kube, "approvals", approval, unknown_release_approval(approval, clock()), overlay)
+        status = unknown_release_approval(approval, clock(), missing_pipeline=missing_pipeline)
+        _write_status(kube, "approvals", approval, status, overlay)
 
 
 def report_orphan_rollback(
     kube: Kube, obj: dict[str, Any], clock: Clock = utcnow, overlay: Overlay | None = None
 ) -> None:
     """A Rollback whose Pipeline does not exist: say so in its status."""
-    rollback = _parse(Rollback, obj)
+    rollback = _parse(Rollback, obj, kube, overlay)
     if rollback is not None and rollback.status.phase not in ROLLBACK_TERMINAL:
         _write_status(kube, "rollbacks", rollback, unknown_pipeline_rollback(rollback, clock()), overlay)
 

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from conveyor.handlers.metrics import (
     ACTIVE_WORKERS,
     CONTROLLER,
+    PIPELINE_PASSES,
     RECONCILE_ERRORS,
     RECONCILE_TIME,
     RECONCILE_TOTAL,
@@ -129,6 +130,8 @@ class PipelineWorkers:
         self._targets.pop(key, None)
         if task is not None:
             task.cancel()
+        with contextlib.suppress(KeyError):  # the series goes with its pipeline (labels stay bounded)
+            PIPELINE_PASSES.remove(*key)
 
     async def stop(self) -> None:
         """Cancel every worker (operator shutdown)."""
@@ -154,6 +157,7 @@ class PipelineWorkers:
                 await self._gate.wait()  # standing by: the wake-up waits for leadership
             started = time.monotonic()
             ACTIVE_WORKERS.labels(CONTROLLER).inc()
+            PIPELINE_PASSES.labels(namespace, name).inc()
             live = started >= next_live or key in self._live_next
             self._live_next.discard(key)
             if live:
