@@ -149,13 +149,23 @@ def test_the_operator_runs_a_promotion_and_a_rollback_with_only_the_charts_permi
         assert not can("get", "secrets", story.stage_ns["prod"])
         assert not can("list", "secrets", story.stage_ns["prod"])
         assert not can("create", "approvals.conveyor.dev", story.ns)
+        # the Lease: its own, in the release namespace only
+        assert can("update", f"leases.coordination.k8s.io/{release}-leader", story.ns)
+        assert not can("update", "leases.coordination.k8s.io/other", story.ns)
+        assert not can("create", "leases.coordination.k8s.io", "default")
 
         # ... and that it can do everything it needs: a promotion, an approval gate, a rollback
         story.given_deployments()
         story.given_pipeline(smoke_test={"command": ["/app/smoke"]}, migration={"command": ["/app/migrate"]})
-        story.operator = OperatorProcess(sa_kubeconfig, *[a for ns in served for a in ("-n", ns)]).start()
+        story.operator = OperatorProcess(
+            sa_kubeconfig,
+            *[a for ns in served for a in ("-n", ns)],
+            lease_namespace=story.ns,  # as the chart runs it: POD_NAMESPACE, the chart's Lease
+            lease_name=f"{release}-leader",
+        ).start()
         story.operator.wait_for_log("is alive")
         story.operator.wait_healthy()
+        story.operator.wait_for_log("is the leader now")
         for label in ("v1", "v2"):
             story.promote(f"shop-{label}", label=label)
         story.when_rollback("undo", verify=True)

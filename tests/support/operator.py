@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -9,7 +10,10 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
+import uuid
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,11 +26,27 @@ def _free_port() -> int:
 
 
 class OperatorProcess:
-    """`conveyor run` as a subprocess, with its output captured line by line."""
+    """`conveyor run` as a subprocess, with its output captured line by line.
 
-    def __init__(self, kubeconfig: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+    Each process campaigns for a Lease in `lease_namespace` (default: `default`). Unless told
+    otherwise it gets a Lease of its own (a unique name) and a unique identity, so a test's operator
+    never waits out a lease a previous test's killed operator left behind; `restarted()` keeps both,
+    as a restarted Pod keeps its name."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        *extra_args: str,
+        lease_name: str | None = None,
+        lease_namespace: str | None = None,
+        identity: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.extra_args = extra_args
+        self.lease_name = lease_name or f"conveyor-test-{uuid.uuid4().hex[:8]}"
+        self.lease_namespace = lease_namespace or "default"
+        self.identity = identity or f"op-{uuid.uuid4().hex[:8]}"
         self.env = env or {}  # added to the environment (CONVEYOR_FAULT_POINT, say)
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
@@ -47,6 +67,9 @@ class OperatorProcess:
                 "run",
                 f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
                 f"--metrics-port={self.metrics_port}",
+                f"--lease-name={self.lease_name}",
+                f"--leader-election-namespace={self.lease_namespace}",
+                f"--leader-identity={self.identity}",
                 *self.extra_args,
             ],
             env=env,
@@ -93,6 +116,57 @@ class OperatorProcess:
                         "last lines:\n" + "\n".join(self.lines[-30:])
                     )
                 self._changed.wait(remaining)
+
+    def restarted(self) -> OperatorProcess:
+        """A new process with the same arguments, Lease and identity (not started)."""
+        return OperatorProcess(
+            self.kubeconfig,
+            *self.extra_args,
+            lease_name=self.lease_name,
+            lease_namespace=self.lease_namespace,
+            identity=self.identity,
+        )
+
+    def probe(self, path: str) -> tuple[int, str]:
+        """GET a probe on the metrics port (/healthz, /readyz, /metrics): (status, body)."""
+        url = f"http://127.0.0.1:{self.metrics_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def wait_probe(self, path: str, status: int = 200, timeout: float = 30.0) -> str:
+        """Wait until a probe (/readyz, /healthz) answers `status`; its body."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                code, body = self.probe(path)
+                if code == status:
+                    return body
+                last = (code, body)
+            except OSError as e:  # not listening yet
+                last = e
+            time.sleep(0.1)  # a probe offers nothing to watch; polled until the deadline
+        raise AssertionError(
+            f"timed out after {timeout:.0f}s waiting for {path} to answer {status} (last: {last})"
+        )
+
+    def log_time(self, pattern: str) -> datetime:
+        """The timestamp of the first log line matching `pattern` (which must have been logged)."""
+        line = self.wait_for_log(pattern, timeout=0.1)
+        return datetime.fromisoformat(json.loads(line)["time"])
+
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes mid-whatever (a long GC pause, a frozen VM, a partition)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGCONT)
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Wait until kopf's liveness endpoint answers 200 (it opens once the operator runs)."""

@@ -130,6 +130,97 @@ def test_the_periodic_resync_reads_live_and_event_passes_read_the_cache(monkeypa
     assert True in seen
 
 
+def test_a_standby_runs_no_pass_and_a_new_leader_passes_every_pipeline_live():
+    calls: list[tuple[str, bool]] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        passed = asyncio.Event()
+
+        def reconcile_pass(namespace: str, name: str, live: bool = False) -> tuple[bool, float | None]:
+            calls.append((name, live))
+            if len(calls) >= 2:
+                loop.call_soon_threadsafe(passed.set)
+            return True, None
+
+        gate = asyncio.Event()  # standing by
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            workers = PipelineWorkers(reconcile_pass, pool, gate=gate)
+            workers.ensure(("apps", "a"), set())
+            workers.ensure(("apps", "b"), set())
+            workers.wake(("apps", "a"))
+            # While standing by, wake-ups queue but no pass runs: give the loop a few turns.
+            for _ in range(50):
+                await asyncio.sleep(0)
+            assert calls == []
+            gate.set()  # leading now
+            workers.wake_all_live()
+            await asyncio.wait_for(passed.wait(), timeout=10)
+            await workers.stop()
+
+    asyncio.run(scenario())
+    first = dict(reversed(calls))  # each pipeline's first pass
+    assert first == {"a": True, "b": True}
+
+
+def test_a_pass_refused_as_not_leader_is_dropped_quietly_and_the_next_pass_is_live():
+    from conveyor.kube.fence import NotLeader
+
+    calls: list[bool] = []
+    reports: list[str] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        second = asyncio.Event()
+
+        def reconcile_pass(namespace: str, name: str, live: bool = False) -> tuple[bool, float | None]:
+            calls.append(live)
+            if len(calls) == 1:
+                raise NotLeader("lease lost")
+            loop.call_soon_threadsafe(second.set)
+            return True, None
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            workers = PipelineWorkers(reconcile_pass, pool, report=lambda _ns, _n, e: reports.append(e))
+            workers.ensure(("apps", "a"), set())
+            while len(calls) < 1:
+                await asyncio.sleep(0.01)  # the first pass runs in the pool; nothing else to await
+            while not workers.idle():
+                await asyncio.sleep(0.01)
+            workers.wake(("apps", "a"))
+            await asyncio.wait_for(second.wait(), timeout=10)
+            await workers.stop()
+
+    asyncio.run(scenario())
+    assert calls == [False, True]
+    assert reports == []
+
+
+def test_liveness_sees_a_pass_in_flight_and_no_longer_once_it_ends():
+    release = threading.Event()
+    started = threading.Event()
+
+    def reconcile_pass(namespace: str, name: str, live: bool = False) -> tuple[bool, float | None]:
+        started.set()
+        release.wait(timeout=10)
+        return True, None
+
+    async def scenario() -> None:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            workers = PipelineWorkers(reconcile_pass, pool)
+            workers.ensure(("apps", "stuck"), set())
+            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            assert len(workers.passes_started()) == 1
+            assert not workers.idle()
+            release.set()
+            while not workers.idle():
+                await asyncio.sleep(0.01)  # the pass ends in the pool; nothing else to await
+            assert workers.passes_started() == ()
+            await workers.stop()
+
+    asyncio.run(scenario())
+
+
 def test_failed_passes_back_off_to_a_minute_but_only_seconds_while_the_api_server_is_away():
     from conveyor.handlers.workers import MAX_BACKOFF_SECONDS, MAX_UNAVAILABLE_BACKOFF_SECONDS, retry_delay
 

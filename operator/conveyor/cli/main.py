@@ -18,8 +18,12 @@ def _run(args: argparse.Namespace) -> int:
 
     run_operator(
         namespaces=args.namespace or [],
-        liveness_endpoint=args.liveness,
+        liveness_endpoint=args.liveness or None,
         metrics_port=args.metrics_port,
+        leader_election=args.leader_election,
+        lease_namespace=args.leader_election_namespace,
+        lease_name=args.lease_name,
+        identity=args.leader_identity,
     )
     return 0
 
@@ -45,7 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port",
         type=int,
         default=9090,
-        help="port for Prometheus /metrics; 0 disables (default: %(default)s)",
+        help="port for Prometheus /metrics and the /healthz and /readyz probes; 0 disables "
+        "(default: %(default)s)",
+    )
+    run.add_argument(
+        "--no-leader-election",
+        dest="leader_election",
+        action="store_false",
+        help="act without holding the Lease (one replica only, or development)",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        help="namespace of the Lease (default: $POD_NAMESPACE, the in-cluster namespace, else default)",
+    )
+    run.add_argument(
+        "--lease-name",
+        help="name of the Lease the replicas elect a leader with (default: conveyor-leader)",
+    )
+    run.add_argument(
+        "--leader-identity",
+        help="this replica's identity on the Lease (default: $POD_NAME, else hostname-pid)",
     )
     return parser
 

@@ -9,10 +9,13 @@ exception, the info metric of the commit in each stage, keeps exactly one series
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
 from conveyor.api.pipeline import Pipeline, PipelineStatus
 from conveyor.api.release import Release
@@ -45,6 +48,12 @@ PIPELINE_PASSES = Counter(
     ["namespace", "pipeline"],
 )
 ACTIVE_WORKERS = Gauge("controller_runtime_active_workers", "Reconciliations running now.", ["controller"])
+LEADER = Gauge("conveyor_leader", "1 while this replica holds the Lease and acts, else 0 (standby).")
+LEADER_TRANSITIONS = Counter(
+    "conveyor_leader_transitions_total",
+    "Times this replica started leading (to=leader) or stopped (to=standby).",
+    ["to"],
+)
 RELEASES_IN_FLIGHT = Gauge(
     "conveyor_releases_in_flight", "Releases not yet finished, per pipeline.", ["namespace", "pipeline"]
 )
@@ -108,10 +117,33 @@ _FAILURES = {
 _stage_commit: dict[tuple[str, str, str], str] = {}
 
 
-def serve(port: int) -> None:
-    """Serve /metrics on all interfaces (0: do not serve)."""
-    if port:
-        start_http_server(port)
+Probe = Callable[[], tuple[bool, str]]
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds: no log line each
+        pass
+
+
+def serve(port: int, probes: dict[str, Probe] | None = None) -> WSGIServer | None:
+    """Serve /metrics on all interfaces (0: do not serve), and each probe at its path (/healthz,
+    /readyz): 200 with its reason when it holds, 503 when not."""
+    if not port:
+        return None
+    metrics_app = make_wsgi_app()
+    probes = probes or {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        probe = probes.get(environ.get("PATH_INFO", ""))
+        if probe is None:
+            return metrics_app(environ, start_response)
+        ok, why = probe()
+        start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+        return [f"{'ok' if ok else 'failing'}: {why}\n".encode()]
+
+    server = make_server("0.0.0.0", port, app, handler_class=_Quiet)  # noqa: S104 (a pod's probes)
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
+    return server
 
 
 def record_pass(

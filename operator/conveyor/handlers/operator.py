@@ -20,7 +20,10 @@ import kopf
 from conveyor import __version__
 from conveyor.api.common import GROUP, VERSION
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
+from conveyor.core.leader import Timings
 from conveyor.handlers import cache as cache_mod
+from conveyor.handlers import health as health_mod
+from conveyor.handlers.leader import Elector, NoElection
 from conveyor.handlers.metrics import serve as serve_metrics
 from conveyor.handlers.reconcile import (
     reconcile_pipeline,
@@ -32,6 +35,8 @@ from conveyor.handlers.reconcile import (
 from conveyor.handlers.workers import NewsFilter, PipelineWorkers
 from conveyor.kube import faults
 from conveyor.kube.client import Kube, load_api_client
+from conveyor.kube.fence import Fence, Unfenced
+from conveyor.kube.lease import LeaseStore
 from conveyor.kube.record import JsonFormatter
 
 log = logging.getLogger("conveyor")
@@ -84,19 +89,37 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.watching.client_timeout = 330
     settings.watching.inactivity_timeout = 330
     settings.networking.error_backoffs = PatientRetries()
-    kube = Kube(load_api_client())
+    kube: Kube = memo.kube
+    fence: Fence = kube.fence
     cache = cache_mod.Cache()
     cache.bind(kwargs)
     executor = ThreadPoolExecutor(max_workers=RECONCILE_THREADS, thread_name_prefix="reconcile")
-    memo.kube = kube
     memo.executor = executor
     memo.news = NewsFilter()
     memo.cache = cache
-    memo.workers = PipelineWorkers(
-        lambda ns, name, live: reconcile_pipeline(kube, ns, name, cache=cache, live=live),
-        executor,
-        report=lambda ns, name, error: report_pass_failure(kube, ns, name, error, cache=cache),
-    )
+    memo.deferred_orphans = {}
+    gate = asyncio.Event()
+
+    def fenced_pass(ns: str, name: str, live: bool) -> tuple[bool, float | None]:
+        fence.bind()  # the pass's writes belong to this leadership term only
+        return reconcile_pipeline(kube, ns, name, cache=cache, live=live)
+
+    def fenced_report(ns: str, name: str, error: str) -> None:
+        fence.bind()
+        report_pass_failure(kube, ns, name, error, cache=cache)
+
+    memo.workers = PipelineWorkers(fenced_pass, executor, report=fenced_report, gate=gate)
+    elector: Elector | NoElection = memo.elector
+
+    def started_leading() -> None:
+        gate.set()
+        memo.workers.wake_all_live()
+        asyncio.get_running_loop().create_task(_replay_orphans(memo))
+
+    elector.on_started = started_leading
+    elector.on_stopped = gate.clear
+    memo.elector_task = asyncio.get_running_loop().create_task(elector.run(), name="leader election")
+    memo.health.bind(memo.workers.passes_started)
     fault = faults.armed()
     if fault is not None:
         log.warning(
@@ -109,7 +132,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
 
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the workers; a pass in flight simply ends (the next operator redoes it safely)."""
+    """Stop writing and free the lease (the standby takes over at once), then stop the workers; a
+    pass in flight simply ends (the next leader redoes it safely)."""
+    await memo.elector.release(drain=memo.workers.idle)
+    memo.elector_task.cancel()
     await memo.workers.stop()
     memo.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -156,6 +182,7 @@ def _news(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, plural: str) -
 def _deleted(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, plural: str) -> None:
     """A DELETED event ends the overlay's entry for that object (see handlers/cache.py)."""
     if event["type"] == "DELETED":
+        memo.deferred_orphans.pop((plural, body.metadata.namespace or "", body.metadata.name or ""), None)
         memo.cache.overlay.gone(
             plural, body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid or ""
         )
@@ -171,9 +198,60 @@ async def _report_orphan(memo: kopf.Memo, plural: str, body: kopf.Body, report: 
     event's copy, or its own later write still in the overlay), and written through the overlay."""
     overlay = memo.cache.overlay
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    if not memo.elector.leading:
+        # A standby writes nothing; the new leader looks again at what it was told meanwhile.
+        memo.deferred_orphans[(plural, namespace, name)] = (dict(body), report)
+        return
     obj = overlay.resolve(plural, namespace, name, dict(body))
     if obj is not None:
-        await _in_thread(memo, functools.partial(report, overlay=overlay), memo.kube, obj)
+        await _in_thread(memo, _bound(memo, functools.partial(report, overlay=overlay)), memo.kube, obj)
+
+
+def _bound(memo: kopf.Memo, fn: Callable[..., None]) -> Callable[..., None]:
+    """`fn`, run in a thread bound to the current leadership term (see kube/fence.py)."""
+
+    def run(*args: Any) -> None:
+        memo.kube.fence.bind()
+        fn(*args)
+
+    return run
+
+
+async def _replay_orphans(memo: kopf.Memo) -> None:
+    """A new leader: the objects told, while this replica stood by, that their pipeline or release
+    was missing — asked again now (the old leader may have died before reporting them)."""
+    deferred = dict(memo.deferred_orphans)
+    memo.deferred_orphans.clear()  # cleared, not replaced: kopf gives each object a shallow copy of memo
+    for (plural, namespace, _), (body, report) in deferred.items():
+        try:
+            if plural == "approvals":
+                release = memo.cache.release_pipeline(namespace, body.get("spec", {}).get("release", ""))
+                if release is not None:
+                    continue
+                missing = (
+                    await _in_thread(
+                        memo,
+                        memo.kube.get_custom,
+                        "releases",
+                        namespace,
+                        body.get("spec", {}).get("release", ""),
+                    )
+                    is None
+                )
+            else:
+                missing = not await _ensure_pipeline(
+                    memo, namespace, body.get("spec", {}).get("pipeline", "")
+                )
+            if missing:
+                await _report_orphan(memo, plural, kopf.Body(body), report)
+        except Exception:
+            log.warning(
+                "could not report %s %s/%s as orphaned",
+                plural,
+                namespace,
+                body.get("metadata", {}).get("name"),
+                exc_info=True,
+            )
 
 
 async def _wake_or_report_orphan(
@@ -248,15 +326,60 @@ def configure_logging() -> None:
     logging.getLogger("kopf._core.reactor.observation").setLevel(logging.WARNING)
 
 
-def run_operator(*, namespaces: list[str], liveness_endpoint: str | None, metrics_port: int) -> None:
-    """Run the operator in the foreground until interrupted."""
+class _LateHealth(health_mod.Health):
+    """Health whose pass tracker is bound once the workers exist (kopf's startup)."""
+
+    def bind(self, passes: Callable[[], tuple[float, ...]]) -> None:
+        self._passes = passes
+
+
+def run_operator(
+    *,
+    namespaces: list[str],
+    liveness_endpoint: str | None,
+    metrics_port: int,
+    leader_election: bool = True,
+    lease_namespace: str | None = None,
+    lease_name: str | None = None,
+    identity: str | None = None,
+    timings: Timings | None = None,
+) -> None:
+    """Run the operator in the foreground until interrupted: campaigning for the lease (or, with
+    `leader_election=False`, leading alone) and serving /metrics, /healthz and /readyz."""
+    from conveyor.handlers.leader import DEFAULT_LEASE_NAME, default_identity, default_namespace
+
     configure_logging()
-    serve_metrics(metrics_port)
+    timings = timings or Timings()
+    api_client = load_api_client()
+    elector: Elector | NoElection
+    if leader_election:
+        fence: Fence = Fence(timings)
+        kube = Kube(api_client, fence)
+        store = LeaseStore(kube, lease_namespace or default_namespace(), lease_name or DEFAULT_LEASE_NAME)
+        identity = identity or default_identity()
+        # Which replica made a request, in the API server's audit log: "conveyor/0.1.0 (pod name)".
+        api_client.user_agent = f"{api_client.user_agent} ({identity})"
+        elector = Elector(store, fence, identity, timings)
+    else:
+        kube = Kube(api_client, Unfenced())
+        elector = NoElection()
+    tracker = health_mod.WatchTracker()
+    health_mod.install(tracker)
+    health = _LateHealth(
+        tracker,
+        passes=lambda: (),
+        leading=lambda: bool(elector.leading),
+        lease_seen=lambda: elector.lease_seen_at,
+        lease_duration=timings.lease_duration,
+    )
+    serve_metrics(metrics_port, {"/healthz": health.live, "/readyz": health.ready})
+    memo = kopf.Memo(kube=kube, elector=elector, health=health)
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=True,
             liveness_endpoint=liveness_endpoint,
+            memo=memo,
         )
     )

@@ -25,6 +25,7 @@ from conveyor.handlers.metrics import (
     RECONCILE_TOTAL,
 )
 from conveyor.kube.client import api_unavailable
+from conveyor.kube.fence import NotLeader
 
 log = logging.getLogger("conveyor.workers")
 
@@ -50,11 +51,22 @@ class PipelineWorkers:
     change wakes only the pipelines that target it — not every pipeline sharing its namespace)."""
 
     def __init__(
-        self, reconcile_pass: Pass, executor: ThreadPoolExecutor, report: Report | None = None
+        self,
+        reconcile_pass: Pass,
+        executor: ThreadPoolExecutor,
+        report: Report | None = None,
+        *,
+        gate: asyncio.Event | None = None,
     ) -> None:
         self._pass = reconcile_pass
         self._report = report
         self._executor = executor
+        # Open while this replica leads: a standby keeps its workers (and kopf's caches) but runs
+        # no pass. None: always open.
+        self._gate = gate
+        self._live_next: set[Key] = set()  # pipelines whose next pass reads the API server itself
+        self._running: dict[Key, float] = {}  # pipelines with a pass in flight -> when it started
+        self._stopping = False
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._wakeups: dict[Key, asyncio.Event] = {}
         self._targets: dict[Key, set[Target]] = {}
@@ -82,6 +94,27 @@ class PipelineWorkers:
         for key in self._by_target.get((namespace, name), ()):
             self.wake(key)
 
+    def wake_all_live(self) -> None:
+        """Every known pipeline passes soon, reading the API server itself (a new leader does not
+        trust what its caches say happened while it stood by)."""
+        self._live_next.update(self._wakeups)
+        for key in list(self._wakeups):
+            self.wake(key)
+
+    def passes_started(self) -> tuple[float, ...]:
+        """When each pass in flight started (monotonic): liveness judges the oldest. (Read from the
+        probe server's thread: a copy taken while the loop changes the dict is simply taken again.)"""
+        for _ in range(5):
+            try:
+                return tuple(self._running.values())
+            except RuntimeError:
+                continue
+        return ()
+
+    def idle(self) -> bool:
+        """True when no pass is in flight."""
+        return not self._running
+
     def _index(self, key: Key, targets: set[Target]) -> None:
         for target in self._targets.pop(key, set()):
             self._by_target.get(target, set()).discard(key)
@@ -102,6 +135,9 @@ class PipelineWorkers:
 
     async def stop(self) -> None:
         """Cancel every worker (operator shutdown)."""
+        # Also a flag: Python 3.11's wait_for can swallow a cancellation that arrives as its wake-up
+        # does, and the worker would loop on.
+        self._stopping = True
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -112,17 +148,21 @@ class PipelineWorkers:
         loop = asyncio.get_running_loop()
         failures = 0
         next_live = time.monotonic() + _jittered(RESYNC_SECONDS)  # the cache is fresh at start
-        while True:
+        while not self._stopping:
             wakeup = self._wakeups.get(key)
             if wakeup is None:
                 return
             wakeup.clear()
+            if self._gate is not None and not self._gate.is_set():
+                await self._gate.wait()  # standing by: the wake-up waits for leadership
             started = time.monotonic()
             ACTIVE_WORKERS.labels(CONTROLLER).inc()
             PIPELINE_PASSES.labels(namespace, name).inc()
-            live = started >= next_live
+            live = started >= next_live or key in self._live_next
+            self._live_next.discard(key)
             if live:
                 next_live = started + _jittered(RESYNC_SECONDS)
+            self._running[key] = started
             try:
                 exists, requeue = await loop.run_in_executor(
                     self._executor, self._pass, namespace, name, live
@@ -131,6 +171,12 @@ class PipelineWorkers:
                 RECONCILE_TOTAL.labels(
                     CONTROLLER, "requeue_after" if requeue is not None else "success"
                 ).inc()
+            except NotLeader as e:
+                # Leadership ended during the pass: nothing is wrong with the pipeline; the next
+                # leader (maybe this replica again) passes it live.
+                log.info("pipeline %s/%s: pass dropped: %s", namespace, name, e)
+                exists, requeue = True, None
+                self._live_next.add(key)
             except Exception as e:
                 RECONCILE_TOTAL.labels(CONTROLLER, "error").inc()
                 RECONCILE_ERRORS.labels(CONTROLLER).inc()
@@ -148,6 +194,7 @@ class PipelineWorkers:
                     error = f"{failures} passes in a row failed; the last: {type(e).__name__}: {e}"
                     await loop.run_in_executor(self._executor, self._report, namespace, name, error)
             finally:
+                self._running.pop(key, None)
                 ACTIVE_WORKERS.labels(CONTROLLER).dec()
                 RECONCILE_TIME.labels(CONTROLLER).observe(time.monotonic() - started)
             if not exists:

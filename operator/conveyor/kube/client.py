@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from conveyor import __version__
 from conveyor.api.common import GROUP, VERSION
 from conveyor.kube.apimetrics import instrumented
+from conveyor.kube.fence import Fence, Unfenced
 
 log = logging.getLogger("conveyor.kube")
 FORBIDDEN = "conveyor.dev/forbidden"  # marks metadata Conveyor was not allowed to read
@@ -72,8 +73,10 @@ def _custom(namespace: str, plural: str, name: str | None = None) -> str:
 class Kube:
     """Thin, dict-based access to the objects Conveyor reads and writes."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, fence: Fence | None = None) -> None:
         self.api = api_client
+        # Asked before every write (raises NotLeader): only the leader writes (kube/fence.py).
+        self.fence = fence or Unfenced()
 
     def request(
         self,
@@ -84,8 +87,10 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         accept: str = "application/json",
+        timeout: tuple[float, float] | None = None,
     ) -> dict[str, Any]:
-        """One REST call; the decoded JSON answer. Raises ApiException (with .status) on errors."""
+        """One REST call; the decoded JSON answer. Raises ApiException (with .status) on errors.
+        `timeout` (connect, read) overrides REQUEST_TIMEOUT."""
         headers: dict[str, Any] = {"Accept": accept, "User-Agent": self.api.user_agent}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -93,7 +98,7 @@ class Kube:
         self.api.update_params_for_auth(headers, queries, ["BearerToken"], path, method, body)
         url = self.api.configuration.host + path + (f"?{urlencode(queries)}" if queries else "")
         response = self.api.call_api(
-            method, url, header_params=headers, body=body, _request_timeout=REQUEST_TIMEOUT
+            method, url, header_params=headers, body=body, _request_timeout=timeout or REQUEST_TIMEOUT
         )
         data = response.read()
         if response.status >= 400:
@@ -133,6 +138,7 @@ class Kube:
     ) -> dict[str, Any] | None:
         """Merge-patch an object's metadata (labels, ownerReferences; never its spec); the object as
         stored, or None when it is gone."""
+        self.fence.check("patch metadata")
         try:
             return self.request(
                 "PATCH",
@@ -158,6 +164,7 @@ class Kube:
         `resource_version` the write happens only on that version of the object (else ApiException
         409): a status computed from an older read — or for an object since deleted and re-created
         under the same name — never lands."""
+        self.fence.check("patch status")
         body: dict[str, Any] = {"status": patch}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
@@ -177,6 +184,7 @@ class Kube:
     def create_custom(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Create a Conveyor object; the object as stored, or None when it already exists
         (deterministic names: an earlier pass made it)."""
+        self.fence.check("create")
         try:
             return self.request("POST", _custom(namespace, plural), body=body)
         except ApiException as e:
@@ -187,11 +195,13 @@ class Kube:
     @instrumented("create")
     def create_custom_object(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a Conveyor object and return it as the API server stored it (stamps included)."""
+        self.fence.check("create")
         return self.request("POST", _custom(namespace, plural), body=body)
 
     @instrumented("delete")
     def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         """Delete a Conveyor object (already gone: fine)."""
+        self.fence.check("delete")
         try:
             self.request("DELETE", _custom(namespace, plural, name))
         except ApiException as e:
@@ -201,6 +211,7 @@ class Kube:
     @instrumented("patch")
     def label_custom(self, plural: str, namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
         """Merge labels into a Conveyor object's metadata (never its spec); the object as stored."""
+        self.fence.check("label")
         return self.request(
             "PATCH",
             _custom(namespace, plural, name),
@@ -281,6 +292,7 @@ class Kube:
     @instrumented("patch", "deployments")
     def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Strategic-merge-patch a Deployment (containers merge by name); the Deployment as stored."""
+        self.fence.check("patch a Deployment")
         return self.request(
             "PATCH",
             f"/apis/apps/v1/namespaces/{quote(namespace)}/deployments/{quote(name)}",
@@ -307,6 +319,7 @@ class Kube:
     @instrumented("delete", "jobs")
     def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job and (in the background) its pods; an already-gone Job is fine."""
+        self.fence.check("delete a Job")
         try:
             self.request(
                 "DELETE",
@@ -321,6 +334,7 @@ class Kube:
     def create_job(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Create a Job; the Job as stored, or None when it already exists (a deterministic name: an
         earlier pass made it)."""
+        self.fence.check("create a Job")
         try:
             return self.request("POST", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs", body=manifest)
         except ApiException as e:
@@ -342,4 +356,5 @@ class Kube:
     @instrumented("create", "events")
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         """Create a core/v1 Event."""
+        self.fence.check("post an Event")
         self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body=body)
