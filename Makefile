@@ -46,7 +46,7 @@ unit: venv ## unit tests (no cluster)
 fuzz: venv ## the model of the core (tests/unit/test_core_model.py) with many more examples, shrinking failures
 	@CONVEYOR_FUZZ=1 $(BIN)/pytest tests/unit/test_core_model.py -q --timeout=0 $(FUZZ_ARGS)
 
-soak: venv binaries ## the long fault drills (outages, crashes, failover, hostile input): CONVEYOR_SOAK=1
+soak: venv binaries ## the long fault drills (outages, random kills, hostile input): CONVEYOR_SOAK=1
 	@CONVEYOR_SOAK=1 CONVEYOR_SOAK_KILLS=$(SOAK_KILLS) CONVEYOR_SOAK_RELEASES=$(SOAK_RELEASES) \
 	  CONVEYOR_SOAK_SEED=$(SOAK_SEED) $(BIN)/pytest $(SOAK_TESTS) -q -s --timeout=0 $(SOAK_ARGS)
 
