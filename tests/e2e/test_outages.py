@@ -28,6 +28,11 @@ pytestmark = pytest.mark.cluster
 
 MIGRATION = {"command": ["/app/migrate"]}
 SMOKE = {"command": ["/app/smoke"]}
+# After an outage the cluster's own controllers lag: kube-scheduler's and the Job controller's
+# watches and work queues back off (seen: a Pod left unscheduled for 60 s after a 20 s outage, a Job's
+# completion 51 s late after 70 s). Conveyor's part is measured apart (a new object answered within
+# seconds); the promotion is given this long to finish.
+CLUSTER_CATCH_UP_SECONDS = 180.0
 # How long a component stays down: long enough that every watch, every pass in flight and every
 # retry of the operator meets the outage (its request timeouts are 5 s / 30 s). `make soak` holds
 # it past a minute: longer than kopf's own retries last (~54 s) before they give up.
@@ -132,7 +137,9 @@ def test_a_control_plane_outage_mid_promotion_loses_and_repeats_nothing(
     story.then_condition("releases", "probe", "Ready", status="False", reason="PipelineNotFound", timeout=15)
     answered = time.monotonic() - timings["served"]
     # And the promotion carries on (how soon depends also on the cluster's own controllers and kwok)
-    rel = story.then_release("shop-o", in_phase("AwaitingApproval"), "AwaitingApproval after the outage")
+    rel = story.then_release(
+        "shop-o", in_phase("AwaitingApproval"), "AwaitingApproval after the outage", CLUSTER_CATCH_UP_SECONDS
+    )
     moved = time.monotonic() - timings["back"]
     print(
         f"\n{component} down {timings['back'] - timings['down']:.1f}s; custom kinds served again "
@@ -144,7 +151,7 @@ def test_a_control_plane_outage_mid_promotion_loses_and_repeats_nothing(
     assert operator.proc.poll() is None
     assert stage_record(rel, "staging")["phase"] == "Verified"
     story.when_approved("shop-o", "prod")
-    story.then_release_phase("shop-o", "Succeeded", timeout=60)
+    story.then_release_phase("shop-o", "Succeeded", timeout=CLUSTER_CATCH_UP_SECONDS)
     # And nothing was lost or done twice
     then_every_step_ran_once(story, audit, "shop-o", label)
     operator.wait_healthy(timeout=10)

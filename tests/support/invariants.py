@@ -622,10 +622,18 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
+def _server_refused(ev: dict[str, Any]) -> bool:
+    """The API server answered 429 or 5xx: unavailable, not a verdict on the request."""
+    code = int((ev.get("responseStatus") or {}).get("code") or 0)
+    return code == 429 or code >= 500
+
+
 def audit_job_creates(log: Path, namespaces: Iterable[str]) -> Counter[tuple[str, str]]:
     """Create requests on Jobs made by Conveyor (user agent conveyor/...) in `namespaces`, per
-    (namespace, Job), from the API server's audit log and its rotated backups: every request
-    counts, answered 201 or 409 alike — deterministic names hide a second attempt behind a 409."""
+    (namespace, Job), from the API server's audit log and its rotated backups: answered 201 or 409
+    alike — deterministic names hide a second attempt behind a 409. A request the server answered
+    429 or 5xx does not count: it created nothing the operator could know of, and retrying it is
+    right (if it did land, as a 504 may, the retry's 409 is the one counted)."""
     wanted = set(namespaces)
     files = [*sorted(log.parent.glob(f"{log.stem}-*{log.suffix}")), log]
     seen: set[str] = set()
@@ -650,6 +658,7 @@ def audit_job_creates(log: Path, namespaces: Iterable[str]) -> Counter[tuple[str
                     or not str(ev.get("userAgent", "")).startswith("conveyor/")
                     or ev.get("stage") not in ("ResponseComplete", "Panic")
                     or ev.get("auditID") in seen
+                    or _server_refused(ev)
                 ):
                     continue
                 seen.add(ev.get("auditID", ""))
