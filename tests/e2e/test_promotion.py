@@ -304,6 +304,12 @@ def test_schema_refuses_what_it_can_judge_with_field_level_messages(story: Story
         },
     }
     assert "spec.imageRepository" in refused("pipelines", tagged)
+    one_stage = {**dup["spec"], "stages": [{"name": "prod", "namespace": ns["prod"]}]}
+    for job in ({"command": []}, {}):  # nothing to run but the application itself
+        msg = refused("pipelines", {**dup, "spec": {**one_stage, "migration": job}})
+        assert "spec.migration" in msg
+        assert "the application itself" in msg
+    story.create("pipelines", {**dup, "spec": {**one_stage, "migration": {"args": ["migrate"]}}})
 
     # A Release's and an Approval's spec are immutable
     story.create("releases", base)

@@ -129,11 +129,11 @@ def _meta(kind: str) -> dict[str, Any]:
 
 
 def job_template() -> st.SearchStrategy[dict[str, Any]]:
-    """A migration / smoke-test Job template within every bound."""
+    """A migration / smoke-test Job template within every bound (with a command: a template with no
+    command, args or image of its own is refused — it would run the application itself)."""
     return st.fixed_dictionaries(
-        {},
+        {"command": st.lists(bounded_text(200), min_size=1, max_size=4)},
         optional={
-            "command": st.lists(bounded_text(200), max_size=4),
             "args": st.lists(bounded_text(200), max_size=4),
             "env": st.lists(
                 st.one_of(

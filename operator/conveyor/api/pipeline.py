@@ -196,6 +196,21 @@ class JobTemplate(KubeModel):
     """A Job defined once for every stage. The release's image is the default image; the stage's
     variables and CONVEYOR_COMMIT, CONVEYOR_DIGEST, CONVEYOR_STAGE, CONVEYOR_RELEASE are injected."""
 
+    # With no command, no args and no image of its own, the Job would run the release's image as it
+    # is: the application itself, as a "migration" or a "smoke test" (found by trying it, #12).
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.image) || (has(self.command) && size(self.command) > 0) "
+                    "|| (has(self.args) && size(self.args) > 0)",
+                    "a Job needs a command, args or an image of its own: with none it would run the "
+                    "release's image as it is (the application itself)",
+                )
+            ]
+        }
+    }
+
     image: str | None = Field(
         default=None,
         description="Image to run; default: the release's own image (repository@digest).",
