@@ -395,26 +395,17 @@ class ReleaseStep:
         ctx.plan.refresh |= check.stale
         if check.traces:
             ctx.plan.traces.add(stage.namespace)
+
+        def create() -> CreateJob:
+            manifest = job_manifest(ctx.pipeline, self.release, stage, kind)
+            return CreateJob(self.name, stage.namespace, manifest, record_first=migration)
+
         if check.again:  # recorded by a process that died before creating it: create it now
-            ctx.plan.actions.append(
-                CreateJob(
-                    self.name,
-                    stage.namespace,
-                    job_manifest(ctx.pipeline, self.release, stage, kind),
-                    record_first=migration,
-                )
-            )
+            ctx.plan.actions.append(create())
             return running
         if check.state is JobState.CREATE or check.adopt:
             if check.state is JobState.CREATE:
-                ctx.plan.actions.append(
-                    CreateJob(
-                        self.name,
-                        stage.namespace,
-                        job_manifest(ctx.pipeline, self.release, stage, kind),
-                        record_first=migration,
-                    )
-                )
+                ctx.plan.actions.append(create())
             if migration:
                 rec.migration_job, rec.phase = name, StagePhase.MIGRATING
             else:
