@@ -5,7 +5,6 @@ nothing."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from support.invariants import check_creates_once
+from support.invariants import audit_log_events, check_creates_once
 from support.operator import OperatorProcess
 from support.story import OLD_IMAGE, Story, image_of, stage_record, status
 
@@ -73,39 +72,25 @@ def writes_by(audit: Path, identity: str, since: datetime) -> list[str]:
     """Write requests (create, update, patch, delete) the replica `identity` made from `since` on,
     from the API server's audit log (its User-Agent names the replica)."""
     out = []
-    for path in [*sorted(audit.parent.glob(f"{audit.stem}-*{audit.suffix}")), audit]:
-        for line in path.read_text(errors="replace").splitlines():
-            if f"({identity})" not in line:
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue  # a torn last line
-            stamp = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
-            if ev.get("verb") in ("create", "update", "patch", "delete") and stamp >= since:
-                ref = ev.get("objectRef") or {}
-                code = (ev.get("responseStatus") or {}).get("code")
-                out.append(f"{ev['verb']} {ref.get('resource')}/{ref.get('name')} -> {code}")
+    for ev in audit_log_events(audit, f"({identity})"):
+        stamp = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if ev.get("verb") in ("create", "update", "patch", "delete") and stamp >= since:
+            ref = ev.get("objectRef") or {}
+            code = (ev.get("responseStatus") or {}).get("code")
+            out.append(f"{ev['verb']} {ref.get('resource')}/{ref.get('name')} -> {code}")
     return out
 
 
 def job_creates(audit: Path, namespaces: set[str]) -> dict[str, list[tuple[str, datetime, int]]]:
     """Every create request on a Job in `namespaces`: Job -> [(User-Agent, received, answer code)]."""
     out: dict[str, list[tuple[str, datetime, int]]] = {}
-    for path in [*sorted(audit.parent.glob(f"{audit.stem}-*{audit.suffix}")), audit]:
-        for line in path.read_text(errors="replace").splitlines():
-            if '"jobs"' not in line or '"create"' not in line:
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            ref = ev.get("objectRef") or {}
-            if ev.get("verb") != "create" or ref.get("namespace") not in namespaces or ref.get("subresource"):
-                continue
-            stamp = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
-            code = int((ev.get("responseStatus") or {}).get("code") or 0)
-            out.setdefault(ref.get("name", ""), []).append((ev.get("userAgent", ""), stamp, code))
+    for ev in audit_log_events(audit, '"jobs"', '"create"'):
+        ref = ev.get("objectRef") or {}
+        if ev.get("verb") != "create" or ref.get("namespace") not in namespaces or ref.get("subresource"):
+            continue
+        stamp = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        code = int((ev.get("responseStatus") or {}).get("code") or 0)
+        out.setdefault(ref.get("name", ""), []).append((ev.get("userAgent", ""), stamp, code))
     return out
 
 

@@ -17,7 +17,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -628,6 +628,27 @@ def _server_refused(ev: dict[str, Any]) -> bool:
     return code == 429 or code >= 500
 
 
+def audit_log_events(log: Path, *needles: str) -> Iterator[dict[str, Any]]:
+    """The API server's audit events, from its rotated backups and `log`, oldest first: each request
+    once (by auditID), torn lines skipped; only lines holding every `needle` are parsed (fast)."""
+    seen: set[str] = set()
+    for path in [*sorted(log.parent.glob(f"{log.stem}-*{log.suffix}")), log]:
+        if not path.exists():
+            continue
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not all(n in line for n in needles):
+                    continue
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line
+                if ev.get("stage") not in ("ResponseComplete", "Panic") or ev.get("auditID") in seen:
+                    continue
+                seen.add(ev.get("auditID", ""))
+                yield ev
+
+
 def audit_job_creates(log: Path, namespaces: Iterable[str]) -> Counter[tuple[str, str]]:
     """Create requests on Jobs made by Conveyor (user agent conveyor/...) in `namespaces`, per
     (namespace, Job), from the API server's audit log and its rotated backups: answered 201 or 409
@@ -635,34 +656,19 @@ def audit_job_creates(log: Path, namespaces: Iterable[str]) -> Counter[tuple[str
     429 or 5xx does not count: it created nothing the operator could know of, and retrying it is
     right (if it did land, as a 504 may, the retry's 409 is the one counted)."""
     wanted = set(namespaces)
-    files = [*sorted(log.parent.glob(f"{log.stem}-*{log.suffix}")), log]
-    seen: set[str] = set()
     out: Counter[tuple[str, str]] = Counter()
-    for path in files:
-        if not path.exists():
+    for ev in audit_log_events(log, '"jobs"', '"create"'):
+        ref = ev.get("objectRef") or {}
+        if (
+            ev.get("verb") != "create"
+            or ref.get("resource") != "jobs"
+            or ref.get("subresource")
+            or ref.get("namespace") not in wanted
+            or not str(ev.get("userAgent", "")).startswith("conveyor/")
+            or _server_refused(ev)
+        ):
             continue
-        with path.open(encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if '"jobs"' not in line or '"create"' not in line:
-                    continue
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    continue  # a torn last line
-                ref = ev.get("objectRef") or {}
-                if (
-                    ev.get("verb") != "create"
-                    or ref.get("resource") != "jobs"
-                    or ref.get("subresource")
-                    or ref.get("namespace") not in wanted
-                    or not str(ev.get("userAgent", "")).startswith("conveyor/")
-                    or ev.get("stage") not in ("ResponseComplete", "Panic")
-                    or ev.get("auditID") in seen
-                    or _server_refused(ev)
-                ):
-                    continue
-                seen.add(ev.get("auditID", ""))
-                out[ref["namespace"], ref.get("name", "")] += 1
+        out[ref["namespace"], ref.get("name", "")] += 1
     return out
 
 
