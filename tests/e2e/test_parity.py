@@ -242,7 +242,10 @@ def test_credential_looking_literals_are_refused_at_admission(story: Story):
         },
     }
     leaky = copy.deepcopy(base)
-    leaky["spec"]["migration"] = {"env": [{"name": "DB_PASSWORD", "value": "hunter2"}]}
+    leaky["spec"]["migration"] = {
+        "command": ["/app/migrate"],
+        "env": [{"name": "DB_PASSWORD", "value": "hunter2"}],
+    }
     with pytest.raises(ApiException) as err:
         story.create("pipelines", leaky)
     assert err.value.status == 422
@@ -255,10 +258,11 @@ def test_credential_looking_literals_are_refused_at_admission(story: Story):
     assert "spec.stages[0].variables" in str(err.value.body)
     fine = copy.deepcopy(base)
     fine["spec"]["migration"] = {
+        "command": ["/app/migrate"],
         "env": [
             {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "shop-db", "key": "password"}}},
             {"name": "LOG_LEVEL", "value": "info"},
-        ]
+        ],
     }
     story.create("pipelines", fine)
 
