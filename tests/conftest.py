@@ -129,6 +129,8 @@ def story(
     capture = os.environ.get("CONVEYOR_CAPTURE_DIR")
     if capture:  # keep the real objects this story made (e.g. fixtures for the Argo CD health checks)
         s.capture(Path(capture), request.node.name)
+    for other in s.others:  # a failed test must not leave a process behind
+        other.stop()
     if s.operator is not None:
         s.operator.stop()
         if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:

@@ -29,8 +29,10 @@ def pair(story: Story) -> tuple[OperatorProcess, OperatorProcess]:
     lease = f"failover-{uuid.uuid4().hex[:6]}"
     args = [a for ns in (story.ns, *story.stage_ns.values()) for a in ("-n", ns)]
     a = OperatorProcess(story.kubeconfig, *args, lease_name=lease, identity="replica-a").start()
+    story.others.append(a)
     a.wait_for_log(LEADS)
     b = OperatorProcess(story.kubeconfig, *args, lease_name=lease, identity="replica-b").start()
+    story.others.append(b)
     b.wait_for_log(r"campaigns for lease")
     body = b.wait_probe("/readyz")  # the standby is ready too: caches synced, the Lease read
     assert body.startswith("ok: standby"), body

@@ -47,6 +47,8 @@ class Story:
         self.apps = client.AppsV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.operator: OperatorProcess | None = None
+        # More operator processes a story started (a standby, say): stopped with it, pass or fail.
+        self.others: list[OperatorProcess] = []
         self.previous_lines: list[str] = []  # output of operators this story already replaced
         self.users_dir = users_dir
         self._user_clients: dict[str, client.CustomObjectsApi] = {}
