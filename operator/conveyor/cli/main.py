@@ -70,6 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--leader-identity",
         help="this replica's identity on the Lease (default: $POD_NAME, else hostname-pid)",
     )
+    web = sub.add_parser(
+        "dashboard",
+        help="serve the web dashboard (the chart's in-cluster mode: read-only, its own ServiceAccount)",
+    )
+    web.add_argument(
+        "--address",
+        default="0.0.0.0",  # noqa: S104  (a Pod serves its Service)
+        help="address to listen on (default: %(default)s)",
+    )
+    web.add_argument("--port", type=int, default=8642, help="port (default: %(default)s)")
+    web.add_argument(
+        "--namespace", "-n", action="append", default=[], help="watch only this namespace (repeatable)"
+    )
+    web.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="a Host header to answer to besides the address itself, e.g. the Service's or the "
+        "proxy's name (repeatable)",
+    )
+    web.add_argument("--read-only", action="store_true", help="always on in a Pod")
     return parser
 
 
@@ -79,6 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"conveyor {__version__}")
         return 0
+    if args.command == "dashboard":
+        from conveyor.dashboard import run
+
+        return run.serve(
+            run.Options(
+                address=args.address,
+                port=args.port,
+                namespaces=args.namespace,
+                read_only=args.read_only,
+                allowed_hosts=args.allowed_host,
+            )
+        )
     return _run(args)
 
 

@@ -5,6 +5,7 @@
     kubectl conveyor history PIPELINE [--stage S]
     kubectl conveyor approve RELEASE --stage S [--comment C] [--reviewed-by R]
     kubectl conveyor rollback PIPELINE [--stage S] [--to RELEASE] [--reason R] [--no-verify]
+    kubectl conveyor dashboard [--port P] [-n NS]... [--read-only] [--open]
 
 Every command takes -n/--namespace and -o json. Exit codes for CI: 0 success; 1 the release failed
 (status --watch); 2 bad usage or not found; 3 timed out.
@@ -23,13 +24,13 @@ from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from conveyor.api.common import GROUP, VERSION
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import Rollback
-from conveyor.cli import views
 from conveyor.core.plan import order_key
 from conveyor.kube.client import Kube, load_api_client
+from conveyor.views import actions
+from conveyor.views import text as views
 
 OK, FAILED, USAGE, TIMEOUT = 0, 1, 2, 3
 
@@ -191,28 +192,7 @@ def cmd_approve(cli: Cli, args: argparse.Namespace) -> int:
             f"error: pipeline {pipeline.metadata.name} has no stage {args.stage!r} ({names})", file=sys.stderr
         )
         return USAGE
-    uid = release["metadata"]["uid"]
-    spec: dict[str, Any] = {
-        "release": args.release,
-        "stage": args.stage,
-        "releaseUID": uid,
-        "digest": release["spec"]["digest"],
-    }
-    if args.comment:
-        spec["comment"] = args.comment
-    if args.reviewed_by:
-        spec["reviewedBy"] = args.reviewed_by
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Approval",
-        "metadata": {
-            "generateName": f"{args.release}-{args.stage}-"[:58],
-            "ownerReferences": [
-                {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Release", "name": args.release, "uid": uid}
-            ],
-        },
-        "spec": spec,
-    }
+    body = actions.approval_body(release, args.stage, args.comment, args.reviewed_by)
     created = cli.kube.create_custom_object("approvals", cli.ns, body)
     who = created["spec"].get("approver", {}).get("username", "?")
     _emit(
@@ -233,16 +213,7 @@ def cmd_rollback(cli: Cli, args: argparse.Namespace) -> int:
         names = ", ".join(st.name for st in pipeline.spec.stages)
         print(f"error: pipeline {args.pipeline} has no stage {args.stage!r} ({names})", file=sys.stderr)
         return USAGE
-    spec: dict[str, Any] = {"pipeline": args.pipeline, "verify": not args.no_verify}
-    for key, value in (("stage", args.stage), ("toRelease", args.to), ("reason", args.reason)):
-        if value:
-            spec[key] = value
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Rollback",
-        "metadata": {"generateName": f"{args.pipeline}-rollback-"[:58]},
-        "spec": spec,
-    }
+    body = actions.rollback_body(args.pipeline, args.stage, args.to, args.reason, verify=not args.no_verify)
     created = cli.kube.create_custom_object("rollbacks", cli.ns, body)
     _emit(
         args,
@@ -288,6 +259,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.add_argument("--no-verify", action="store_true", help="skip the smoke test (fastest)")
     p.set_defaults(run=cmd_rollback)
+    p = sub.add_parser(
+        "dashboard",
+        help="a web dashboard on 127.0.0.1, with your kubeconfig (your RBAC decides what you see)",
+        description="Serve the dashboard on this machine with your own credentials: what your RBAC lets "
+        "you list is what you see, and an approval or rollback you make there is yours, stamped by the "
+        "API server. Every asset is served locally (works air-gapped).",
+    )
+    p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8642, help="port (default 8642; 0 picks a free one)")
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="watch this namespace (repeatable; default: every namespace you may list, else the context's)",
+    )
+    p.add_argument("--read-only", action="store_true", help="no Approve / Roll back buttons")
+    p.add_argument("--open", action="store_true", help="open it in your browser")
+    p.set_defaults(run=None)
     return parser
 
 
@@ -302,6 +293,18 @@ def _positive(value: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `kubectl-conveyor`."""
     args = build_parser().parse_args(argv)
+    if args.command == "dashboard":
+        from conveyor.dashboard import run  # aiohttp only when serving: the other verbs stay quick
+
+        return run.serve(
+            run.Options(
+                address=args.address,
+                port=args.port,
+                namespaces=args.namespaces,
+                read_only=args.read_only,
+                open_browser=args.open,
+            )
+        )
     try:
         cli = Cli(args.namespace)
         code: int = args.run(cli, args)
