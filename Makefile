@@ -19,7 +19,7 @@ BIN := $(VENV)/bin
 # benchmarks .cluster/bench/ (bench/harness.py), so all of them can run at once. hack/cluster is
 # the one place that resolves the folder (`hack/cluster env`, `hack/cluster dir`).
 
-.PHONY: help venv binaries lint validate unit fuzz soak integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
+.PHONY: help venv binaries browser lint validate unit fuzz soak integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ venv: $(VENV)/.synced ## install Python dependencies into .venv from the lock fi
 
 binaries: ## build (or reuse) etcd, kube-*, kubectl, kwok and helm in the cache
 	@hack/build-binaries
+
+browser: ## install headless Chromium for the dashboard tests
+	@hack/ensure-browser
 
 lint: venv ## ruff, formatting, mypy, layer contracts, generated files up to date
 	@hack/validate
@@ -53,10 +56,10 @@ soak: venv binaries ## the long fault drills (outages, random kills, hostile inp
 integration: venv binaries ## integration tests against the local control plane
 	@$(BIN)/pytest tests/integration -q
 
-e2e: venv binaries ## end-to-end tests: the operator as users run it, on the local control plane
+e2e: venv binaries browser ## end-to-end tests: the operator as users run it, on the local control plane
 	@$(BIN)/pytest tests/e2e -q
 
-test: ## everything, in fail-fast stages: validate -> unit -> binaries -> cluster -> integration -> e2e
+test: ## everything, in fail-fast stages: validate -> unit -> binaries -> browser -> cluster -> integration -> e2e
 	@hack/test-stages
 
 demo: venv binaries ## local cluster + CRDs + demo pipeline + the operator in the foreground

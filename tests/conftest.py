@@ -2,7 +2,8 @@
 
 Unit tests use none of these. Integration and e2e tests ask for `kube` (an API client) or
 `namespace` (a fresh namespace per test, deleted afterwards); the first such request starts the
-local control plane once per session (or uses CONVEYOR_TEST_KUBECONFIG).
+local control plane once per session (or uses CONVEYOR_TEST_KUBECONFIG). Browser tests ask for
+`browser`: one headless Chromium per session (support/browser.py; hack/ensure-browser installs it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from kubernetes import client, config
 
 from conveyor.api.crd import KINDS
 from support import cluster as cluster_mod
+from support.browser import browser, screenshot_on_failure  # noqa: F401 (browser: the fixture)
 from support.story import Story
 from support.wait import wait_for_object
 
@@ -141,9 +143,11 @@ def story(
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
-    """Keep each phase's report on the item, so fixtures can show operator logs on failure."""
+    """Keep each phase's report on the item, so fixtures can show operator logs on failure; a
+    failed test that uses the `browser` fixture leaves a screenshot of the page (support/browser.py)."""
     rep = yield
     setattr(item, f"rep_{rep.when}", rep)
+    screenshot_on_failure(item, rep)
     return rep
 
 
