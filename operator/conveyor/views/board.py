@@ -10,7 +10,7 @@ from typing import Any
 from conveyor.api.common import Condition
 from conveyor.api.pipeline import Pipeline, StageState
 from conveyor.api.release import TERMINAL_PHASES, Release, StageRecord
-from conveyor.core.plan import EPOCH
+from conveyor.core.plan import EPOCH, order_key
 from conveyor.views.links import commit_url, iso, safe_url
 
 # Labels that name the team owning a pipeline (the first one set wins); the board filters on it.
@@ -57,7 +57,7 @@ def progress(rel: Release, stage: str) -> dict[str, Any]:
     }
 
 
-def _cell(state: StageState, by_name: dict[str, Release]) -> dict[str, Any]:
+def _cell(state: StageState, by_name: dict[str, Release], waiting: Release | None) -> dict[str, Any]:
     rel = by_name.get(state.release or "")
     rec = _record(rel, state.name)
     src = rel.spec.source if rel is not None else None
@@ -78,6 +78,16 @@ def _cell(state: StageState, by_name: dict[str, Release]) -> dict[str, Any]:
         "approvedBy": list(rec.approvers) if rec is not None else [],
         "pinnedBy": state.pinned_by,
         "inFlight": progress(flying, state.name) if flying is not None else None,
+        "awaitingApproval": (
+            {
+                "release": waiting.metadata.name,
+                "commit": waiting.spec.commit,
+                "shortCommit": waiting.spec.commit[:7],
+                "message": waiting.status.message,
+            }
+            if waiting is not None
+            else None
+        ),
         "running": running.short_commit if running is not None else None,
         "drift": drift,
         "driftMessage": running.message if drift and running is not None else None,
@@ -88,10 +98,15 @@ def pipeline_row(pipeline: Pipeline, releases: list[Release]) -> dict[str, Any]:
     """One row of the board."""
     by_name = {r.metadata.name: r for r in releases}
     states = {s.name: s for s in pipeline.status.stages}
+    # A release held at a gate is not yet in flight there: the board shows it waiting at the door.
+    waiting: dict[str, Release] = {}
+    for r in sorted(releases, key=order_key):
+        if r.status.phase == "AwaitingApproval" and r.status.current_stage:
+            waiting[r.status.current_stage] = r
     cells = []
     for stage in pipeline.spec.stages:
         state = states.get(stage.name) or StageState(name=stage.name, namespace=stage.namespace)
-        cells.append(_cell(state, by_name))
+        cells.append(_cell(state, by_name, waiting.get(stage.name)))
     parity = pipeline.status.parity
     reconciled = _condition(pipeline.status.conditions, "Reconciled")
     ready = _condition(pipeline.status.conditions, "Ready")

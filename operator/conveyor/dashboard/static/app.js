@@ -100,6 +100,20 @@ function table(headers, rows, attrs) {
   );
 }
 
+// What an action did: kept above the view (live redraws replace the view, not this) until the
+// next navigation.
+function notice(text, ok) {
+  const n = document.getElementById("notice");
+  n.textContent = text;
+  n.className = `notice ${ok ? "ok" : "bad"}`;
+  n.hidden = !text;
+}
+
+// The view's content: arrays flattened, absent parts (null) skipped.
+function show(...children) {
+  view.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function section(title, ...content) {
   return h("section", { class: "card" }, h("h2", {}, title), ...content);
 }
@@ -150,6 +164,7 @@ async function navigate() {
   document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === name));
   view.replaceChildren();
   view.dataset.view = name;
+  notice("", true);
   current = { name, args, params, state: {} };
   if (v.mount) v.mount(current);
   await refresh();
@@ -273,7 +288,7 @@ VIEWS.board = {
     VIEWS.board.filter(c);
   },
   row(p) {
-    const text = [p.namespace, p.name, p.team || "", ...p.stages.flatMap((x) => [x.commit || "", x.release || "", x.inFlight ? x.inFlight.release : ""])].join(" ").toLowerCase();
+    const text = [p.namespace, p.name, p.team || "", ...p.stages.flatMap((x) => [x.commit || "", x.release || "", x.inFlight ? x.inFlight.release : "", x.awaitingApproval ? x.awaitingApproval.release : ""])].join(" ").toLowerCase();
     const flags = [];
     if (p.parity.inParity === false) flags.push(h("span", { class: "flag warn", title: `${p.parity.differences} differences` }, "not in parity"));
     if (p.vetoes) flags.push(h("span", { class: "flag", title: "artifacts rolled away from, never promoted again" }, `${p.vetoes} vetoed`));
@@ -296,7 +311,7 @@ VIEWS.board = {
     const f = x.inFlight;
     return h(
       "div",
-      { class: `stage-cell${f ? " busy" : ""}${x.release ? "" : " empty"}`, role: "cell", "data-stage": x.stage, "data-commit": x.commit || "" },
+      { class: `stage-cell${f ? " busy" : ""}${x.awaitingApproval ? " gated" : ""}${x.release ? "" : " empty"}`, role: "cell", "data-stage": x.stage, "data-commit": x.commit || "" },
       h("div", { class: "stage-name" }, x.stage, h("span", { class: "muted" }, ` ${x.namespace}`)),
       x.release
         ? h(
@@ -318,6 +333,13 @@ VIEWS.board = {
         : h("div", { class: "muted" }, "nothing verified yet"),
       x.pinnedBy ? h("div", { class: "flag", title: "a rollback put the stage on this release" }, `pinned by ${x.pinnedBy}`) : null,
       x.drift ? h("div", { class: "flag warn", title: x.driftMessage || "" }, `runs ${x.running || "an untracked image"}`) : null,
+      x.awaitingApproval
+        ? h(
+            "div",
+            { class: "awaiting", "data-waiting": x.awaitingApproval.release, title: x.awaitingApproval.message || "" },
+            link(route.release(p.namespace, x.awaitingApproval.release), `${short(x.awaitingApproval.commit)} waits for approval`)
+          )
+        : null,
       f
         ? h(
             "div",
@@ -409,9 +431,9 @@ function timeline(j) {
 VIEWS.commit = {
   load: (c) => api(`/api/commits/${enc(c.args[0] || "")}`),
   render(c, data) {
-    view.replaceChildren(
+    show(
       h("h1", {}, "Commit ", h("code", {}, data.commit)),
-      data.releases.map((j) =>
+      ...data.releases.map((j) =>
         section(
           h("span", {}, link(route.release(j.namespace, j.release), j.release), " ", h("span", { class: "muted" }, `${j.namespace}/${j.pipeline}`), " ", phaseBadge(j.phase)),
           timeline(j)
@@ -444,7 +466,7 @@ VIEWS.release = {
         ? section("What went wrong", h("p", { class: "failed-reason" }, r.message))
         : null;
     const ch = r.changes;
-    view.replaceChildren(
+    show(
       h("h1", {}, "Release ", h("span", { id: "release-name" }, r.name), " ", phaseBadge(r.phase), r.vetoed ? h("span", { class: "flag bad" }, `vetoed by ${r.vetoedBy || "a rollback"}`) : null),
       h(
         "dl",
@@ -508,6 +530,7 @@ function waitingBox(w, done) {
       const made = await post("/api/approve", { namespace: w.namespace, release: w.release, stage: w.stage, uid: w.uid, digest: w.digest, comment: comment.value || null });
       result.textContent = `approval ${made.name} created, stamped ${made.approver}`;
       result.className = "action-result ok";
+      notice(`Approval ${made.name} created for ${w.release} into ${w.stage}, stamped ${made.approver} by the API server.`, true);
       done();
     } catch (e) {
       result.textContent = e.message;
@@ -541,7 +564,7 @@ VIEWS.waiting = {
       )
     );
     c.state.list = h("div", { id: "waiting-list" }, items.length ? items : h("p", { class: "empty" }, "Nothing waits for an approval."));
-    view.replaceChildren(h("h1", {}, "Waiting for approval"), h("p", { class: "muted" }, data.viewer ? `You are ${data.viewer.username}${data.viewer.groups.length ? ` (groups: ${data.viewer.groups.join(", ")})` : ""}.` : "The API server did not say who you are."), c.state.list);
+    show(h("h1", {}, "Waiting for approval"), h("p", { class: "muted" }, data.viewer ? `You are ${data.viewer.username}${data.viewer.groups.length ? ` (groups: ${data.viewer.groups.join(", ")})` : ""}.` : "The API server did not say who you are."), c.state.list);
   },
 };
 
@@ -570,7 +593,7 @@ VIEWS.pipeline = {
     if (view.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return; // typing a reason
     const d = p.dora;
     const tile = (name, value, note) => h("div", { class: "tile", "data-metric": name }, h("div", { class: "tile-value" }, value), h("div", { class: "tile-name" }, name), h("div", { class: "muted" }, note));
-    view.replaceChildren(
+    show(
       h("h1", {}, "Pipeline ", p.name, " ", h("span", { class: "muted" }, p.namespace)),
       section(
         `Delivery, last ${d.days} days (into ${d.stage || "-"})`,
@@ -607,6 +630,7 @@ function rollbackForm(p, stage) {
       const made = await post("/api/rollback", { namespace: p.namespace, pipeline: p.name, stage, reason: reason.value || null });
       result.textContent = `rollback ${made.name} created, requested by ${made.requester}`;
       result.className = "action-result ok";
+      notice(`Rollback ${made.name} of ${p.name} in ${stage} created, requested by ${made.requester}.`, true);
     } catch (e) {
       result.textContent = e.message;
       result.className = "action-result bad";
@@ -620,7 +644,7 @@ function rollbackForm(p, stage) {
 VIEWS.notFound = {
   load: async () => null,
   render() {
-    view.replaceChildren(h("h1", {}, "Not found"), h("p", {}, link("#/", "Back to the board")));
+    show(h("h1", {}, "Not found"), h("p", {}, link("#/", "Back to the board")));
   },
 };
 

@@ -1,0 +1,86 @@
+"""Run the dashboard as users run it: `kubectl conveyor dashboard` in its own process, with one
+identity's kubeconfig (so the API server sees that person), on a free port of 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+READY = re.compile(r"Conveyor dashboard: (http://\S+)")
+
+
+class DashboardProcess:
+    """`kubectl-conveyor dashboard --port 0` as a subprocess; `url` once it serves."""
+
+    def __init__(self, kubeconfig: Path, *namespaces: str, read_only: bool = False) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespaces = namespaces
+        self.read_only = read_only
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self.url = ""
+        self._ready = threading.Event()
+
+    def start(self, timeout: float = 30.0) -> DashboardProcess:
+        """Start it and wait for the line that says where it serves (it prints it once every watch
+        has listed, so the first page shows everything)."""
+        args = [str(REPO / ".venv" / "bin" / "kubectl-conveyor"), "dashboard", "--port", "0"]
+        args += [a for ns in self.namespaces for a in ("-n", ns)]
+        if self.read_only:
+            args.append("--read-only")
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self._ready.wait(timeout) or not self.url:
+            self.stop()
+            raise AssertionError(
+                f"the dashboard did not say where it serves within {timeout:.0f}s:\n"
+                + "\n".join(self.lines[-30:])
+            )
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc and self.proc.stdout
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            m = READY.search(line)
+            if m and not self.url:
+                self.url = m.group(1)
+                self._ready.set()
+        self._ready.set()  # ended: start() reports it
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """One HTTP request to the dashboard; (status, decoded JSON body)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.url.rstrip("/") + path, data=data, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
