@@ -145,7 +145,8 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     browser.screenshot("dashboard-waiting-carol")
     # ... and the server refuses her anyway if she forges the click (the API server's policy decides)
     status, body = carol.request("POST", "/api/approve", {"namespace": story.ns, "release": "shop-v1"})
-    assert status == 403 and "X-Conveyor-Token" in body["error"], (status, body)
+    assert status == 403, (status, body)
+    assert "X-Conveyor-Token" in body["error"], body
 
     # Alice approves from the page: the Approval is hers, stamped by the API server, bound to the uid
     browser.open(alice.url + "#/waiting")
@@ -167,7 +168,8 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     assert len(approvals) == 1, approvals
     spec = approvals[0]["spec"]
     assert spec["approver"]["username"] == "alice"
-    assert spec["releaseUID"] == uid and spec["stage"] == "prod"
+    assert spec["releaseUID"] == uid
+    assert spec["stage"] == "prod"
     assert spec["comment"] == "looks good in staging"
     assert browser.console_errors() == []
 
@@ -186,7 +188,8 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     )
     _assert_not_reloaded(browser)
     cell = browser.find(f'[data-pipeline="{story.ns}/shop"] [data-stage="prod"]')
-    assert commit_of("v1")[:7] in cell.text and "approved by alice" in cell.text, cell.text
+    assert commit_of("v1")[:7] in cell.text, cell.text
+    assert "approved by alice" in cell.text, cell.text
     browser.screenshot("dashboard-board")
 
     # The release's page: a journey with one lane per stage, in pipeline order, each stage's bars in
@@ -219,7 +222,8 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     verified_at = stage_record(rel, "prod")["verifiedAt"].replace("Z", "")
     assert verified_at[:19] in smoke_title, (verified_at, smoke_title)
     page = browser.find("#view").text
-    assert "alice" in page and "counted" in page  # the approval, counted
+    assert "alice" in page
+    assert "counted" in page
     assert story.job("shop-v1", "prod", "smoke") in page  # its Jobs
     browser.screenshot("dashboard-release")
 
@@ -241,7 +245,8 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     smoke = story.job("cart-v1", "staging", "smoke")
     browser.open(admin.url + f"#/release/{story.ns}/cart-v1")
     failed = browser.wait_for(f'.failed-job[data-job="{smoke}"]', what="the failing smoke-test Job")
-    assert "smokeTest Job" in failed.text and "failed" in failed.text, failed.text
+    assert "smokeTest Job" in failed.text, failed.text
+    assert "failed" in failed.text, failed.text
     browser.screenshot("dashboard-failed-release")
     assert browser.console_errors() == []
 
@@ -278,8 +283,10 @@ def test_dashboard_hostile_values_and_requests(
     hrefs = [a.get_attribute("href") or "" for a in browser.find_all("a")]
     assert not [h for h in hrefs if h.lower().startswith(("javascript:", "data:"))], hrefs
     page = browser.find("#view").text
-    assert "<script>window.__pwned=1</script>" in page and "<img src=x onerror=alert(1)>" in page
-    assert browser.find_all("#view img") == [] and browser.find_all("#view script") == []
+    assert "<script>window.__pwned=1</script>" in page
+    assert "<img src=x onerror=alert(1)>" in page
+    assert browser.find_all("#view img") == []
+    assert browser.find_all("#view script") == []
 
     # A page of another site cannot drive the local dashboard
     token = browser.driver.execute_script(
@@ -300,7 +307,8 @@ def test_dashboard_hostile_values_and_requests(
         approve,
         {"Content-Type": "application/json", "X-Conveyor-Token": token, "Origin": "http://evil.example"},
     )
-    assert status == 403 and "cross-origin" in body_["error"], body_
+    assert status == 403, body_
+    assert "cross-origin" in body_["error"], body_
     # A request with the page's own token and origin goes to the API server, which decides
     status, body_ = admin.request(
         "POST",
@@ -308,7 +316,8 @@ def test_dashboard_hostile_values_and_requests(
         {**approve, "uid": "not-its-uid"},
         {"Content-Type": "application/json", "X-Conveyor-Token": token},
     )
-    assert status == 409 and "changed since you looked" in body_["error"], body_
+    assert status == 409, body_
+    assert "changed since you looked" in body_["error"], body_
     assert (
         story.custom.list_namespaced_custom_object("conveyor.dev", "v1alpha1", story.ns, "approvals")["items"]
         == []

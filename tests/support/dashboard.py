@@ -51,7 +51,8 @@ class DashboardProcess:
         return self
 
     def _pump(self) -> None:
-        assert self.proc and self.proc.stdout
+        assert self.proc
+        assert self.proc.stdout
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
             m = READY.search(line)
@@ -65,11 +66,11 @@ class DashboardProcess:
     ) -> tuple[int, dict[str, Any]]:
         """One HTTP request to the dashboard; (status, decoded JSON body)."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
+        req = urllib.request.Request(  # noqa: S310  (our own http://127.0.0.1 URL)
             self.url.rstrip("/") + path, data=data, method=method, headers=headers or {}
         )
         try:
-            with urllib.request.urlopen(req, timeout=10) as response:
+            with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
                 return response.status, json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
