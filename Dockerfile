@@ -29,6 +29,6 @@ LABEL org.opencontainers.image.title="conveyor" \
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1
 USER 65532:65532
-EXPOSE 8080 9090
+EXPOSE 8080 9090 8642
 ENTRYPOINT ["conveyor"]
 CMD ["run"]

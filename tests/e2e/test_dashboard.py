@@ -238,6 +238,24 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     assert tile.text == "1", tile.text
     assert browser.find('[data-metric="change failure rate"] .tile-value').text == "0%"
     browser.screenshot("dashboard-pipeline")
+    # Every request the page made went to the dashboard itself (air-gapped: no CDN, no fonts)
+    origins = browser.driver.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => new URL(e.name).origin);"
+    )
+    assert set(origins) <= {admin.url.rstrip("/")}, origins
+
+    # Alice rolls prod back from the pipeline page: a Rollback stamped alice, as kubectl conveyor makes
+    browser.open(alice.url + f"#/pipeline/{story.ns}/shop")
+    browser.type('.rollback-form:has(button[data-stage="prod"]) input', "checking the rollback button")
+    browser.click('button.rollback[data-stage="prod"]')
+    browser.wait_until(lambda: browser.driver.switch_to.alert, what="the are-you-sure dialog").accept()
+    browser.wait_for("#notice.ok", text="requested by alice", what="the rollback's confirmation")
+    rollbacks = story.custom.list_namespaced_custom_object("conveyor.dev", "v1alpha1", story.ns, "rollbacks")[
+        "items"
+    ]
+    assert [
+        (r["spec"]["stage"], r["spec"]["requester"]["username"], r["spec"]["reason"]) for r in rollbacks
+    ] == [("prod", "alice", "checking the rollback button")]
 
     # A failed release's page names the failing Job and why
     story.when_release("cart-v1", pipeline="cart", label="c1")

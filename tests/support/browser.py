@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import (
+    NoAlertPresentException,
     NoSuchElementException,
     StaleElementReferenceException,
     TimeoutException,
@@ -195,14 +196,19 @@ class Browser:
 
     def wait_until(self, predicate: Callable[[], T], timeout: float | None = None, *, what: str) -> T:
         """Poll `predicate()` until it returns something truthy and return that. A predicate may
-        raise NoSuchElementException or StaleElementReferenceException while the page changes: that
-        counts as "not yet". Raises BrowserWaitTimeout naming `what` after `timeout` seconds."""
+        raise NoSuchElementException, StaleElementReferenceException or NoAlertPresentException while
+        the page changes: that counts as "not yet". Raises BrowserWaitTimeout naming `what` after
+        `timeout` seconds."""
         timeout = self.default_timeout if timeout is None else timeout
         wait = WebDriverWait(
             self.driver,
             timeout,
             poll_frequency=0.05,
-            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+            ignored_exceptions=(
+                NoSuchElementException,
+                StaleElementReferenceException,
+                NoAlertPresentException,
+            ),
         )
         try:
             return wait.until(lambda _driver: predicate())

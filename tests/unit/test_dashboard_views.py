@@ -385,6 +385,7 @@ def test_dora_counts_deployments_lead_time_failures_and_time_to_restore() -> Non
         status={
             "phase": "Succeeded",
             "plannedAt": later(3100).isoformat(),
+            "patchedAt": later(3101).isoformat(),
             "finishedAt": later(3130).isoformat(),
             "plan": {
                 "action": "ImageOnly",
@@ -395,7 +396,20 @@ def test_dora_counts_deployments_lead_time_failures_and_time_to_restore() -> Non
             },
         },
     )
-    d = dora(_pipeline(), [ok1, bad, ok3, rolled], [rb], NOW + timedelta(hours=2), days=1)
+    refused = rollback(  # changed nothing: not a failed change of v3
+        "rb0",
+        status={
+            "phase": "Refused",
+            "plannedAt": later(2050).isoformat(),
+            "plan": {
+                "action": "Refused",
+                "reason": "no earlier release",
+                "stage": "prod",
+                "fromRelease": "v3",
+            },
+        },
+    )
+    d = dora(_pipeline(), [ok1, bad, ok3, rolled], [rb, refused], NOW + timedelta(hours=2), days=1)
     assert d["deployments"] == 4
     assert d["failedChanges"] == 2
     assert d["changeFailureRate"] == 0.5
@@ -498,3 +512,24 @@ def test_an_approval_from_the_page_is_bound_to_the_release_it_names() -> None:
     assert "approver" not in body["spec"]  # the API server stamps who made it
     rb = actions.rollback_body("shop", "prod", None, "bad", verify=False)
     assert rb["spec"] == {"pipeline": "shop", "verify": False, "stage": "prod", "reason": "bad"}
+
+
+# --- air-gapped: every asset is the package's own
+
+
+def test_the_page_loads_only_the_packages_own_assets() -> None:
+    import re
+    from importlib import resources
+
+    from conveyor.dashboard.server import ASSETS, STATIC
+
+    html = (STATIC / "index.html").read_text()
+    referenced = set(re.findall(r'(?:src|href)="([^"#]+)"', html))
+    assert referenced == {f"/static/{name}" for name in ASSETS}, referenced
+    for name in ASSETS:
+        assert (resources.files("conveyor.dashboard") / "static" / name).is_file(), name
+    for name in (*ASSETS, "index.html"):
+        text = (STATIC / name).read_text()
+        # No CDN, no web font, no analytics: the only absolute URL is SVG's namespace name.
+        urls = set(re.findall(r"https?://[^\s\"'`)]+", text)) - {"http://www.w3.org/2000/svg"}
+        assert urls == set(), (name, urls)

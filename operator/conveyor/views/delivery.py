@@ -6,7 +6,8 @@ Definitions (production = the pipeline's last stage; the window = the last `days
 - deployment: a release whose image Conveyor set in production inside the window;
 - lead time: commit time (CI's declared commitTime, else the Release's creation) → verified in
   production, for releases verified there inside the window; the median;
-- failed change: a deployment that failed in production, was rolled back there, or was vetoed;
+- failed change: a deployment that failed in production, was rolled back there (a rollback that
+  acted: a refused one changed nothing), or was vetoed;
 - time to restore: from the failure (the stage failed, or the rollback away from it was planned) to
   production running a good release again (that rollback finished, or the next release verified).
 """
@@ -51,10 +52,14 @@ def dora(
         for r in mine
         if (rec := _prod(r, prod)) and rec.verified_at and rec.verified_at >= since
     ]
+    # Only rollbacks that acted: a Refused one (or one still planning) changed nothing in production.
     prod_rollbacks = [
         rb
         for rb in rollbacks
-        if rb.status.plan is not None and rb.status.plan.stage == prod and rb.status.plan.from_release
+        if rb.status.plan is not None
+        and rb.status.plan.stage == prod
+        and rb.status.plan.from_release
+        and rb.status.patched_at is not None
     ]
     verified_times = sorted(rec.verified_at for r in mine if (rec := _prod(r, prod)) and rec.verified_at)
     failures: list[dict[str, Any]] = []
@@ -122,7 +127,7 @@ def per_day(
             if str(rec.phase) == "Failed" and rec.finished_at and rec.finished_at.date() in counts:
                 counts[rec.finished_at.date()]["failures"] += 1
     for rb in rollbacks:
-        t = rb.status.planned_at
+        t = rb.status.patched_at  # rollbacks that acted, on the day they did
         if rb.spec.pipeline == pipeline.metadata.name and t and t.date() in counts:
             counts[t.date()]["rollbacks"] += 1
     return [{"day": d.isoformat(), **counts[d]} for d in sorted(counts)]
