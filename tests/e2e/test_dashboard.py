@@ -135,7 +135,8 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     _assert_not_reloaded(browser)
 
     # Carol (a developer: RBAC lets her create Approvals) is told why her approval would not count
-    browser.open(carol.url + "#/waiting")
+    browser.open(carol.url)
+    browser.open(carol.base + "/#/waiting")
     why = browser.wait_for(
         '.waiting[data-release="shop-v1"] .why[data-reason="NotAnApprover"]',
         what="carol's reason on waiting-for-me",
@@ -149,7 +150,8 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     assert "X-Conveyor-Token" in body["error"], body
 
     # Alice approves from the page: the Approval is hers, stamped by the API server, bound to the uid
-    browser.open(alice.url + "#/waiting")
+    browser.open(alice.url)
+    browser.open(alice.base + "/#/waiting")
     browser.wait_for(
         '.waiting[data-release="shop-v1"] .why[data-reason="MayApprove"]', what="alice may approve"
     )
@@ -194,7 +196,7 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
 
     # The release's page: a journey with one lane per stage, in pipeline order, each stage's bars in
     # the order they happened, exact times on hover
-    browser.open(admin.url + f"#/release/{story.ns}/shop-v1")
+    browser.open(admin.base + f"/#/release/{story.ns}/shop-v1")
     browser.wait_for('.timeline [data-lane="prod"] .bar-smokeTest', what="the journey's prod smoke-test bar")
     lanes = [g.get_attribute("data-lane") for g in browser.find_all(".timeline g.lane")]
     assert lanes == ["staging", "prod"], lanes
@@ -228,12 +230,12 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     browser.screenshot("dashboard-release")
 
     # The commit's journey, from the commit (every release of it)
-    browser.open(admin.url + f"#/commit/{commit_of('v1')[:10]}")
+    browser.open(admin.base + f"/#/commit/{commit_of('v1')[:10]}")
     browser.wait_for('.timeline[data-release="shop-v1"]', what="the commit's journey")
     browser.screenshot("dashboard-journey")
 
     # The pipeline's history and delivery: one deployment to prod, lead time known, no failures
-    browser.open(admin.url + f"#/pipeline/{story.ns}/shop")
+    browser.open(admin.base + f"/#/pipeline/{story.ns}/shop")
     tile = browser.wait_for('[data-metric="deployment frequency"] .tile-value', what="the DORA tiles")
     assert tile.text == "1", tile.text
     assert browser.find('[data-metric="change failure rate"] .tile-value').text == "0%"
@@ -242,10 +244,10 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     origins = browser.driver.execute_script(
         "return performance.getEntriesByType('resource').map((e) => new URL(e.name).origin);"
     )
-    assert set(origins) <= {admin.url.rstrip("/")}, origins
+    assert set(origins) <= {admin.base}, origins
 
     # Alice rolls prod back from the pipeline page: a Rollback stamped alice, as kubectl conveyor makes
-    browser.open(alice.url + f"#/pipeline/{story.ns}/shop")
+    browser.open(alice.base + f"/#/pipeline/{story.ns}/shop")
     browser.type('.rollback-form:has(button[data-stage="prod"]) input', "checking the rollback button")
     browser.click('button.rollback[data-stage="prod"]')
     browser.wait_until(lambda: browser.driver.switch_to.alert, what="the are-you-sure dialog").accept()
@@ -261,7 +263,7 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     story.when_release("cart-v1", pipeline="cart", label="c1")
     _release_phase(story, "cart-v1", "Failed")
     smoke = story.job("cart-v1", "staging", "smoke")
-    browser.open(admin.url + f"#/release/{story.ns}/cart-v1")
+    browser.open(admin.base + f"/#/release/{story.ns}/cart-v1")
     failed = browser.wait_for(f'.failed-job[data-job="{smoke}"]', what="the failing smoke-test Job")
     assert "smokeTest Job" in failed.text, failed.text
     assert "failed" in failed.text, failed.text
@@ -294,7 +296,8 @@ def test_dashboard_hostile_values_and_requests(
     }
     story.create("releases", body, as_user="ci-bot")
     # When anyone looks at it (no operator needed: the release page shows what is stored)
-    browser.open(admin.url + f"#/release/{story.ns}/shop-evil")
+    browser.open(admin.url)  # the printed address: its token becomes the session cookie
+    browser.open(admin.base + f"/#/release/{story.ns}/shop-evil")
     browser.wait_for("#release-name", text="shop-evil", what="the hostile release's page")
     # Then nothing runs, no script link exists, and the markup is shown as text
     assert browser.driver.execute_script("return window.__pwned || null;") is None
@@ -310,6 +313,15 @@ def test_dashboard_hostile_values_and_requests(
     token = browser.driver.execute_script(
         'return document.querySelector("meta[name=conveyor-token]").content;'
     )
+    # ... nor can another user of this machine: 127.0.0.1 is theirs too, the session is not
+    for path in ("/", "/api/board", "/api/stream", "/static/app.js", "/?token=not-the-token"):
+        status, body_ = alice.request("GET", path, session=False)
+        assert status == 401, (path, status)
+    assert "carries this session's token" in body_["error"]
+    status, _ = alice.request(
+        "GET", "/api/board", headers={"Cookie": f"{alice.session_cookie().split('=')[0]}={admin.token}"}
+    )
+    assert status == 401, "another dashboard's token must not open alice's"
     status, _ = alice.request("GET", "/api/board", headers={"Host": "evil.example:8642"})
     assert status == 403, "a request under another host name (DNS rebinding) must be refused"
     approve = {"namespace": story.ns, "release": "shop-evil", "stage": "prod"}

@@ -16,10 +16,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 READY = re.compile(r"Conveyor dashboard: (http://\S+)")
+TOKEN = re.compile(r"[?&]token=([^&\s]+)")
 
 
 class DashboardProcess:
-    """`kubectl-conveyor dashboard --port 0` as a subprocess; `url` once it serves."""
+    """`kubectl-conveyor dashboard --port 0` as a subprocess; `url` once it serves (the address it
+    printed, with its session token: a browser opening it gets the session cookie)."""
 
     def __init__(self, kubeconfig: Path, *namespaces: str, read_only: bool = False) -> None:
         self.kubeconfig = kubeconfig
@@ -61,13 +63,39 @@ class DashboardProcess:
                 self._ready.set()
         self._ready.set()  # ended: start() reports it
 
+    @property
+    def base(self) -> str:
+        """http://127.0.0.1:PORT, without the token."""
+        return self.url.split("?", 1)[0].rstrip("/")
+
+    @property
+    def token(self) -> str:
+        """The session token the printed address carries ('' when it needs none)."""
+        m = TOKEN.search(self.url)
+        return m.group(1) if m else ""
+
+    def session_cookie(self) -> str:
+        """The Cookie header a browser holds after opening the printed address."""
+        port = self.base.rsplit(":", 1)[1]
+        return f"conveyor_{port}={self.token}"
+
     def request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        session: bool = True,
     ) -> tuple[int, dict[str, Any]]:
-        """One HTTP request to the dashboard; (status, decoded JSON body)."""
+        """One HTTP request to the dashboard, with the session cookie unless `session=False`;
+        (status, decoded JSON body)."""
         data = json.dumps(body).encode() if body is not None else None
+        sent = dict(headers or {})
+        if session and self.token:
+            sent.setdefault("Cookie", self.session_cookie())
         req = urllib.request.Request(  # noqa: S310  (our own http://127.0.0.1 URL)
-            self.url.rstrip("/") + path, data=data, method=method, headers=headers or {}
+            self.base + path, data=data, method=method, headers=sent
         )
         try:
             with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310

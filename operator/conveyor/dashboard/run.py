@@ -74,7 +74,7 @@ async def _serve(options: Options, ready: asyncio.Event | None = None) -> None:
         choose_scope, kube, options.namespaces, "default" if cluster else _context_namespace()
     )
     store = Store(kube, scope)
-    settings = Settings(read_only=read_only, allowed_hosts=set())
+    settings = Settings(read_only=read_only, allowed_hosts=set(), login=not cluster)
     dashboard = Dashboard(kube, store, settings)
     runner = web.AppRunner(dashboard.app(), access_log=None)
     await runner.setup()
@@ -84,10 +84,13 @@ async def _serve(options: Options, ready: asyncio.Event | None = None) -> None:
     sockets = getattr(site._server, "sockets", None) or []
     port = int(sockets[0].getsockname()[1]) if sockets else options.port
     settings.allowed_hosts = hosts_for(options.address, port, options.allowed_hosts)
+    settings.port = port
     store.start()
     await asyncio.to_thread(store.wait_synced, 10.0)
     shown = "127.0.0.1" if options.address in (*ANY, "localhost") else options.address
     url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"
+    if settings.login:
+        url += f"?token={settings.token}"
     print(
         f"Conveyor dashboard: {url}  ({scope.why}; {'read-only' if read_only else 'actions as you'})",
         flush=True,

@@ -64,6 +64,16 @@ class Settings:
     allowed_hosts: set[str]  # Host header values answered to (host or host:port)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     enforced: bool = True  # the identity-stamping admission policies are installed
+    # Locally, the printed URL carries the token and the page trades it for a session cookie: another
+    # user of the same machine reaches 127.0.0.1 too, and must not read or act with your credentials.
+    # In a Pod (read-only) the authenticating proxy in front decides who may look.
+    login: bool = True
+    port: int = 0
+
+    @property
+    def cookie(self) -> str:
+        """The session cookie's name: per port, as browsers share 127.0.0.1's cookies across ports."""
+        return f"conveyor_{self.port}"
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -123,7 +133,9 @@ class Dashboard:
 
     async def _stopping(self, _: web.Application) -> None:
         for q in list(self.clients):
-            q.put_nowait(-1) if q.empty() else None
+            while not q.empty():
+                q.get_nowait()
+            q.put_nowait(-1)  # each open stream ends
         self.store.close()
 
     @web.middleware
@@ -134,6 +146,10 @@ class Dashboard:
         if host not in self.settings.allowed_hosts:
             # DNS rebinding: a page of another site, pointed at 127.0.0.1 under its own name.
             return _error(403, f"this dashboard does not answer to host {host!r}")
+        if self.settings.login and request.path != "/healthz":
+            session = request.cookies.get(self.settings.cookie, "")
+            if not secrets.compare_digest(session, self.settings.token):
+                return self._login(request)
         if request.method not in ("GET", "HEAD"):
             if self.settings.read_only:
                 return _error(403, "this dashboard is read-only")
@@ -148,6 +164,24 @@ class Dashboard:
         for k, v in SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)
         return response
+
+    def _login(self, request: web.Request) -> web.StreamResponse:
+        """The printed URL's token buys a session cookie (HttpOnly, this site only), then the token
+        leaves the address bar; anything else without the cookie is refused."""
+        given = request.query.get("token", "")
+        entering = request.method == "GET" and request.path == "/"
+        if entering and secrets.compare_digest(given, self.settings.token):
+            response = web.HTTPSeeOther("/")
+            response.set_cookie(
+                self.settings.cookie, self.settings.token, httponly=True, samesite="Strict", path="/"
+            )
+            for k, v in SECURITY_HEADERS.items():
+                response.headers[k] = v
+            return response
+        return _error(
+            401,
+            "open the address `kubectl conveyor dashboard` printed: it carries this session's token",
+        )
 
     # --- live pushes
 
