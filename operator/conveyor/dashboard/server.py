@@ -53,6 +53,9 @@ SECURITY_HEADERS = {
 }
 PUSH_DEBOUNCE = 0.15  # seconds: a burst of watch events becomes one push
 RBAC_TTL = 30.0  # seconds an access review answer is reused
+# Seconds a release page's Jobs and Events are reused while the release itself is unchanged: every
+# change anywhere redraws every open page, which must not become a Job GET and an Event LIST each.
+READS_TTL = 5.0
 MAX_BODY = 16 * 1024
 
 
@@ -105,6 +108,7 @@ class Dashboard:
         self._board: tuple[int, dict[str, Any]] | None = None
         self._viewer: tuple[float, Identity | None] | None = None
         self._may_create: dict[str, tuple[float, bool]] = {}
+        self._reads: dict[tuple[str, str], tuple[float, str, Any]] = {}
 
     # --- wiring
 
@@ -285,7 +289,14 @@ class Dashboard:
         pipeline = self.store.get("pipelines", ns, rel.spec.pipeline)
         releases = [r for r in self.store.all("releases") if r.metadata.namespace == ns]
         rollbacks = [r for r in self.store.all("rollbacks") if r.metadata.namespace == ns]
-        jobs, events = await asyncio.to_thread(self._jobs_and_events, rel, pipeline)
+        key, now = (ns, name), time.monotonic()
+        cached = self._reads.get(key)
+        if cached is not None and cached[1] == rel.metadata.resource_version and now - cached[0] < READS_TTL:
+            jobs, events = cached[2]
+        else:
+            jobs, events = await asyncio.to_thread(self._jobs_and_events, rel, pipeline)
+            self._reads = {k: v for k, v in self._reads.items() if now - v[0] < READS_TTL}
+            self._reads[key] = (now, rel.metadata.resource_version, (jobs, events))
         data = release_page(rel, pipeline, releases, rollbacks, jobs, events, datetime.now(UTC))
         return _json(data)
 

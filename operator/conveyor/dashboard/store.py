@@ -169,14 +169,18 @@ class Store:
                     rv = None  # too old: list again
                     continue
                 failures += 1
-                self.errors[(plural, ns)] = f"{e.status} {e.reason}"
-                log.warning("watching %s in %s: %s %s", plural, ns or "all namespaces", e.status, e.reason)
+                self._failed(plural, ns, f"{e.status} {e.reason}")
             except Exception as e:  # connection refused, reset, timeout: the API server is away
                 failures += 1
-                self.errors[(plural, ns)] = type(e).__name__
-                log.warning("watching %s in %s: %s", plural, ns or "all namespaces", e)
+                self._failed(plural, ns, f"{type(e).__name__}: {e}"[:200])
                 rv = None
             self.stop.wait(min(0.5 * 2**failures, 10.0) if failures else 0)
+
+    def _failed(self, plural: str, ns: str | None, error: str) -> None:
+        # Said once per new error, not once per retry (a forbidden kind stays forbidden).
+        if self.errors.get((plural, ns)) != error:
+            log.warning("watching %s in %s: %s (retrying)", plural, ns or "all namespaces", error)
+        self.errors[(plural, ns)] = error
 
     def _watch(self, plural: str, ns: str | None, rv: str) -> str:
         """Follow changes from `rv` until the server ends the watch; the last resourceVersion seen."""
