@@ -22,3 +22,22 @@ def test_run_accepts_namespaces_liveness_and_metrics_port():
 def test_a_command_is_required():
     with pytest.raises(SystemExit):
         build_parser().parse_args([])
+
+
+def test_dashboard_commands_parse_their_options():
+    from conveyor.cli import plugin
+
+    args = plugin.build_parser().parse_args(["dashboard", "-n", "a", "-n", "b", "--port", "0", "--read-only"])
+    assert (args.namespaces, args.port, args.read_only, args.address) == (["a", "b"], 0, True, "127.0.0.1")
+    args = build_parser().parse_args(["dashboard", "--allowed-host", "conveyor.example.com"])
+    assert (args.address, args.port, args.allowed_host) == ("0.0.0.0", 8642, ["conveyor.example.com"])  # noqa: S104
+
+
+def test_the_dashboard_answers_only_to_its_own_host_names():
+    from conveyor.dashboard.run import hosts_for
+
+    assert hosts_for("127.0.0.1", 8642, []) == {"127.0.0.1:8642", "localhost:8642", "[::1]:8642"}
+    behind_proxy = hosts_for("0.0.0.0", 8642, ["conveyor.example.com"])  # noqa: S104
+    assert "conveyor.example.com" in behind_proxy  # as given: a proxy on 443 sends no port
+    assert "conveyor.example.com:8642" in behind_proxy
+    assert "evil.example:8642" not in behind_proxy

@@ -9,8 +9,10 @@ import sys
 import webbrowser
 from dataclasses import dataclass, field
 
+import urllib3
 from aiohttp import web
 from kubernetes import config
+from kubernetes.client.exceptions import ApiException
 
 from conveyor.dashboard.server import Dashboard, Settings
 from conveyor.dashboard.store import Store, choose_scope
@@ -117,6 +119,12 @@ def serve(options: Options) -> int:
         asyncio.run(_serve(options))
     except config.ConfigException as e:
         print(f"conveyor dashboard: {e}", file=sys.stderr)
+        return 2
+    except ApiException as e:
+        print(f"conveyor dashboard: the API server said {e.status} {e.reason}", file=sys.stderr)
+        return 2
+    except urllib3.exceptions.HTTPError as e:
+        print(f"conveyor dashboard: cannot reach the API server: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"conveyor dashboard: cannot serve on {options.address}:{options.port}: {e}", file=sys.stderr)
