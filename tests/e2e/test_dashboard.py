@@ -322,6 +322,10 @@ def test_dashboard_hostile_values_and_requests(
         "GET", "/api/board", headers={"Cookie": f"{alice.session_cookie().split('=')[0]}={admin.token}"}
     )
     assert status == 401, "another dashboard's token must not open alice's"
+    status, _ = alice.request(
+        "GET", "/api/board", headers={"Cookie": f"{alice.session_cookie().split('=')[0]}=\u00e9t\u00e9"}
+    )
+    assert status == 401, "a non-ASCII cookie is just wrong, not a server error"
     status, _ = alice.request("GET", "/api/board", headers={"Host": "evil.example:8642"})
     assert status == 403, "a request under another host name (DNS rebinding) must be refused"
     approve = {"namespace": story.ns, "release": "shop-evil", "stage": "prod"}

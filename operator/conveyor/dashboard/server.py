@@ -79,6 +79,12 @@ class Settings:
         return f"conveyor_{self.port}"
 
 
+def _same(given: str, secret: str) -> bool:
+    """Constant-time equality of a value from a request and a secret (any characters: str
+    compare_digest refuses non-ASCII with a TypeError — a 500 for a hostile header)."""
+    return secrets.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode())
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
 
@@ -152,12 +158,12 @@ class Dashboard:
             return _error(403, f"this dashboard does not answer to host {host!r}")
         if self.settings.login and request.path != "/healthz":
             session = request.cookies.get(self.settings.cookie, "")
-            if not secrets.compare_digest(session, self.settings.token):
+            if not _same(session, self.settings.token):
                 return self._login(request)
         if request.method not in ("GET", "HEAD"):
             if self.settings.read_only:
                 return _error(403, "this dashboard is read-only")
-            if not secrets.compare_digest(request.headers.get("X-Conveyor-Token", ""), self.settings.token):
+            if not _same(request.headers.get("X-Conveyor-Token", ""), self.settings.token):
                 return _error(403, "missing or wrong X-Conveyor-Token (reload the page)")
             origin = request.headers.get("Origin")
             if origin is not None and origin.split("://", 1)[-1].lower() != host:
@@ -174,7 +180,7 @@ class Dashboard:
         leaves the address bar; anything else without the cookie is refused."""
         given = request.query.get("token", "")
         entering = request.method == "GET" and request.path == "/"
-        if entering and secrets.compare_digest(given, self.settings.token):
+        if entering and _same(given, self.settings.token):
             response = web.HTTPSeeOther("/")
             response.set_cookie(
                 self.settings.cookie, self.settings.token, httponly=True, samesite="Strict", path="/"

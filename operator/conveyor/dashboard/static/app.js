@@ -151,7 +151,13 @@ let again = false;
 function parseHash() {
   const raw = location.hash.replace(/^#\/?/, "");
   const [path, query] = raw.split("?");
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  const parts = path.split("/").filter(Boolean).map((p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch (e) {
+      return p; // a malformed %-escape: shown as typed, answered 404 by the server
+    }
+  });
   const params = new URLSearchParams(query || "");
   return { name: parts[0] || "board", args: parts.slice(1), params };
 }
