@@ -87,10 +87,26 @@ def can(kubeconfig: Path, verb: str, what: str, ns: str) -> bool:
     return out.stdout.strip() == "yes"
 
 
-def test_helm_lint_is_clean():
-    out = run(
-        helm(), "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION, "--set", "namespaces={a,b}"
-    )
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["namespaces={a,b}"],
+        # the in-cluster dashboard, per namespace, behind an Ingress with TLS
+        [
+            "ui.enabled=true",
+            "ui.namespaces={a}",
+            "ui.stageNamespaces={b}",
+            "ui.ingress.enabled=true",
+            "ui.ingress.host=conveyor.example.com",
+            "ui.ingress.tls[0].secretName=conveyor-tls",
+            "ui.ingress.tls[0].hosts={conveyor.example.com}",
+        ],
+    ],
+    ids=["operator", "ui"],
+)
+def test_helm_lint_is_clean(values: list[str]):
+    sets = [a for v in values for a in ("--set", v)]
+    out = run(helm(), "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION, *sets)
     assert "0 chart(s) failed" in out
     assert "[WARNING]" not in out
     assert "[ERROR]" not in out
@@ -160,6 +176,26 @@ def test_values_schema_refuses_bad_values():
     )
     assert out.returncode != 0
     assert "namespaces" in out.stderr
+    # an Ingress for no host: the dashboard would answer it with 403
+    out = subprocess.run(
+        [
+            helm(),
+            "template",
+            "x",
+            str(CHART),
+            "--kube-version",
+            KUBE_VERSION,
+            "--set",
+            "ui.enabled=true",
+            "--set",
+            "ui.ingress.enabled=true",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "ui.ingress.host" in out.stderr
 
 
 def test_the_operator_runs_a_promotion_and_a_rollback_with_only_the_charts_permissions(cluster, story: Story):
