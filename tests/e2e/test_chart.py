@@ -1,18 +1,25 @@
 """The Helm chart, for real: lint, render, validate against the API server, install, and run the
 operator with the chart's ServiceAccount credentials (a TokenRequest token) through a promotion and
-a rollback — a missing permission fails here, not in production; an excessive one too."""
+a rollback — a missing permission fails here, not in production; an excessive one too. The same for
+the in-cluster dashboard (`ui`): its ServiceAccount's rules, listed by the API server, are exactly
+what it needs, and the real server, run with the chart's own command line and that ServiceAccount's
+token, shows a promoted release and refuses to act."""
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from support.cluster import kubectl_binary
+from support.dashboard import DashboardProcess
 from support.operator import OperatorProcess
 from support.story import Story, image_of
 
@@ -20,6 +27,13 @@ pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "conveyor"
 KUBE_VERSION = "1.36.3"
+UI_KINDS = ("pipelines", "releases", "approvals", "rollbacks")
+# Everything the dashboard's ServiceAccount may do (group, resource, verb), and nothing more: its
+# store lists and watches Conveyor's kinds; a release's page gets its Jobs and lists its Events.
+UI_RULES = {("conveyor.dev", kind, verb) for kind in UI_KINDS for verb in ("list", "watch")} | {
+    ("batch", "jobs", "get"),
+    ("", "events", "list"),
+}
 
 
 def helm() -> str:
@@ -36,10 +50,63 @@ def run(*args: str, kubeconfig: Path | None = None, input_: str | None = None) -
     return out.stdout
 
 
-def test_helm_lint_is_clean():
-    out = run(
-        helm(), "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION, "--set", "namespaces={a,b}"
+def sa_kubeconfig(cluster, name: str, namespace: str) -> Path:
+    """A kubeconfig holding a TokenRequest token of ServiceAccount `name`: the API server sees that
+    ServiceAccount and nobody else."""
+    token = run(
+        kubectl_binary(),
+        "create",
+        "token",
+        name,
+        "-n",
+        namespace,
+        "--duration",
+        "2h",
+        kubeconfig=cluster.kubeconfig,
+    ).strip()
+    admin = json.loads(cluster.kubeconfig.read_text())
+    config = dict(
+        admin,
+        users=[{"name": "sa", "user": {"token": token}}],
+        contexts=[{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "sa"}}],
+        **{"current-context": "sa"},
     )
+    path = cluster.kubeconfig.parent / f"{namespace}-{name}.kubeconfig"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def can(kubeconfig: Path, verb: str, what: str, ns: str) -> bool:
+    """`kubectl auth can-i` as the kubeconfig's identity: the API server's answer."""
+    out = subprocess.run(
+        [kubectl_binary(), "--kubeconfig", str(kubeconfig), "auth", "can-i", verb, what, "-n", ns],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip() == "yes"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["namespaces={a,b}"],
+        # the in-cluster dashboard, per namespace, behind an Ingress with TLS
+        [
+            "ui.enabled=true",
+            "ui.namespaces={a}",
+            "ui.stageNamespaces={b}",
+            "ui.ingress.enabled=true",
+            "ui.ingress.host=conveyor.example.com",
+            "ui.ingress.tls[0].secretName=conveyor-tls",
+            "ui.ingress.tls[0].hosts={conveyor.example.com}",
+        ],
+    ],
+    ids=["operator", "ui"],
+)
+def test_helm_lint_is_clean(values: list[str]):
+    sets = [a for v in values for a in ("--set", v)]
+    out = run(helm(), "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION, *sets)
     assert "0 chart(s) failed" in out
     assert "[WARNING]" not in out
     assert "[ERROR]" not in out
@@ -59,6 +126,21 @@ def test_rendered_chart_is_accepted_by_the_api_server(cluster, story: Story):
         f"namespaces={{{story.ns},{story.stage_ns['staging']}}}",
         "--set",
         "dashboard.enabled=true",
+        # the in-cluster dashboard, namespaced, behind an Ingress
+        "--set",
+        "ui.enabled=true",
+        "--set",
+        f"ui.namespaces={{{story.ns}}}",
+        "--set",
+        f"ui.stageNamespaces={{{story.stage_ns['staging']},{story.stage_ns['prod']}}}",
+        "--set",
+        "ui.ingress.enabled=true",
+        "--set",
+        "ui.ingress.host=conveyor.example.com",
+        "--set",
+        "ui.ingress.tls[0].secretName=conveyor-tls",
+        "--set",
+        "ui.ingress.tls[0].hosts={conveyor.example.com}",
     )
     out = run(
         kubectl_binary(),
@@ -71,6 +153,9 @@ def test_rendered_chart_is_accepted_by_the_api_server(cluster, story: Story):
     )
     assert "deployment.apps/dry created (server dry run)" in out
     assert "customresourcedefinition.apiextensions.k8s.io/releases.conveyor.dev" in out
+    for ui in ("deployment.apps", "serviceaccount", "service", "ingress.networking.k8s.io"):
+        assert f"{ui}/dry-ui created (server dry run)" in out
+    assert out.count("role.rbac.authorization.k8s.io/dry-ui created (server dry run)") == 3
 
 
 def test_values_schema_refuses_bad_values():
@@ -91,6 +176,26 @@ def test_values_schema_refuses_bad_values():
     )
     assert out.returncode != 0
     assert "namespaces" in out.stderr
+    # an Ingress for no host: the dashboard would answer it with 403
+    out = subprocess.run(
+        [
+            helm(),
+            "template",
+            "x",
+            str(CHART),
+            "--kube-version",
+            KUBE_VERSION,
+            "--set",
+            "ui.enabled=true",
+            "--set",
+            "ui.ingress.enabled=true",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "ui.ingress.host" in out.stderr
 
 
 def test_the_operator_runs_a_promotion_and_a_rollback_with_only_the_charts_permissions(cluster, story: Story):
@@ -113,52 +218,24 @@ def test_the_operator_runs_a_promotion_and_a_rollback_with_only_the_charts_permi
         kubeconfig=cluster.kubeconfig,
     )
     try:
-        token = run(
-            kubectl_binary(),
-            "create",
-            "token",
-            release,
-            "-n",
-            story.ns,
-            "--duration",
-            "2h",
-            kubeconfig=cluster.kubeconfig,
-        ).strip()
-        admin = json.loads(cluster.kubeconfig.read_text())
-        sa_config = dict(
-            admin,
-            users=[{"name": "sa", "user": {"token": token}}],
-            contexts=[{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "sa"}}],
-            **{"current-context": "sa"},
-        )
-        sa_kubeconfig = cluster.kubeconfig.parent / f"{release}.kubeconfig"
-        sa_kubeconfig.write_text(json.dumps(sa_config))
+        sa = sa_kubeconfig(cluster, release, story.ns)
 
         # Least privilege, both ways: what it may not do
-        def can(verb: str, what: str, ns: str) -> bool:
-            out = subprocess.run(
-                [kubectl_binary(), "--kubeconfig", str(sa_kubeconfig), "auth", "can-i", verb, what, "-n", ns],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            return out.stdout.strip() == "yes"
-
-        assert can("patch", "deployments", story.stage_ns["prod"])
-        assert not can("patch", "deployments", "default")
-        assert not can("get", "secrets", story.stage_ns["prod"])
-        assert not can("list", "secrets", story.stage_ns["prod"])
-        assert not can("create", "approvals.conveyor.dev", story.ns)
+        assert can(sa, "patch", "deployments", story.stage_ns["prod"])
+        assert not can(sa, "patch", "deployments", "default")
+        assert not can(sa, "get", "secrets", story.stage_ns["prod"])
+        assert not can(sa, "list", "secrets", story.stage_ns["prod"])
+        assert not can(sa, "create", "approvals.conveyor.dev", story.ns)
         # the Lease: its own, in the release namespace only
-        assert can("update", f"leases.coordination.k8s.io/{release}-leader", story.ns)
-        assert not can("update", "leases.coordination.k8s.io/other", story.ns)
-        assert not can("create", "leases.coordination.k8s.io", "default")
+        assert can(sa, "update", f"leases.coordination.k8s.io/{release}-leader", story.ns)
+        assert not can(sa, "update", "leases.coordination.k8s.io/other", story.ns)
+        assert not can(sa, "create", "leases.coordination.k8s.io", "default")
 
         # ... and that it can do everything it needs: a promotion, an approval gate, a rollback
         story.given_deployments()
         story.given_pipeline(smoke_test={"command": ["/app/smoke"]}, migration={"command": ["/app/migrate"]})
         story.operator = OperatorProcess(
-            sa_kubeconfig,
+            sa,
             *[a for ns in served for a in ("-n", ns)],
             lease_namespace=story.ns,  # as the chart runs it: POD_NAMESPACE, the chart's Lease
             lease_name=f"{release}-leader",
@@ -174,5 +251,208 @@ def test_the_operator_runs_a_promotion_and_a_rollback_with_only_the_charts_permi
         story.then_event("undo", "RollbackCompleted")
         forbidden = [line for line in story.operator.lines if re.search(r"forbidden|\b403\b", line, re.I)]
         assert forbidden == []
+    finally:
+        run(helm(), "uninstall", release, "--namespace", story.ns, kubeconfig=cluster.kubeconfig)
+
+
+def manifests(text: str) -> list[dict[str, Any]]:
+    """The objects of a rendered chart."""
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def rules_of(kubeconfig: Path, ns: str) -> set[tuple[str, str, str]]:
+    """Every (group, resource, verb) the kubeconfig's identity may use in `ns`, as the API server
+    lists them (SelfSubjectRulesReview), less the self-reviews Kubernetes allows every authenticated
+    user (system:basic-user)."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectRulesReview",
+        "spec": {"namespace": ns},
+    }
+    out = run(
+        kubectl_binary(),
+        "create",
+        "--validate=false",  # validation would list CRDs, which the identity may not
+        "-f",
+        "-",
+        "-o",
+        "json",
+        kubeconfig=kubeconfig,
+        input_=json.dumps(review),
+    )
+    rules = {
+        (group, resource, verb)
+        for rule in json.loads(out)["status"]["resourceRules"]
+        for group in rule.get("apiGroups") or []
+        for resource in rule.get("resources") or []
+        for verb in rule["verbs"]
+    }
+    return {r for r in rules if not (r[1].startswith("self") and r[2] == "create")}
+
+
+def test_the_dashboard_is_off_by_default_and_its_pods_are_never_the_operators():
+    def render(*sets: str) -> list[dict[str, Any]]:
+        args = [a for s in sets for a in ("--set", s)]
+        return manifests(run(helm(), "template", "x", str(CHART), "--kube-version", KUBE_VERSION, *args))
+
+    assert not [d for d in render() if d["metadata"]["name"] == "x-ui"]
+    objects = render("ui.enabled=true")
+    by = {(d["kind"], d["metadata"]["name"]): d for d in objects}
+    operator_pod = by["Deployment", "x"]["spec"]["template"]["metadata"]["labels"]
+    ui_pod = by["Deployment", "x-ui"]["spec"]["template"]["metadata"]["labels"]
+
+    def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in selector.items())
+
+    # Two Deployments whose selectors overlap fight over Pods; the metrics Service and the
+    # PodDisruptionBudget must count only the operator's.
+    for selector in (
+        by["Deployment", "x"]["spec"]["selector"]["matchLabels"],
+        by["Service", "x-metrics"]["spec"]["selector"],
+        by["PodDisruptionBudget", "x"]["spec"]["selector"]["matchLabels"],
+    ):
+        assert not selects(selector, ui_pod)
+    assert not selects(by["Deployment", "x-ui"]["spec"]["selector"]["matchLabels"], operator_pod)
+    assert selects(by["Service", "x-ui"]["spec"]["selector"], ui_pod)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_dashboard_in_the_cluster_reads_with_only_its_own_service_account(cluster, story: Story):
+    release = f"ui-{uuid.uuid4().hex[:6]}"
+    port = _free_port()  # the chart's ui.port: the server below binds it, as the Pod would
+    run(
+        helm(),
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        story.ns,
+        "--set",
+        "crds.install=false",
+        "--set",
+        "admissionPolicies.install=false",
+        "--set",
+        "ui.enabled=true",  # every namespace (the default)
+        "--set",
+        f"ui.port={port}",
+        "--set",
+        "ui.allowedHosts={conveyor.example.com}",
+        kubeconfig=cluster.kubeconfig,
+    )
+    dashboard: DashboardProcess | None = None
+    try:
+        manifest = run(
+            helm(), "get", "manifest", release, "--namespace", story.ns, kubeconfig=cluster.kubeconfig
+        )
+        objects = manifests(manifest)
+        deployment = next(
+            d for d in objects if (d["kind"], d["metadata"]["name"]) == ("Deployment", f"{release}-ui")
+        )
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == f"{release}-ui"
+        container = pod["containers"][0]
+        assert container["args"][:2] == ["dashboard", "--read-only"]
+        probe_host = {h["name"]: h["value"] for h in container["readinessProbe"]["httpGet"]["httpHeaders"]}[
+            "Host"
+        ]
+        sa = sa_kubeconfig(cluster, f"{release}-ui", story.ns)
+
+        # Least privilege, proved by the API server: exactly these rules, here and anywhere else
+        assert rules_of(sa, story.ns) == UI_RULES
+        assert rules_of(sa, "default") == UI_RULES
+        assert can(sa, "watch", "releases.conveyor.dev", "default")
+        assert can(sa, "get", "jobs.batch", story.stage_ns["staging"])
+        assert not can(sa, "create", "approvals.conveyor.dev", story.ns)
+        assert not can(sa, "create", "rollbacks.conveyor.dev", story.ns)
+        assert not can(sa, "patch", "releases.conveyor.dev", story.ns)
+        assert not can(sa, "get", "secrets", story.ns)
+        assert not can(sa, "patch", "deployments.apps", story.stage_ns["staging"])
+
+        # Something to show: a release through staging (a migration and a smoke-test Job, Events)
+        story.given_deployments()
+        story.given_pipeline(
+            stages=[
+                {"name": "staging", "namespace": story.stage_ns["staging"], "rolloutDeadlineSeconds": 60}
+            ],
+            migration={"command": ["/app/migrate"]},
+            smoke_test={"command": ["/app/smoke"]},
+        )
+        story.given_operator()
+        story.promote("shop-v1", label="v1")
+
+        # The real server, with the chart's own arguments and only the ServiceAccount's token
+        # (bound to loopback here instead of every interface: the last --address wins)
+        dashboard = DashboardProcess(sa, server_args=[*container["args"][1:], "--address=127.0.0.1"]).start()
+
+        def get(path: str, host: str) -> tuple[int, dict[str, Any]]:
+            return dashboard.request("GET", path, headers={"Host": host})
+
+        service = f"{release}-ui.{story.ns}.svc:8642"
+        assert get("/healthz", probe_host)[0] == 200  # the kubelet, with the probe's Host header
+        assert get("/healthz", f"10.244.0.7:{port}")[0] == 403  # a probe without it: the Pod's IP
+        assert get("/healthz", f"evil.example.com:{port}")[0] == 403
+        status, board = get("/api/board", service)
+        assert status == 200
+        assert (story.ns, "shop") in [(p["namespace"], p["name"]) for p in board["pipelines"]]
+        assert get("/api/board", "conveyor.example.com")[0] == 200  # the proxy's public host
+        status, who = get("/api/whoami", f"{release}-ui:8642")
+        assert who["username"] == f"system:serviceaccount:{story.ns}:{release}-ui"
+        assert who["readOnly"] is True
+        status, page = get(f"/api/releases/{story.ns}/shop-v1", service)
+        assert status == 200
+        assert {j["kind"] for j in page["jobs"]} == {"migration", "smokeTest"}
+        assert all(j["exists"] for j in page["jobs"]), page["jobs"]  # read (get) as the ServiceAccount
+        assert page["events"], "the release's Events (list) as the ServiceAccount"
+        status, refused = dashboard.request(
+            "POST",
+            "/api/approve",
+            {"namespace": story.ns, "release": "shop-v1", "stage": "staging"},
+            headers={"Host": service, "Content-Type": "application/json"},
+        )
+        assert status == 403
+        assert "read-only" in refused["error"]
+        forbidden = [line for line in dashboard.lines if re.search(r"forbidden|\b403\b", line, re.I)]
+        assert forbidden == []
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+        run(helm(), "uninstall", release, "--namespace", story.ns, kubeconfig=cluster.kubeconfig)
+
+
+def test_the_dashboard_given_namespaces_reads_only_there(cluster, story: Story):
+    release = f"ui-{uuid.uuid4().hex[:6]}"
+    staging, prod = story.stage_ns["staging"], story.stage_ns["prod"]
+    run(
+        helm(),
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        story.ns,
+        "--set",
+        "crds.install=false",
+        "--set",
+        "admissionPolicies.install=false",
+        "--set",
+        f"namespaces={{{story.ns},{staging},{prod}}}",
+        "--set",
+        "ui.enabled=true",
+        "--set",
+        f"ui.namespaces={{{story.ns}}}",
+        "--set",
+        f"ui.stageNamespaces={{{staging},{prod}}}",
+        kubeconfig=cluster.kubeconfig,
+    )
+    try:
+        sa = sa_kubeconfig(cluster, f"{release}-ui", story.ns)
+        assert rules_of(sa, story.ns) == {r for r in UI_RULES if r[0] != "batch"}
+        assert rules_of(sa, staging) == {("batch", "jobs", "get")}
+        assert rules_of(sa, prod) == {("batch", "jobs", "get")}
+        assert rules_of(sa, "default") == set()
     finally:
         run(helm(), "uninstall", release, "--namespace", story.ns, kubeconfig=cluster.kubeconfig)

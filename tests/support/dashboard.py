@@ -1,5 +1,6 @@
 """Run the dashboard as users run it: `kubectl conveyor dashboard` in its own process, with one
-identity's kubeconfig (so the API server sees that person), on a free port of 127.0.0.1."""
+identity's kubeconfig (so the API server sees that person), on a free port of 127.0.0.1 — or, with
+`server_args`, the chart's in-cluster entry point `conveyor dashboard <server_args>` as given."""
 
 from __future__ import annotations
 
@@ -21,12 +22,22 @@ TOKEN = re.compile(r"[?&]token=([^&\s]+)")
 
 class DashboardProcess:
     """`kubectl-conveyor dashboard --port 0` as a subprocess; `url` once it serves (the address it
-    printed, with its session token: a browser opening it gets the session cookie)."""
+    printed, with its session token: a browser opening it gets the session cookie).
 
-    def __init__(self, kubeconfig: Path, *namespaces: str, read_only: bool = False) -> None:
+    `server_args`: run `conveyor dashboard *server_args` instead (the chart's command line; then
+    `namespaces` and `read_only` are not used — the arguments say everything)."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        *namespaces: str,
+        read_only: bool = False,
+        server_args: list[str] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.read_only = read_only
+        self.server_args = server_args
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self.url = ""
@@ -35,10 +46,13 @@ class DashboardProcess:
     def start(self, timeout: float = 30.0) -> DashboardProcess:
         """Start it and wait for the line that says where it serves (it prints it once every watch
         has listed, so the first page shows everything)."""
-        args = [str(REPO / ".venv" / "bin" / "kubectl-conveyor"), "dashboard", "--port", "0"]
-        args += [a for ns in self.namespaces for a in ("-n", ns)]
-        if self.read_only:
-            args.append("--read-only")
+        if self.server_args is not None:
+            args = [str(REPO / ".venv" / "bin" / "conveyor"), "dashboard", *self.server_args]
+        else:
+            args = [str(REPO / ".venv" / "bin" / "kubectl-conveyor"), "dashboard", "--port", "0"]
+            args += [a for ns in self.namespaces for a in ("-n", ns)]
+            if self.read_only:
+                args.append("--read-only")
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True

@@ -17,3 +17,36 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "conveyor.image" -}}
 {{- if .Values.image.digest -}}{{ .Values.image.repository }}@{{ .Values.image.digest }}{{- else -}}{{ .Values.image.repository }}:{{ .Values.image.tag }}{{- end -}}
 {{- end -}}
+{{- /* The in-cluster dashboard (values `ui`): its own name and labels — app.kubernetes.io/name
+conveyor-ui, so the operator's selector (name conveyor) never matches its Pods: not its Deployment,
+not the metrics Service, not the PodDisruptionBudget. */ -}}
+{{- define "conveyor.ui.name" -}}{{ printf "%s-ui" (.Release.Name | trunc 60 | trimSuffix "-") }}{{- end -}}
+{{- define "conveyor.ui.selector" -}}
+app.kubernetes.io/name: conveyor-ui
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+{{- define "conveyor.ui.labels" -}}
+{{ include "conveyor.ui.selector" . }}
+app.kubernetes.io/component: dashboard
+app.kubernetes.io/part-of: conveyor
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+{{- /* The Host header values the dashboard answers to (its --allowed-host flags): the Service's DNS
+names with the Service port (bare too on port 80, as a browser sends it), the ingress host, and
+ui.allowedHosts as given. One per line. */ -}}
+{{- define "conveyor.ui.allowedHosts" -}}
+{{- $name := include "conveyor.ui.name" . -}}
+{{- $port := int .Values.ui.service.port -}}
+{{- $hosts := list -}}
+{{- range list $name (printf "%s.%s" $name .Release.Namespace) (printf "%s.%s.svc" $name .Release.Namespace) (printf "%s.%s.svc.cluster.local" $name .Release.Namespace) -}}
+{{- $hosts = append $hosts (printf "%s:%d" . $port) -}}
+{{- if eq $port 80 }}{{ $hosts = append $hosts . }}{{ end -}}
+{{- end -}}
+{{- if and .Values.ui.ingress.enabled .Values.ui.ingress.host -}}
+{{- $hosts = append $hosts .Values.ui.ingress.host -}}
+{{- end -}}
+{{- $hosts = concat $hosts .Values.ui.allowedHosts -}}
+{{- join "\n" (uniq $hosts) -}}
+{{- end -}}
