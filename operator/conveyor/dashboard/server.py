@@ -435,6 +435,8 @@ class Dashboard:
                 "username": viewer.username if viewer else None,
                 "groups": list(viewer.groups) if viewer else [],
                 "readOnly": self.settings.read_only,
+                # In a Pod the identity is the dashboard's ServiceAccount, not the person looking.
+                "personal": self.settings.login,
                 "scope": self.store.scope.why,
                 "version": __version__,
             }

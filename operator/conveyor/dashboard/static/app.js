@@ -229,7 +229,7 @@ function connect() {
 async function whoami() {
   try {
     const me = await api("/api/whoami");
-    document.getElementById("viewer").textContent = me.username ? `you: ${me.username}` : "";
+    document.getElementById("viewer").textContent = !me.username ? "" : me.personal ? `you: ${me.username}` : `read as ${me.username}`;
     document.getElementById("viewer").title = (me.groups || []).join(", ");
     document.getElementById("mode").textContent = me.readOnly ? "read-only" : "";
   } catch (e) {
