@@ -570,7 +570,7 @@ VIEWS.waiting = {
       )
     );
     c.state.list = h("div", { id: "waiting-list" }, items.length ? items : h("p", { class: "empty" }, "Nothing waits for an approval."));
-    show(h("h1", {}, "Waiting for approval"), h("p", { class: "muted" }, data.viewer ? `You are ${data.viewer.username}${data.viewer.groups.length ? ` (groups: ${data.viewer.groups.join(", ")})` : ""}.` : "The API server did not say who you are."), c.state.list);
+    show(h("h1", {}, "Waiting for approval"), h("p", { class: "muted" }, READ_ONLY ? "A read-only view: approve with kubectl conveyor approve, as yourself." : data.viewer ? `You are ${data.viewer.username}${data.viewer.groups.length ? ` (groups: ${data.viewer.groups.join(", ")})` : ""}.` : "The API server did not say who you are."), c.state.list);
   },
 };
 
