@@ -51,6 +51,7 @@ from dashboardstats import dashboard_goals, load_series, stats
 from harness import Bench, deployment
 from results import record, section
 from scale import Deadline, Tracker, phase_of, rolled_out
+from scalestats import proc_cpu_seconds
 from support.browser import Browser
 from support.builders import pipeline_dict, release_dict
 from support.dashboard import DashboardProcess
@@ -383,20 +384,41 @@ def wait_version(dash: DashboardProcess, above: int, timeout: float = 30) -> int
         time.sleep(0.02)  # polling the dashboard's counter between samples, not timing anything
 
 
-def machine_now() -> dict[str, Any]:
-    """What else the machine is doing: the load average and the busiest processes."""
-    top = subprocess.run(
-        ["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.splitlines()[:8]
-    comms = subprocess.run(["ps", "-eo", "comm", "--no-headers"], capture_output=True, text=True, check=False)
-    names = comms.stdout.split()
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of every CPU so far (/proc/stat's first line)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def machine_now(pids: dict[str, int]) -> dict[str, Any]:
+    """What the machine is doing: the load average, how many API servers run on it (other sessions'
+    clusters), every CPU's busy jiffies, and the CPU seconds of our own processes so far."""
+    names = subprocess.run(["ps", "-eo", "comm", "--no-headers"], capture_output=True, text=True, check=False)
     return {
+        "t": time.monotonic(),
         "load": [round(x, 2) for x in os.getloadavg()],
-        "kube_apiservers_running": names.count("kube-apiserver"),
-        "top_cpu": [" ".join(line.split()) for line in top],
+        "kube_apiservers_running": names.stdout.split().count("kube-apiserver"),
+        "cpu_ticks": cpu_ticks(),
+        "cpu_s": {k: proc_cpu_seconds(pid) for k, pid in pids.items()},
+    }
+
+
+def machine_during(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Over the measuring: how busy the machine's CPUs were (every process, ours and others'), how
+    much of one CPU each of our processes used, the load average at both ends."""
+    busy = after["cpu_ticks"][0] - before["cpu_ticks"][0]
+    total = after["cpu_ticks"][1] - before["cpu_ticks"][1]
+    wall = after["t"] - before["t"]
+    return {
+        "seconds": wall,
+        "cpus_busy_pct": round(100 * busy / total, 1) if total else None,
+        "our_processes_cpu_pct": {
+            k: round(100 * (after["cpu_s"][k] - v) / wall, 1) for k, v in before["cpu_s"].items() if wall
+        },
+        "load_before": before["load"],
+        "load_after": after["load"],
+        "kube_apiservers_running": max(before["kube_apiservers_running"], after["kube_apiservers_running"]),
     }
 
 
@@ -509,12 +531,16 @@ def main() -> None:
         want = len(pipelines)
         stages_shown = sum(len(p["spec"]["stages"]) for p in pipelines)
         dash = DashboardProcess(b.cluster.kubeconfig).start()
-        busy_before = machine_now()
+        pids = {k: p.proc.pid for k, p in (("dashboard", dash), ("operator", world.op)) if p and p.proc}
+        state = b.cluster.cluster_dir / "state.json" if b.cluster.cluster_dir else None
+        if state is not None and state.exists():  # our cluster's API server (not other sessions')
+            pids["kube-apiserver"] = json.loads(state.read_text())["pids"]["kube-apiserver"]
+        busy_before = machine_now(pids)
         with Browser(default_timeout=30) as browser:
             loads = measure_loads(world, dash, browser, want, args.loads)
             live = measure_live(world, dash, browser, args.live)
             console = browser.console_errors()
-        busy_after = machine_now()
+        busy_after = machine_now(pids)
     finally:
         if dash is not None:
             dash.stop()
@@ -523,7 +549,7 @@ def main() -> None:
     fresh, cached = load_series(loads["fresh"]), load_series(loads["cached"])
     results = {
         "world": built,
-        "machine_during": {"before": busy_before, "after": busy_after},
+        "machine_during": machine_during(busy_before, busy_after),
         "loads_fresh": fresh,
         "loads_cached": cached,
         "fresh_loads_with_store_changing": sum(s["storeChanged"] for s in loads["fresh"]),
@@ -560,7 +586,7 @@ def main() -> None:
         )
     lv = results["live"]["created_to_board_s"]
     print(f"live: created -> board median {lv['median'] * 1000:.0f} ms p90 {lv['p90'] * 1000:.0f} ms")
-    print(f"machine during: {busy_before['load']} -> {busy_after['load']}; {busy_before['top_cpu'][:4]}")
+    print(f"machine while measuring: {results['machine_during']}")
     body = section(
         script=__file__,
         parameters=parameters,

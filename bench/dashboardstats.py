@@ -95,6 +95,12 @@ def dashboard_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
             "met": rows["median"] < GOAL_LOAD_S if rows["n"] else None,
         }
     ]
+    busy = res.get("machine_during") or {}
+    if busy.get("cpus_busy_pct") is not None and rows["n"]:
+        out[0]["measured"] += (
+            f"; the machine's CPUs {busy['cpus_busy_pct']:.0f}% busy while measuring "
+            f"(load {busy['load_before'][0]:.1f}, {busy['kube_apiservers_running']} API servers running)"
+        )
     created, status = live["created_to_board_s"], live["status_to_board_s"]
     out.append(
         {
