@@ -52,7 +52,7 @@ from harness import Bench, deployment
 from results import record, section
 from scale import Deadline, Tracker, phase_of, rolled_out
 from scalestats import proc_cpu_seconds
-from support.browser import Browser
+from support.browser import Browser, binaries
 from support.builders import pipeline_dict, release_dict
 from support.dashboard import DashboardProcess
 from support.operator import OperatorProcess
@@ -516,6 +516,12 @@ def main() -> None:
         "(default: CONVEYOR_BENCH_RESULTS, else bench/results/bench.json)",
     )
     args = parser.parse_args()
+    if os.environ.get("CONVEYOR_SKIP_BROWSER") == "1":
+        print(
+            "CONVEYOR_SKIP_BROWSER=1: no browser, so no dashboard benchmark (its section is left as it was)"
+        )
+        return
+    binaries()  # before building the world: BrowserMissing names hack/ensure-browser
     deadline = Deadline(args.deadline)
     b = Bench()
     world = World(b, args, deadline)
