@@ -77,7 +77,7 @@ cluster-status: ## show the local control plane's components
 crds: venv ## regenerate crds/ from the pydantic models
 	@hack/gen-crds && hack/gen-crds --out charts/conveyor/files/crds
 
-bench: venv binaries ## every benchmark; results in bench/results/ (docs/benchmarks.md)
+bench: venv binaries browser ## every benchmark; results in bench/results/ (docs/benchmarks.md)
 	@hack/bench
 
 clean: cluster-down ## stop the cluster and remove .venv and .cluster
