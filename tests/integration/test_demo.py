@@ -79,9 +79,13 @@ def run(argv: list[str | Path], env: dict[str, str], timeout: float) -> subproce
 
 def env_for(checkout: Path, folder: Path | None, tmp_path: Path) -> dict[str, str]:
     """The caller's environment with CONVEYOR_CLUSTER_DIR set to `folder` (None: unset), and a
-    KUBECONFIG naming a file that does not exist: whatever the caller has must not matter. The
-    shared virtualenv imports the checkout's own operator code."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CONVEYOR_CLUSTER_DIR", "KUBECONFIG")}
+    KUBECONFIG naming a file that does not exist (and no CONVEYOR_DASHBOARD_PORT): whatever the
+    caller has must not matter. The shared virtualenv imports the checkout's own operator code."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CONVEYOR_CLUSTER_DIR", "KUBECONFIG", "CONVEYOR_DASHBOARD_PORT")
+    }
     env["KUBECONFIG"] = str(tmp_path / "callers-kubeconfig-not-used")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout / "operator"), env.get("PYTHONPATH")]))
     if folder is not None:
