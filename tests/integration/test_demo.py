@@ -1,7 +1,8 @@
 """`make demo`'s steps (`hack/demo --no-wait`) on a fresh checkout, with the cluster folder moved by
 CONVEYOR_CLUSTER_DIR and with the default one: the demo acts on the cluster it started and no
 other, its release is promoted, and it refuses before acting when a kubeconfig it would use is
-missing or names another server.
+missing or names another server. Run as `make demo` runs it (no --no-wait), it serves the dashboard
+as alice beside the operator, and Ctrl-C stops both.
 
 A fresh checkout is a copy of the repository's files (tracked, and new ones not ignored) without
 .cluster/; only the virtualenv is shared (a symlink), since building one takes minutes. Each case
@@ -12,9 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import signal
+import socket
 import subprocess
+import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -74,14 +79,80 @@ def run(argv: list[str | Path], env: dict[str, str], timeout: float) -> subproce
 
 def env_for(checkout: Path, folder: Path | None, tmp_path: Path) -> dict[str, str]:
     """The caller's environment with CONVEYOR_CLUSTER_DIR set to `folder` (None: unset), and a
-    KUBECONFIG naming a file that does not exist: whatever the caller has must not matter. The
-    shared virtualenv imports the checkout's own operator code."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CONVEYOR_CLUSTER_DIR", "KUBECONFIG")}
+    KUBECONFIG naming a file that does not exist (and no CONVEYOR_DASHBOARD_PORT): whatever the
+    caller has must not matter. The shared virtualenv imports the checkout's own operator code."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CONVEYOR_CLUSTER_DIR", "KUBECONFIG", "CONVEYOR_DASHBOARD_PORT")
+    }
     env["KUBECONFIG"] = str(tmp_path / "callers-kubeconfig-not-used")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout / "operator"), env.get("PYTHONPATH")]))
     if folder is not None:
         env["CONVEYOR_CLUSTER_DIR"] = str(folder)
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def demo_in_foreground(checkout: Path, env: dict[str, str], port: int) -> str:
+    """`hack/demo` as `make demo` runs it: wait for the dashboard's "See it:" line, check the page
+    serves as alice, press Ctrl-C (SIGINT to the process group, as a terminal does) and check that
+    the demo, its operator and its dashboard all stopped. Returns the demo's output."""
+    proc = subprocess.Popen(
+        [str(checkout / "hack" / "demo")],
+        env={**env, "CONVEYOR_DASHBOARD_PORT": str(port)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    out: list[str] = []
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=300)
+            except queue.Empty:
+                raise AssertionError("no 'See it:' line within 300 s:\n" + "".join(out)) from None
+            assert line is not None, "the demo ended before serving the dashboard:\n" + "".join(out)
+            out.append(line)
+            if "See it:" in line:
+                break
+        assert f"See it: {url} — as alice; Ctrl-C stops both" in out[-1], out[-1]
+        with urllib.request.urlopen(url + "api/whoami", timeout=10) as response:  # noqa: S310
+            assert json.loads(response.read())["username"] == "alice"
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    while (line := lines.get(timeout=10)) is not None:
+        out.append(line)
+    # Nothing of the demo's is left: no process in its group, nothing on the dashboard's port.
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        raise AssertionError("a process of the demo outlived Ctrl-C")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    return "".join(out)
 
 
 @pytest.mark.parametrize("where", ["moved", "default"])
@@ -107,6 +178,12 @@ def test_demo_promotes_its_release_on_the_cluster_it_started(tmp_path: Path, whe
         assert "localhost:8080" not in demo.stdout
         assert f"release.conveyor.dev/{RELEASE} condition met" in demo.stdout
         assert "is alive" in (folder / "operator.log").read_text()
+        # --no-wait starts no dashboard, but says how to
+        alice_kubeconfig = folder / "users" / "alice.kubeconfig"
+        assert f"KUBECONFIG={alice_kubeconfig} kubectl conveyor dashboard --port 8642 -n default" in (
+            demo.stdout.replace("'", "").replace("\\ ", " ")
+        ), demo.stdout[-2000:]
+        assert "See it:" not in demo.stdout
         if before is not None:  # nothing was written to (or read from) the default folder
             assert sorted(p.name for p in default.iterdir()) == before
 
@@ -135,6 +212,10 @@ def test_demo_promotes_its_release_on_the_cluster_it_started(tmp_path: Path, whe
             check=True,
         ).stdout
         assert image.endswith("@" + DIGEST)
+
+        if where == "moved":  # once is enough: as `make demo` runs it, with the dashboard
+            shown = demo_in_foreground(checkout, env, free_port())
+            assert f"release.conveyor.dev/{RELEASE} condition met" in shown
 
         # Refusals, before any kubectl runs: a kubeconfig naming another server, and a missing one.
         good = kubeconfig.read_text()
