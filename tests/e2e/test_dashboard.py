@@ -265,7 +265,7 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     smoke = story.job("cart-v1", "staging", "smoke")
     browser.open(admin.base + f"/#/release/{story.ns}/cart-v1")
     failed = browser.wait_for(f'.failed-job[data-job="{smoke}"]', what="the failing smoke-test Job")
-    assert "smokeTest Job" in failed.text, failed.text
+    assert "smoke test Job" in failed.text, failed.text
     assert "failed" in failed.text, failed.text
     browser.screenshot("dashboard-failed-release")
     assert browser.console_errors() == []

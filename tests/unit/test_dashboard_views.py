@@ -533,3 +533,13 @@ def test_the_page_loads_only_the_packages_own_assets() -> None:
         # No CDN, no web font, no analytics: the only absolute URL is SVG's namespace name.
         urls = set(re.findall(r"https?://[^\s\"'`)]+", text)) - {"http://www.w3.org/2000/svg"}
         assert urls == set(), (name, urls)
+
+
+def test_an_approval_given_before_the_stage_could_be_entered_held_nothing_back() -> None:
+    rel = _verified_with_steps()
+    prod = rel.status.stages[1]
+    prod.approved_at = later(5)  # whole seconds: "before" staging was verified at T0+6
+    j = journey(rel, _pipeline(), [], NOW)
+    kinds = [s["kind"] for s in j["lanes"][1]["segments"]]
+    assert "approval" not in kinds
+    assert kinds[0] == "queue"  # staging verified at +6, prod entered at +30

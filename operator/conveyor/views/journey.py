@@ -60,11 +60,18 @@ def stage_segments(rec: StageRecord, ready_at: datetime | None, gated: bool, now
     failed = str(rec.phase) == "Failed"
     entered = rec.started_at
     if ready_at is not None and (entered is None or entered > ready_at):
-        waiting_for_approval = gated and (rec.approved_at is not None or str(rec.phase) == "AwaitingApproval")
-        end = rec.approved_at if waiting_for_approval and rec.approved_at else entered
+        # Held at the gate: from when the stage could be entered until the approval that opened it.
+        # An approval given before that (whole-second timestamps: even one "at the same time") held
+        # nothing back: what remains is the wait for the stage itself.
+        approved = rec.approved_at
+        held = gated and (
+            (approved is not None and approved > ready_at)
+            or (approved is None and str(rec.phase) == "AwaitingApproval")
+        )
+        end = approved if held else entered
         if end is None and (failed or rec.finished_at):
             end = rec.finished_at
-        out.append(_bar(WAIT_APPROVAL if waiting_for_approval else WAIT_QUEUE, ready_at, end, now))
+        out.append(_bar(WAIT_APPROVAL if held else WAIT_QUEUE, ready_at, end, now))
     if rec.migration_job:
         done = rec.migrated_at or (rec.finished_at if failed else None)
         out.append(_bar(MIGRATION, entered, done, now, outcome=rec.migration_result))

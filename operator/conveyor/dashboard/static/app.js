@@ -55,8 +55,9 @@ function external(url, text) {
 
 function exact(iso) {
   if (!iso) return "";
-  const d = new Date(iso);
-  return isNaN(d) ? String(iso) : d.toISOString().replace("T", " ").replace("Z", " UTC");
+  const d = new Date(String(iso).replace(" ", "T"));
+  // The API server's own timestamps have whole seconds: no ".000" pretending to milliseconds.
+  return isNaN(d) ? String(iso) : d.toISOString().replace("T", " ").replace(".000Z", "Z").replace("Z", " UTC");
 }
 
 function ago(iso) {
@@ -241,7 +242,7 @@ let waitingShown = -1;
 async function updateWaitingCount() {
   try {
     const w = await api("/api/waiting");
-    const n = w.releases.length;
+    const n = w.releases.filter((r) => r.you.may).length; // yours to approve, not every gate
     if (n === waitingShown) return;
     waitingShown = n;
     const badge = document.getElementById("waiting-count");
@@ -307,7 +308,7 @@ VIEWS.board = {
         "div",
         { class: "pipeline-cell", role: "rowheader" },
         link(route.pipeline(p.namespace, p.name), p.name, { class: "pipeline-name" }),
-        h("div", { class: "muted" }, p.namespace, p.team ? ` · ${p.team}` : ""),
+        h("div", { class: "muted" }, p.namespace, p.team && p.team !== p.namespace ? ` · team ${p.team}` : ""),
         h("div", { class: "flags" }, flags)
       ),
       p.stages.map((x) => VIEWS.board.cell(p, x))
@@ -329,11 +330,11 @@ VIEWS.board = {
             h(
               "div",
               { class: "muted" },
-              "since ",
+              "verified ",
               time(x.since),
               x.approvedBy.length ? ` · approved by ${x.approvedBy.join(", ")}` : "",
               x.ciRunUrl || x.ciRunId ? " · " : "",
-              x.ciRunUrl || x.ciRunId ? external(x.ciRunUrl, `CI ${x.ciRunId || "run"}`) : ""
+              x.ciRunUrl || x.ciRunId ? h("span", { class: "nowrap" }, external(x.ciRunUrl, `CI ${x.ciRunId || "run"}`)) : ""
             )
           )
         : h("div", { class: "muted" }, "nothing verified yet"),
@@ -370,7 +371,7 @@ VIEWS.board = {
       if (ok) shown += 1;
     }
     const d = st.data;
-    st.summary.textContent = `${shown} of ${d.pipelines.length} pipelines · ${d.inFlight} promotions in flight · ${d.scope}${st.errors || ""}`;
+    st.summary.textContent = `${shown} of ${d.pipelines.length} pipelines · ${d.inFlight} promotions in flight · watching ${d.scope}${st.errors || ""}`;
     const params = new URLSearchParams();
     if (q) params.set("q", q);
     if (ns) params.set("ns", ns);
@@ -401,6 +402,7 @@ function timeline(j) {
     const g = s("g", { class: `lane lane-${lane.kind}`, "data-lane": lane.lane });
     g.append(s("text", { class: "lane-label", x: 4, y: y + laneH / 2 + 4 }, lane.lane));
     g.append(s("line", { class: "lane-rule", x1: labelW, x2: W - 16, y1: y + laneH / 2, y2: y + laneH / 2 }));
+    if (!lane.segments.length) g.append(s("text", { class: "lane-note", x: labelW + 8, y: y + laneH / 2 - 4 }, "not reached"));
     for (const seg of lane.segments) {
       const x1 = x(seg.from);
       const width = Math.max(3, x(seg.to) - x1);
@@ -451,6 +453,8 @@ VIEWS.commit = {
 
 // ---- a release's page
 
+const JOB_KINDS = { migration: "migration", smokeTest: "smoke test" };
+
 VIEWS.release = {
   async load(c) {
     const [ns, name] = c.args;
@@ -465,8 +469,7 @@ VIEWS.release = {
           "What went wrong",
           r.jobs
             .filter((j) => j.result === "Failed")
-            .map((j) => h("p", { class: "failed-job", "data-job": j.name }, h("strong", {}, `${j.kind} Job ${j.name}`), ` in ${j.stage} failed`, j.why ? `: ${j.why}` : "", j.exists ? "" : " (the Job is gone)")),
-          r.message ? h("p", { class: "muted" }, r.message) : null
+            .map((j) => h("p", { class: "failed-job", "data-job": j.name }, h("strong", {}, `${JOB_KINDS[j.kind] || j.kind} Job ${j.name}`), ` in ${j.stage} failed`, j.why ? `: ${j.why}` : "", j.exists ? "" : " (the Job is gone)"))
         )
       : r.phase === "Failed" && r.message
         ? section("What went wrong", h("p", { class: "failed-reason" }, r.message))
@@ -495,7 +498,7 @@ VIEWS.release = {
       ),
       section(
         "Jobs",
-        table(["job", "kind", "stage", "result", "pods", "why"], r.jobs.map((j) => h("tr", { "data-job": j.name, class: j.result === "Failed" ? "bad" : "" }, h("td", {}, h("code", {}, j.name)), h("td", {}, j.kind), h("td", {}, j.stage), h("td", {}, phaseBadge(j.result)), h("td", {}, j.exists ? `${j.succeeded} ok, ${j.failed} failed, ${j.active} running` : "gone"), h("td", {}, j.why || ""))))
+        table(["job", "kind", "stage", "result", "pods", "why"], r.jobs.map((j) => h("tr", { "data-job": j.name, class: j.result === "Failed" ? "bad" : "" }, h("td", {}, h("code", {}, j.name)), h("td", {}, JOB_KINDS[j.kind] || j.kind), h("td", {}, j.stage), h("td", {}, phaseBadge(j.result)), h("td", {}, j.exists ? `${j.succeeded} ok, ${j.failed} failed, ${j.active} running` : "gone"), h("td", {}, j.why || ""))))
       ),
       section(
         "Approvals",
@@ -565,7 +568,7 @@ VIEWS.waiting = {
         "article",
         { class: "card waiting", "data-release": w.release, "data-namespace": w.namespace },
         h("h2", {}, link(route.release(w.namespace, w.release), w.release), " → ", w.stage, " ", h("span", { class: "muted" }, `${w.namespace}/${w.pipeline}`)),
-        h("p", {}, "commit ", external(w.commitUrl, h("code", {}, short(w.commit))), ` · requested by ${w.requester || "unknown"} · waiting since `, time(w.waitingSince)),
+        h("p", {}, "commit ", external(w.commitUrl, h("code", {}, short(w.commit))), ` · requested by ${w.requester || "unknown"} · at the gate since `, time(w.waitingSince)),
         waitingBox(w, () => refresh())
       )
     );
@@ -617,7 +620,7 @@ VIEWS.pipeline = {
       READ_ONLY ? null : section("Roll back", ...p.stages.map((st) => rollbackForm(p, st.stage))),
       section(
         "History",
-        table(["at", "stage", "release", "commit", "action", "outcome", "by"], p.history.map((x) => h("tr", {}, h("td", {}, x.at), h("td", {}, x.stage), h("td", {}, link(route.release(p.namespace, x.release), x.release)), h("td", {}, link(route.commit(x.commit), x.commit)), h("td", {}, x.action), h("td", {}, x.outcome), h("td", {}, x.by))))
+        table(["at", "stage", "release", "commit", "action", "outcome", "by"], p.history.map((x) => h("tr", {}, h("td", {}, exact(x.at)), h("td", {}, x.stage), h("td", {}, link(route.release(p.namespace, x.release), x.release)), h("td", {}, link(route.commit(x.commit), x.commit)), h("td", {}, x.action), h("td", {}, x.outcome), h("td", {}, x.by))))
       ),
       section("Vetoed artifacts", table(["release", "commit", "rollback", "at"], p.vetoed.map((v) => h("tr", {}, h("td", {}, v.release), h("td", {}, v.commit), h("td", {}, v.rollback), h("td", {}, exact(v.at)))))),
       p.parity.length ? section("Parity differences", table(["what", "reference", "other"], p.parity.map((x) => h("tr", {}, h("td", {}, x.path), h("td", {}, x.a), h("td", {}, x.b))))) : null
