@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from conveyor import __version__
+from conveyor.cli import dashboard
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -74,23 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dashboard",
         help="serve the web dashboard (the chart's in-cluster mode: read-only, its own ServiceAccount)",
     )
-    web.add_argument(
-        "--address",
-        default="0.0.0.0",  # noqa: S104  (a Pod serves its Service)
-        help="address to listen on (default: %(default)s)",
-    )
-    web.add_argument("--port", type=int, default=8642, help="port (default: %(default)s)")
-    web.add_argument(
-        "--namespace", "-n", action="append", default=[], help="watch only this namespace (repeatable)"
-    )
-    web.add_argument(
-        "--allowed-host",
-        action="append",
-        default=[],
-        help="a Host header to answer to besides the address itself, e.g. the Service's or the "
-        "proxy's name (repeatable)",
-    )
-    web.add_argument("--read-only", action="store_true", help="always on in a Pod")
+    dashboard.add_arguments(web, address="0.0.0.0", local=False)  # noqa: S104  (a Pod serves its Service)
     return parser
 
 
@@ -101,17 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"conveyor {__version__}")
         return 0
     if args.command == "dashboard":
-        from conveyor.dashboard import run
-
-        return run.serve(
-            run.Options(
-                address=args.address,
-                port=args.port,
-                namespaces=args.namespace,
-                read_only=args.read_only,
-                allowed_hosts=args.allowed_host,
-            )
-        )
+        return dashboard.serve(args)
     return _run(args)
 
 

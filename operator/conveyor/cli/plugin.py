@@ -27,8 +27,9 @@ from pydantic import ValidationError
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import Rollback
+from conveyor.cli import dashboard
 from conveyor.core.plan import order_key
-from conveyor.kube.client import Kube, load_api_client
+from conveyor.kube.client import Kube, context_namespace, load_api_client
 from conveyor.views import actions
 from conveyor.views import text as views
 
@@ -40,7 +41,7 @@ class Cli:
 
     def __init__(self, namespace: str | None) -> None:
         self.kube = Kube(load_api_client())
-        self.ns = namespace or _current_namespace()
+        self.ns = namespace or context_namespace()
 
     def _all(self, plural: str, model: type[Any], selector: str | None = None) -> list[Any]:
         out = []
@@ -63,14 +64,6 @@ class Cli:
 
     def rollbacks(self, pipeline: str | None = None) -> list[Rollback]:
         return list(self._all("rollbacks", Rollback, f"spec.pipeline={pipeline}" if pipeline else None))
-
-
-def _current_namespace() -> str:
-    try:
-        _, active = config.list_kube_config_contexts()
-        return str(active.get("context", {}).get("namespace") or "default")
-    except (config.ConfigException, OSError):
-        return "default"
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -266,18 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         "you list is what you see, and an approval or rollback you make there is yours, stamped by the "
         "API server. Every asset is served locally (works air-gapped).",
     )
-    p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8642, help="port (default 8642; 0 picks a free one)")
-    p.add_argument(
-        "-n",
-        "--namespace",
-        action="append",
-        default=[],
-        dest="namespaces",
-        help="watch this namespace (repeatable; default: every namespace you may list, else the context's)",
-    )
-    p.add_argument("--read-only", action="store_true", help="no Approve / Roll back buttons")
-    p.add_argument("--open", action="store_true", help="open it in your browser")
+    dashboard.add_arguments(p, address="127.0.0.1", local=True)
     p.set_defaults(run=None)
     return parser
 
@@ -294,17 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `kubectl-conveyor`."""
     args = build_parser().parse_args(argv)
     if args.command == "dashboard":
-        from conveyor.dashboard import run  # aiohttp only when serving: the other verbs stay quick
-
-        return run.serve(
-            run.Options(
-                address=args.address,
-                port=args.port,
-                namespaces=args.namespaces,
-                read_only=args.read_only,
-                open_browser=args.open,
-            )
-        )
+        return dashboard.serve(args)
     try:
         cli = Cli(args.namespace)
         code: int = args.run(cli, args)

@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from conveyor.dashboard.server import Dashboard, Settings
 from conveyor.dashboard.store import Store, choose_scope
-from conveyor.kube.client import Kube, load_api_client
+from conveyor.kube.client import Kube, context_namespace, load_api_client
 
 log = logging.getLogger("conveyor.dashboard")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -45,14 +45,6 @@ def in_cluster() -> bool:
         return False
 
 
-def _context_namespace() -> str:
-    try:
-        _, active = config.list_kube_config_contexts()
-        return str(active.get("context", {}).get("namespace") or "default")
-    except (config.ConfigException, OSError):
-        return "default"
-
-
 def hosts_for(address: str, port: int, extra: list[str]) -> set[str]:
     """The Host header values the server answers to: its own address and, on loopback, localhost."""
     names = {address}
@@ -73,7 +65,7 @@ async def _serve(options: Options, ready: asyncio.Event | None = None) -> None:
     read_only = options.read_only or cluster  # in a Pod, an action would be the ServiceAccount's, not yours
     kube = Kube(load_api_client(options.kubeconfig))
     scope = await asyncio.to_thread(
-        choose_scope, kube, options.namespaces, "default" if cluster else _context_namespace()
+        choose_scope, kube, options.namespaces, "default" if cluster else context_namespace()
     )
     store = Store(kube, scope)
     settings = Settings(read_only=read_only, allowed_hosts=set(), login=not cluster)

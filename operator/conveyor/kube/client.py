@@ -65,6 +65,15 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     return api
 
 
+def context_namespace() -> str:
+    """The namespace of the kubeconfig's current context ("default" when it names none)."""
+    try:
+        _, active = config.list_kube_config_contexts()
+        return str(active.get("context", {}).get("namespace") or "default")
+    except (config.ConfigException, OSError):
+        return "default"
+
+
 def _custom(namespace: str, plural: str, name: str | None = None) -> str:
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{plural}"
     return f"{path}/{quote(name)}" if name else path
