@@ -42,7 +42,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -369,8 +368,10 @@ class World:
 
 def version(dash: DashboardProcess) -> int:
     """The dashboard store's version (bumped by every watch event)."""
-    with urllib.request.urlopen(dash.base + "/healthz", timeout=10) as r:  # noqa: S310
-        return int(json.loads(r.read())["version"])
+    status, health = dash.request("GET", "/healthz")  # with the token: the details
+    if status != 200:
+        raise RuntimeError(f"dashboard /healthz: {status} {health}")
+    return int(health["version"])
 
 
 def wait_version(dash: DashboardProcess, above: int, timeout: float = 30) -> int:

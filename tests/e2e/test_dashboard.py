@@ -74,6 +74,15 @@ def _live(browser: Browser, seen_at: float, css: str, what: str) -> float:
     return time.monotonic() - seen_at
 
 
+def _text(browser: Browser, css: str) -> str:
+    """An element's visible text, read in one script (never stale: a live redraw may come any time)."""
+    text = browser.driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e && e.innerText;", css
+    )
+    assert text is not None, f"nothing matches {css}"
+    return str(text)
+
+
 def _no_reload_marker(browser: Browser) -> None:
     browser.driver.execute_script("window.__conveyorNoReload = 'still-the-same-page';")
 
@@ -137,17 +146,29 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     # Carol (a developer: RBAC lets her create Approvals) is told why her approval would not count
     browser.open(carol.url)
     browser.open(carol.base + "/#/waiting")
-    why = browser.wait_for(
+    browser.wait_for(
         '.waiting[data-release="shop-v1"] .why[data-reason="NotAnApprover"]',
+        text="carol is not an approver of prod",
         what="carol's reason on waiting-for-me",
     )
-    assert "carol is not an approver of prod" in why.text, why.text
-    assert not browser.find('.waiting[data-release="shop-v1"] button.approve').is_enabled()
+    assert browser.driver.execute_script(
+        "return document.querySelector(arguments[0]).disabled;",
+        '.waiting[data-release="shop-v1"] button.approve',
+    ), "carol's Approve button must be disabled"
     browser.screenshot("dashboard-waiting-carol")
-    # ... and the server refuses her anyway if she forges the click (the API server's policy decides)
-    status, body = carol.request("POST", "/api/approve", {"namespace": story.ns, "release": "shop-v1"})
+    # ... and the server refuses her forged click with the same reason (no Approval that would not count)
+    rel = story.get("releases", "shop-v1")
+    forged = {
+        "namespace": story.ns,
+        "release": "shop-v1",
+        "stage": "prod",
+        "uid": rel["metadata"]["uid"],
+        "digest": rel["spec"]["digest"],
+    }
+    status, body = carol.request("POST", "/api/approve", forged, {"Content-Type": "application/json"})
     assert status == 403, (status, body)
-    assert "X-Conveyor-Token" in body["error"], body
+    assert body["reason"] == "NotAnApprover", body
+    assert "carol is not an approver of prod" in body["error"], body
 
     # Alice approves from the page: the Approval is hers, stamped by the API server, bound to the uid
     browser.open(alice.url)
@@ -189,41 +210,33 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
         "the prod commit on the board",
     )
     _assert_not_reloaded(browser)
-    cell = browser.find(f'[data-pipeline="{story.ns}/shop"] [data-stage="prod"]')
-    assert commit_of("v1")[:7] in cell.text, cell.text
-    assert "approved by alice" in cell.text, cell.text
+    cell = _text(browser, f'[data-pipeline="{story.ns}/shop"] [data-stage="prod"]')
+    assert commit_of("v1")[:7] in cell, cell
+    assert "approved by alice" in cell, cell
     browser.screenshot("dashboard-board")
 
     # The release's page: a journey with one lane per stage, in pipeline order, each stage's bars in
     # the order they happened, exact times on hover
     browser.open(admin.base + f"/#/release/{story.ns}/shop-v1")
     browser.wait_for('.timeline [data-lane="prod"] .bar-smokeTest', what="the journey's prod smoke-test bar")
-    lanes = [g.get_attribute("data-lane") for g in browser.find_all(".timeline g.lane")]
-    assert lanes == ["staging", "prod"], lanes
+    # The whole picture read in one script (a live redraw between reads would make elements stale)
+    lanes = browser.driver.execute_script(
+        "return [...document.querySelectorAll('.timeline g.lane')].map((g) => ({lane: g.dataset.lane,"
+        " bars: [...g.querySelectorAll('rect.bar')].map((b) => ({kind: b.dataset.kind,"
+        " x: +b.getAttribute('x'), width: +b.getAttribute('width'), title: b.textContent}))}));"
+    )
+    assert [g["lane"] for g in lanes] == ["staging", "prod"], lanes
+    staging, prod = (g["bars"] for g in lanes)
+    assert [b["kind"] for b in staging] == ["migration", "rollout", "smokeTest"], staging
+    assert [b["kind"] for b in prod] == ["approval", "migration", "rollout", "smokeTest"], prod
+    for bars in (staging, prod):
+        assert [b["x"] for b in bars] == sorted(b["x"] for b in bars), bars
+    staging_end = max(b["x"] + b["width"] for b in staging)
+    assert min(b["x"] for b in prod) >= staging_end - 1, (staging_end, prod)
     rel = story.get("releases", "shop-v1")
-    for lane, kinds in (
-        ("staging", ["migration", "rollout", "smokeTest"]),
-        ("prod", ["approval", "migration", "rollout", "smokeTest"]),
-    ):
-        bars = browser.find_all(f'.timeline [data-lane="{lane}"] rect.bar')
-        assert [b.get_attribute("data-kind") for b in bars] == kinds, (
-            lane,
-            [b.get_attribute("data-kind") for b in bars],
-        )
-        xs = [float(b.get_attribute("x")) for b in bars]
-        assert xs == sorted(xs), (lane, xs)
-    staging_end = max(
-        float(b.get_attribute("x")) + float(b.get_attribute("width"))
-        for b in browser.find_all('[data-lane="staging"] rect.bar')
-    )
-    prod_start = min(float(b.get_attribute("x")) for b in browser.find_all('[data-lane="prod"] rect.bar'))
-    assert prod_start >= staging_end - 1, (staging_end, prod_start)
-    smoke_title = browser.find('.timeline [data-lane="prod"] .bar-smokeTest title').get_attribute(
-        "textContent"
-    )
     verified_at = stage_record(rel, "prod")["verifiedAt"].replace("Z", "")
-    assert verified_at[:19] in smoke_title, (verified_at, smoke_title)
-    page = browser.find("#view").text
+    assert verified_at[:19] in prod[-1]["title"], (verified_at, prod[-1]["title"])
+    page = _text(browser, "#view")
     assert "alice" in page
     assert "counted" in page
     assert story.job("shop-v1", "prod", "smoke") in page  # its Jobs
@@ -236,9 +249,9 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
 
     # The pipeline's history and delivery: one deployment to prod, lead time known, no failures
     browser.open(admin.base + f"/#/pipeline/{story.ns}/shop")
-    tile = browser.wait_for('[data-metric="deployment frequency"] .tile-value', what="the DORA tiles")
-    assert tile.text == "1", tile.text
-    assert browser.find('[data-metric="change failure rate"] .tile-value').text == "0%"
+    browser.wait_for('[data-metric="deployment frequency"] .tile-value', what="the DORA tiles")
+    assert _text(browser, '[data-metric="deployment frequency"] .tile-value') == "1"
+    assert _text(browser, '[data-metric="change failure rate"] .tile-value') == "0%"
     browser.screenshot("dashboard-pipeline")
     # Every request the page made went to the dashboard itself (air-gapped: no CDN, no fonts)
     origins = browser.driver.execute_script(
@@ -264,9 +277,10 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     _release_phase(story, "cart-v1", "Failed")
     smoke = story.job("cart-v1", "staging", "smoke")
     browser.open(admin.base + f"/#/release/{story.ns}/cart-v1")
-    failed = browser.wait_for(f'.failed-job[data-job="{smoke}"]', what="the failing smoke-test Job")
-    assert "smoke test Job" in failed.text, failed.text
-    assert "failed" in failed.text, failed.text
+    browser.wait_for(f'.failed-job[data-job="{smoke}"]', what="the failing smoke-test Job")
+    failed = _text(browser, f'.failed-job[data-job="{smoke}"]')
+    assert "smoke test Job" in failed, failed
+    assert "failed" in failed, failed
     browser.screenshot("dashboard-failed-release")
     assert browser.console_errors() == []
 
@@ -296,59 +310,62 @@ def test_dashboard_hostile_values_and_requests(
     }
     story.create("releases", body, as_user="ci-bot")
     # When anyone looks at it (no operator needed: the release page shows what is stored)
-    browser.open(admin.url)  # the printed address: its token becomes the session cookie
+    browser.open(admin.url)  # the printed address: the page keeps its token
     browser.open(admin.base + f"/#/release/{story.ns}/shop-evil")
     browser.wait_for("#release-name", text="shop-evil", what="the hostile release's page")
     # Then nothing runs, no script link exists, and the markup is shown as text
     assert browser.driver.execute_script("return window.__pwned || null;") is None
-    hrefs = [a.get_attribute("href") or "" for a in browser.find_all("a")]
+    # Read in one script: a live redraw between two element reads would make them stale.
+    hrefs, page, count = browser.driver.execute_script(
+        "const v = document.getElementById('view');"
+        "return [[...document.querySelectorAll('a')].map((a) => a.href || ''), v.innerText,"
+        " v.querySelectorAll('img, script').length];"
+    )
     assert not [h for h in hrefs if h.lower().startswith(("javascript:", "data:"))], hrefs
-    page = browser.find("#view").text
     assert "<script>window.__pwned=1</script>" in page
     assert "<img src=x onerror=alert(1)>" in page
-    assert browser.find_all("#view img") == []
-    assert browser.find_all("#view script") == []
+    assert count == 0, "markup from the cluster became elements"
 
-    # A page of another site cannot drive the local dashboard
-    token = browser.driver.execute_script(
-        'return document.querySelector("meta[name=conveyor-token]").content;'
-    )
-    # ... nor can another user of this machine: 127.0.0.1 is theirs too, the session is not
-    for path in ("/", "/api/board", "/api/stream", "/static/app.js", "/?token=not-the-token"):
+    # Another user of this machine (127.0.0.1 is theirs too) gets the page, which holds no secret,
+    # and nothing of the API without this process's token — no cookie exists to collect
+    for path in ("/", "/static/app.js"):
+        status, text = alice.request("GET", path, session=False, raw=True)
+        assert status == 200, (path, status)
+        assert alice.token not in text, f"{path} must not carry the session token"
+    for path in ("/api/board", "/api/whoami", "/api/stream", "/api/stream?token=not-it"):
         status, body_ = alice.request("GET", path, session=False)
         assert status == 401, (path, status)
-    assert "carries this session's token" in body_["error"]
-    status, _ = alice.request(
-        "GET", "/api/board", headers={"Cookie": f"{alice.session_cookie().split('=')[0]}={admin.token}"}
-    )
+    assert "open the address `kubectl conveyor dashboard` printed" in body_["error"]
+    status, health = alice.request("GET", "/healthz", session=False)
+    assert health == {"ok": True}, "without the token, /healthz says nothing about what it watches"
+    status, _ = alice.request("GET", "/api/board", headers={"X-Conveyor-Token": admin.token})
     assert status == 401, "another dashboard's token must not open alice's"
-    status, _ = alice.request(
-        "GET", "/api/board", headers={"Cookie": f"{alice.session_cookie().split('=')[0]}=\u00e9t\u00e9"}
-    )
-    assert status == 401, "a non-ASCII cookie is just wrong, not a server error"
+    status, _ = alice.request("GET", "/api/board", headers={"X-Conveyor-Token": "\u00e9t\u00e9"})
+    assert status == 401, "a non-ASCII token is just wrong, not a server error"
+    # A page of another site cannot drive it: not under its own name (DNS rebinding), not without the
+    # token (a cross-site request cannot set the header), not from another origin
     status, _ = alice.request("GET", "/api/board", headers={"Host": "evil.example:8642"})
     assert status == 403, "a request under another host name (DNS rebinding) must be refused"
     approve = {"namespace": story.ns, "release": "shop-evil", "stage": "prod"}
-    status, body_ = alice.request("POST", "/api/approve", approve, {"Content-Type": "application/json"})
-    assert status == 403, body_
     status, body_ = alice.request(
-        "POST", "/api/approve", approve, {"Content-Type": "application/json", "X-Conveyor-Token": token}
+        "POST", "/api/approve", approve, {"Content-Type": "application/json"}, session=False
     )
-    assert status == 403, "the admin dashboard's token must not open alice's"
+    assert status == 401, body_
     status, body_ = admin.request(
-        "POST",
-        "/api/approve",
-        approve,
-        {"Content-Type": "application/json", "X-Conveyor-Token": token, "Origin": "http://evil.example"},
+        "POST", "/api/approve", approve, {"Content-Type": "application/json", "Origin": "http://evil.example"}
     )
     assert status == 403, body_
     assert "cross-origin" in body_["error"], body_
-    # A request with the page's own token and origin goes to the API server, which decides
+    status, body_ = admin.request("POST", "/api/approve", approve, {"Content-Type": "text/plain"})
+    assert status == 415, body_
+    status, body_ = admin.request("POST", "/api/approve", None, {"Content-Type": "application/json"})
+    assert status == 400, body_
+    deep = b"[" * 8000 + b"]" * 8000  # valid JSON, nested past Python's recursion limit
+    status, body_ = admin.request("POST", "/api/approve", deep, {"Content-Type": "application/json"})
+    assert status == 400, body_
+    # With the token and its own origin, what the viewer did not see is not approved (409)
     status, body_ = admin.request(
-        "POST",
-        "/api/approve",
-        {**approve, "uid": "not-its-uid"},
-        {"Content-Type": "application/json", "X-Conveyor-Token": token},
+        "POST", "/api/approve", {**approve, "uid": "not-its-uid"}, {"Content-Type": "application/json"}
     )
     assert status == 409, body_
     assert "changed since you looked" in body_["error"], body_

@@ -17,12 +17,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 READY = re.compile(r"Conveyor dashboard: (http://\S+)")
-TOKEN = re.compile(r"[?&]token=([^&\s]+)")
+TOKEN = re.compile(r"#token=([A-Za-z0-9_-]+)")
 
 
 class DashboardProcess:
     """`kubectl-conveyor dashboard --port 0` as a subprocess; `url` once it serves (the address it
-    printed, with its session token: a browser opening it gets the session cookie).
+    printed, with its session token in the fragment: a page opened there keeps it).
 
     `server_args`: run `conveyor dashboard *server_args` instead (the chart's command line; then
     `namespaces` and `read_only` are not used — the arguments say everything)."""
@@ -80,18 +80,13 @@ class DashboardProcess:
     @property
     def base(self) -> str:
         """http://127.0.0.1:PORT, without the token."""
-        return self.url.split("?", 1)[0].rstrip("/")
+        return self.url.split("#", 1)[0].rstrip("/")
 
     @property
     def token(self) -> str:
         """The session token the printed address carries ('' when it needs none)."""
         m = TOKEN.search(self.url)
         return m.group(1) if m else ""
-
-    def session_cookie(self) -> str:
-        """The Cookie header a browser holds after opening the printed address."""
-        port = self.base.rsplit(":", 1)[1]
-        return f"conveyor_{port}={self.token}"
 
     def request(
         self,
@@ -101,21 +96,26 @@ class DashboardProcess:
         headers: dict[str, str] | None = None,
         *,
         session: bool = True,
-    ) -> tuple[int, dict[str, Any]]:
-        """One HTTP request to the dashboard, with the session cookie unless `session=False`;
-        (status, decoded JSON body)."""
-        data = json.dumps(body).encode() if body is not None else None
+        raw: bool = False,
+    ) -> tuple[int, Any]:
+        """One HTTP request to the dashboard, with the session token (X-Conveyor-Token) unless
+        `session=False`; `body` as JSON, or bytes as they are; (status, decoded JSON body — or the
+        text, with `raw`)."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else None
         sent = dict(headers or {})
         if session and self.token:
-            sent.setdefault("Cookie", self.session_cookie())
+            sent.setdefault("X-Conveyor-Token", self.token)
         req = urllib.request.Request(  # noqa: S310  (our own http://127.0.0.1 URL)
             self.base + path, data=data, method=method, headers=sent
         )
         try:
             with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
-                return response.status, json.loads(response.read() or b"{}")
+                status, payload = response.status, response.read()
         except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"{}")
+            status, payload = e.code, e.read()
+        if raw:
+            return status, payload.decode(errors="replace")
+        return status, json.loads(payload or b"{}")
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it lingers."""

@@ -30,7 +30,13 @@ def test_dashboard_commands_parse_their_options():
     args = plugin.build_parser().parse_args(["dashboard", "-n", "a", "-n", "b", "--port", "0", "--read-only"])
     assert (args.namespaces, args.port, args.read_only, args.address) == (["a", "b"], 0, True, "127.0.0.1")
     args = build_parser().parse_args(["dashboard", "--allowed-host", "conveyor.example.com"])
-    assert (args.address, args.port, args.allowed_hosts) == ("0.0.0.0", 8642, ["conveyor.example.com"])  # noqa: S104
+    # the chart's server: loopback unless told (the chart passes --address=0.0.0.0), never acts
+    assert (args.address, args.port, args.allowed_hosts, args.read_only) == (
+        "127.0.0.1",
+        8642,
+        ["conveyor.example.com"],
+        True,
+    )
 
 
 def test_the_dashboard_answers_only_to_its_own_host_names():

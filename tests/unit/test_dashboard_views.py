@@ -314,7 +314,7 @@ def test_release_page_names_the_failing_job_and_why() -> None:
             ],
         }
     }
-    page = release_page(rel, _pipeline(), [rel], [], {"v2-staging-smoke": job}, [], NOW)
+    page = release_page(rel, _pipeline(), [rel], [], [], {"v2-staging-smoke": job}, [], NOW)
     assert page["failedJobs"] == ["v2-staging-smoke"]
     assert page["jobs"][0]["why"] == "Job has reached the specified backoff limit"
     assert page["jobs"][0]["failed"] == 2
@@ -333,7 +333,7 @@ def test_what_changed_is_against_the_release_before_in_the_operators_own_order()
     assert previous_release(v3, [v3, v1, v2]) is v2
     assert previous_release(v1, [v3, v1, v2]) is None
     p = _pipeline({"stages": [_stage_state("staging", "v1"), _stage_state("prod", "v1")]})
-    changes = release_page(v3, p, [v1, v2, v3], [], {}, [], NOW)["changes"]
+    changes = release_page(v3, p, [v1, v2, v3], [], [], {}, [], NOW)["changes"]
     assert changes["previous"]["release"] == "v2"
     assert changes["commitRange"] == f"{commit_of('v2')[:7]}..{commit_of('v3')[:7]}"
     assert (
@@ -345,7 +345,7 @@ def test_what_changed_is_against_the_release_before_in_the_operators_own_order()
 def test_events_of_a_deleted_namesake_are_the_servers_problem_not_the_pages() -> None:
     rel = release("v1")
     events = [{"reason": f"R{i}", "lastTimestamp": later(i).isoformat()} for i in range(40)]
-    page = release_page(rel, _pipeline(), [rel], [], {}, events, NOW)
+    page = release_page(rel, _pipeline(), [rel], [], [], {}, events, NOW)
     assert len(page["events"]) == 30
     assert page["events"][0]["reason"] == "R39"  # newest first
 
@@ -543,3 +543,37 @@ def test_an_approval_given_before_the_stage_could_be_entered_held_nothing_back()
     kinds = [s["kind"] for s in j["lanes"][1]["segments"]]
     assert "approval" not in kinds
     assert kinds[0] == "queue"  # staging verified at +6, prod entered at +30
+
+
+def test_an_implausible_declared_commit_time_does_not_make_lead_time_nonsense() -> None:
+    future = _prod_release("v1", 0, commit_time=10**7)  # years after the Release was created
+    ancient = _prod_release("v2", 1000)
+    ancient.spec.source.commit_time = T0 - timedelta(days=3650)
+    d = dora(_pipeline(), [future, ancient], [], NOW, days=1)
+    assert d["leadTimes"] == 2
+    assert d["leadTimeSeconds"] == 110  # both from their Release's creation: 100 s before + 10 s
+
+
+def test_the_wait_at_the_gate_is_read_from_the_history_not_whole_second_approvals() -> None:
+    rel = _verified_with_steps()
+    rel.status.stages[1].approved_at = later(6)  # the Approval's whole-second creation time
+    history = [
+        {"time": later(6.2).isoformat(), "reason": "AwaitingApproval", "stage": "prod", "message": "needs 1"},
+        {"time": later(6.9).isoformat(), "reason": "ApprovalGranted", "stage": "prod", "message": "alice"},
+    ]
+    rel = rel.model_copy(
+        update={
+            "status": rel.status.model_copy(
+                update={
+                    "history": [
+                        type(rel.status).model_validate({"history": history}).history[0],
+                        type(rel.status).model_validate({"history": history}).history[1],
+                    ]
+                }
+            )
+        }
+    )
+    seg = journey(rel, _pipeline(), [], NOW)["lanes"][1]["segments"][0]
+    assert seg["kind"] == "approval"
+    assert seg["from"] == pytest.approx(6.2)
+    assert seg["to"] == pytest.approx(6.9)

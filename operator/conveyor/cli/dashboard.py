@@ -35,11 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, address: str, local: bool)
         parser.add_argument("--read-only", action="store_true", help="no Approve / Roll back buttons")
         parser.add_argument("--open", action="store_true", help="open it in your browser")
     else:
-        parser.add_argument("--read-only", action="store_true", help="always on in a Pod")
+        # The chart's server never acts (an action would be its ServiceAccount's): accepted, always on.
+        parser.add_argument("--read-only", action="store_true", default=True, help="always on")
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Serve until interrupted; the exit code."""
+def serve(args: argparse.Namespace, *, local: bool) -> int:
+    """Serve until interrupted; the exit code. `local`: `kubectl conveyor dashboard` (as you, with
+    a token); else the chart's read-only server."""
     from conveyor.dashboard import run  # aiohttp only when serving: the other commands stay quick
 
     return run.serve(
@@ -50,5 +52,6 @@ def serve(args: argparse.Namespace) -> int:
             read_only=args.read_only,
             allowed_hosts=args.allowed_hosts,
             open_browser=getattr(args, "open", False),
+            personal=local,
         )
     )

@@ -73,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     web = sub.add_parser(
         "dashboard",
-        help="serve the web dashboard (the chart's in-cluster mode: read-only, its own ServiceAccount)",
+        help="serve the read-only web dashboard for everyone (the chart's: behind an authenticating "
+        "proxy, with its own ServiceAccount; `kubectl conveyor dashboard` is the personal one)",
     )
-    dashboard.add_arguments(web, address="0.0.0.0", local=False)  # noqa: S104  (a Pod serves its Service)
+    dashboard.add_arguments(web, address="127.0.0.1", local=False)
     return parser
 
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"conveyor {__version__}")
         return 0
     if args.command == "dashboard":
-        return dashboard.serve(args)
+        return dashboard.serve(args, local=False)
     return _run(args)
 
 

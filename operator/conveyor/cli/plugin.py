@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `kubectl-conveyor`."""
     args = build_parser().parse_args(argv)
     if args.command == "dashboard":
-        return dashboard.serve(args)
+        return dashboard.serve(args, local=True)
     try:
         cli = Cli(args.namespace)
         code: int = args.run(cli, args)

@@ -34,15 +34,10 @@ class Options:
     allowed_hosts: list[str] = field(default_factory=list)
     open_browser: bool = False
     kubeconfig: str | None = None
-
-
-def in_cluster() -> bool:
-    """True when running in a Pod with a ServiceAccount token (the chart's mode)."""
-    try:
-        config.load_incluster_config()
-        return True
-    except config.ConfigException:
-        return False
+    # `kubectl conveyor dashboard`: the person's own credentials, a token in the printed address, and
+    # actions unless read-only. `conveyor dashboard` (the chart's Pod): never personal — read-only,
+    # no token (the authenticating proxy in front decides who looks), its ServiceAccount's identity.
+    personal: bool = True
 
 
 def hosts_for(address: str, port: int, extra: list[str]) -> set[str]:
@@ -61,14 +56,12 @@ def hosts_for(address: str, port: int, extra: list[str]) -> set[str]:
 
 
 async def _serve(options: Options, ready: asyncio.Event | None = None) -> None:
-    cluster = in_cluster()
-    read_only = options.read_only or cluster  # in a Pod, an action would be the ServiceAccount's, not yours
+    # Not personal, an action would be the ServiceAccount's, not the person's: never.
+    read_only = options.read_only or not options.personal
     kube = Kube(load_api_client(options.kubeconfig))
-    scope = await asyncio.to_thread(
-        choose_scope, kube, options.namespaces, "default" if cluster else context_namespace()
-    )
+    scope = await asyncio.to_thread(choose_scope, kube, options.namespaces, context_namespace())
     store = Store(kube, scope)
-    settings = Settings(read_only=read_only, allowed_hosts=set(), login=not cluster)
+    settings = Settings(read_only=read_only, allowed_hosts=set(), personal=options.personal)
     dashboard = Dashboard(kube, store, settings)
     runner = web.AppRunner(dashboard.app(), access_log=None)
     await runner.setup()
@@ -78,13 +71,14 @@ async def _serve(options: Options, ready: asyncio.Event | None = None) -> None:
     sockets = getattr(site._server, "sockets", None) or []
     port = int(sockets[0].getsockname()[1]) if sockets else options.port
     settings.allowed_hosts = hosts_for(options.address, port, options.allowed_hosts)
-    settings.port = port
     store.start()
     await asyncio.to_thread(store.wait_synced, 10.0)
     shown = "127.0.0.1" if options.address in (*ANY, "localhost") else options.address
     url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"
-    if settings.login:
-        url += f"?token={settings.token}"
+    if settings.personal:
+        # In the fragment: never sent to a server, not in any access log; the page keeps it in
+        # its own origin's storage and drops it from the address bar.
+        url += f"#token={settings.token}"
     print(
         f"Conveyor dashboard: {url}  ({scope.why}; {'read-only' if read_only else 'actions as you'})",
         flush=True,

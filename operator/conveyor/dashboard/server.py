@@ -2,10 +2,14 @@
 pages something changed, and — in local mode — the two actions a person takes (approve, roll back),
 made with the viewer's own credentials so the API server stamps who they are.
 
-Served on 127.0.0.1 by default. A page from another site must not drive it: every request's Host
-must be one the server answers to (no DNS rebinding), and every action needs the per-process token
-the page was served with (a cross-site form cannot read it) and a JSON body. Every asset comes from
-the package: nothing is fetched from the Internet, so it works air-gapped.
+Served on 127.0.0.1 by default. Locally ("personal" mode) every /api/ request needs the process's
+token in an X-Conveyor-Token header (the event stream: in its query): the address the command prints
+carries it in its fragment, which the page keeps in its own origin's storage — never in a cookie,
+because browsers send 127.0.0.1's cookies to every port, so any local server could collect them. A
+cross-site page cannot set that header without a CORS preflight this server never grants; every
+request's Host must be one the server answers to (no DNS rebinding). The page and its assets hold no
+secret and are served to anyone who reaches the port. Every asset comes from the package: nothing is
+fetched from the Internet, so it works air-gapped.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from conveyor.views import actions
 from conveyor.views.board import board
 from conveyor.views.delivery import pipeline_page
 from conveyor.views.journey import journey
-from conveyor.views.release_page import release_page
-from conveyor.views.waiting import waiting
+from conveyor.views.release_page import FORBIDDEN, release_page
+from conveyor.views.waiting import waiting, would_count
 
 log = logging.getLogger("conveyor.dashboard")
 STATIC = resources.files("conveyor.dashboard") / "static"
@@ -67,16 +71,10 @@ class Settings:
     allowed_hosts: set[str]  # Host header values answered to (host or host:port)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     enforced: bool = True  # the identity-stamping admission policies are installed
-    # Locally, the printed URL carries the token and the page trades it for a session cookie: another
-    # user of the same machine reaches 127.0.0.1 too, and must not read or act with your credentials.
-    # In a Pod (read-only) the authenticating proxy in front decides who may look.
-    login: bool = True
-    port: int = 0
-
-    @property
-    def cookie(self) -> str:
-        """The session cookie's name: per port, as browsers share 127.0.0.1's cookies across ports."""
-        return f"conveyor_{self.port}"
+    # Locally the viewer's own credentials read and act, so every /api/ request must carry the
+    # process's token. In the chart's Pod (read-only) the authenticating proxy in front decides who
+    # may look, and the identity is the dashboard's ServiceAccount.
+    personal: bool = True
 
 
 def _same(given: str, secret: str) -> bool:
@@ -155,43 +153,39 @@ class Dashboard:
         host = (request.headers.get("Host") or "").lower()
         if host not in self.settings.allowed_hosts:
             # DNS rebinding: a page of another site, pointed at 127.0.0.1 under its own name.
-            return _error(403, f"this dashboard does not answer to host {host!r}")
-        if self.settings.login and request.path != "/healthz":
-            session = request.cookies.get(self.settings.cookie, "")
-            if not _same(session, self.settings.token):
-                return self._login(request)
+            refused: web.Response | None = _error(403, f"this dashboard does not answer to host {host!r}")
+        else:
+            refused = self._refused(request, host)
+        response = refused if refused is not None else await handler(request)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    def authorised(self, request: web.Request) -> bool:
+        """True when the request carries this process's token (always, when not personal)."""
+        if not self.settings.personal:
+            return True
+        given = request.headers.get("X-Conveyor-Token")
+        if given is None and request.path == "/api/stream":
+            given = request.query.get("token")  # EventSource cannot send headers
+        return _same(given or "", self.settings.token)
+
+    def _refused(self, request: web.Request, host: str) -> web.Response | None:
+        if request.path.startswith("/api/") and not self.authorised(request):
+            return _error(
+                401,
+                "this session's token is missing or wrong: open the address `kubectl conveyor dashboard` "
+                "printed (the dashboard may have restarted: each start has a new one)",
+            )
         if request.method not in ("GET", "HEAD"):
             if self.settings.read_only:
                 return _error(403, "this dashboard is read-only")
-            if not _same(request.headers.get("X-Conveyor-Token", ""), self.settings.token):
-                return _error(403, "missing or wrong X-Conveyor-Token (reload the page)")
             origin = request.headers.get("Origin")
             if origin is not None and origin.split("://", 1)[-1].lower() != host:
                 return _error(403, f"cross-origin request from {origin} refused")
             if request.content_type != "application/json":
                 return _error(415, "send JSON")
-        response = await handler(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
-
-    def _login(self, request: web.Request) -> web.StreamResponse:
-        """The printed URL's token buys a session cookie (HttpOnly, this site only), then the token
-        leaves the address bar; anything else without the cookie is refused."""
-        given = request.query.get("token", "")
-        entering = request.method == "GET" and request.path == "/"
-        if entering and _same(given, self.settings.token):
-            response = web.HTTPSeeOther("/")
-            response.set_cookie(
-                self.settings.cookie, self.settings.token, httponly=True, samesite="Strict", path="/"
-            )
-            for k, v in SECURITY_HEADERS.items():
-                response.headers[k] = v
-            return response
-        return _error(
-            401,
-            "open the address `kubectl conveyor dashboard` printed: it carries this session's token",
-        )
+        return None
 
     # --- live pushes
 
@@ -214,6 +208,11 @@ class Dashboard:
                 q.get_nowait()  # only the newest version matters
             q.put_nowait(version)
 
+    def _event(self, name: str, version: int) -> bytes:
+        # The errors ride along: a page must not say "live" while the watches cannot reach the API.
+        data = json.dumps({"version": version, "errors": self.errors()})
+        return f"event: {name}\ndata: {data}\n\n".encode()
+
     async def api_stream(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: `change` (with the store's version) whenever anything shown changed."""
         response = web.StreamResponse(
@@ -229,7 +228,7 @@ class Dashboard:
         queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
         self.clients.add(queue)
         try:
-            await response.write(f"event: hello\ndata: {self.store.version}\n\n".encode())
+            await response.write(self._event("hello", self.store.version))
             while True:
                 try:
                     version = await asyncio.wait_for(queue.get(), timeout=15)
@@ -238,7 +237,7 @@ class Dashboard:
                     continue
                 if version < 0:
                     break
-                await response.write(f"event: change\ndata: {version}\n\n".encode())
+                await response.write(self._event("change", version))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -248,9 +247,8 @@ class Dashboard:
     # --- pages and assets
 
     async def index(self, _: web.Request) -> web.Response:
-        """The single page; the token and mode ride in meta tags."""
+        """The single page (no secret in it: the token stays in the address the command printed)."""
         html = (STATIC / "index.html").read_text()
-        html = html.replace("{{token}}", self.settings.token)
         html = html.replace("{{readOnly}}", "true" if self.settings.read_only else "false")
         html = html.replace("{{version}}", __version__)
         return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
@@ -266,13 +264,18 @@ class Dashboard:
             headers={"Cache-Control": "no-cache"},
         )
 
-    async def healthz(self, _: web.Request) -> web.Response:
-        """200 once every watch has listed; the errors of those that could not."""
-        errors = {f"{k[0]}/{k[1] or '*'}": v for k, v in self.store.errors.items()}
+    async def healthz(self, request: web.Request) -> web.Response:
+        """200 once a watch has listed. What it watches and what it cannot read only with the token
+        (locally, 127.0.0.1 is every user's)."""
         synced = len(self.store.synced)
-        return _json(
-            {"synced": synced, "errors": errors, "version": self.store.version}, 200 if synced else 503
-        )
+        data: dict[str, Any] = {"ok": bool(synced)}
+        if self.authorised(request):
+            data |= {"synced": synced, "errors": self.errors(), "version": self.store.version}
+        return _json(data, 200 if synced else 503)
+
+    def errors(self) -> dict[str, str]:
+        """What the store cannot watch now, and why ("kind/namespace": error)."""
+        return {f"{k[0]}/{k[1] or '*'}": v for k, v in list(self.store.errors.items())}
 
     # --- views
 
@@ -282,7 +285,7 @@ class Dashboard:
         if self._board is None or self._board[0] != version:
             data = await asyncio.to_thread(board, self.store.all("pipelines"), self.store.all("releases"))
             data["scope"] = self.store.scope.why
-            data["errors"] = {f"{k[0]}/{k[1] or '*'}": v for k, v in self.store.errors.items()}
+            data["errors"] = self.errors()
             self._board = (version, data)
         return _json(self._board[1])
 
@@ -303,12 +306,13 @@ class Dashboard:
             jobs, events = await asyncio.to_thread(self._jobs_and_events, rel, pipeline)
             self._reads = {k: v for k, v in self._reads.items() if now - v[0] < READS_TTL}
             self._reads[key] = (now, rel.metadata.resource_version, (jobs, events))
-        data = release_page(rel, pipeline, releases, rollbacks, jobs, events, datetime.now(UTC))
+        approvals = [a for a in self.store.all("approvals") if a.metadata.namespace == ns]
+        data = release_page(rel, pipeline, releases, rollbacks, approvals, jobs, events, datetime.now(UTC))
         return _json(data)
 
     def _jobs_and_events(
         self, rel: Release, pipeline: Any
-    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]] | None]:
         jobs: dict[str, dict[str, Any]] = {}
         for rec in rel.status.stages:
             stage = pipeline.stage(rec.name) if pipeline is not None else None
@@ -323,10 +327,13 @@ class Dashboard:
                     )
                     jobs[job] = found
                 except ApiException as e:
-                    if e.status not in (401, 403, 404):
+                    if e.status in (401, 403):
+                        jobs[job] = {FORBIDDEN: f"you may not read Jobs in namespace {stage.namespace}"}
+                    elif e.status != 404:
                         log.warning("reading Job %s/%s: %s", stage.namespace, job, e.status)
                 except Exception as e:  # the API server away: the page shows what Conveyor recorded
                     log.warning("reading Job %s/%s: %s", stage.namespace, job, e)
+        events: list[dict[str, Any]] | None
         try:
             events = self.kube.list_events(
                 rel.metadata.namespace,
@@ -334,10 +341,13 @@ class Dashboard:
             )
         except Exception as e:
             log.info("reading Events of %s: %s", rel.metadata.name, e)
-            events = []
+            events = None  # the page says it could not read them, not that there are none
         uid = rel.metadata.uid
         # Events of a deleted namesake are not this release's.
-        events = [e for e in events if not uid or (e.get("involvedObject") or {}).get("uid") in (None, uid)]
+        if events is not None:
+            events = [
+                e for e in events if not uid or (e.get("involvedObject") or {}).get("uid") in (None, uid)
+            ]
         return jobs, events
 
     async def api_commit(self, request: web.Request) -> web.Response:
@@ -369,14 +379,15 @@ class Dashboard:
         pipeline = self.store.get("pipelines", ns, name)
         if pipeline is None:
             return _error(404, f"no pipeline {name} in namespace {ns} (or you may not read it)")
-        days = (
-            min(max(int(request.query.get("days", "30") or 30), 1), 365)
-            if request.query.get("days", "30").isdigit()
-            else 30
-        )
+        given = request.query.get("days", "30")
+        if not given.isascii() or not given.isdigit() or not 1 <= int(given) <= 365:
+            return _error(400, f"days must be a whole number from 1 to 365, not {given[:20]!r}")
         releases = [r for r in self.store.all("releases") if r.metadata.namespace == ns]
         rollbacks = [r for r in self.store.all("rollbacks") if r.metadata.namespace == ns]
-        return _json(pipeline_page(pipeline, releases, rollbacks, datetime.now(UTC), days))
+        data = pipeline_page(pipeline, releases, rollbacks, datetime.now(UTC), int(given))
+        # What this viewer cannot list leaves holes in the history and the metrics: say which.
+        data["unreadable"] = {k: v for k, v in self.errors().items() if k.endswith((f"/{ns}", "/*"))}
+        return _json(data)
 
     # --- who is looking, and what they may do
 
@@ -436,7 +447,7 @@ class Dashboard:
                 "groups": list(viewer.groups) if viewer else [],
                 "readOnly": self.settings.read_only,
                 # In a Pod the identity is the dashboard's ServiceAccount, not the person looking.
-                "personal": self.settings.login,
+                "personal": self.settings.personal,
                 "scope": self.store.scope.why,
                 "version": __version__,
             }
@@ -467,8 +478,8 @@ class Dashboard:
     async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
         try:
             body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body is not JSON")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return _error(400, "the body is not JSON (or nested too deep)")
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object")
         return body
@@ -484,7 +495,28 @@ class Dashboard:
         comment = fields["comment"] if isinstance(fields["comment"], str) and fields["comment"] else None
 
         def create() -> web.Response:
-            ns, name = str(fields["namespace"]), str(fields["release"])
+            ns, name, stage = str(fields["namespace"]), str(fields["release"]), str(fields["stage"])
+            # Only what this page shows, and only an approval the operator would count: the page's
+            # verdict, enforced here too (a forged click gets the same answer, and no junk Approval).
+            seen: Release | None = self.store.get("releases", ns, name)
+            pipeline = self.store.get("pipelines", ns, seen.spec.pipeline) if seen is not None else None
+            if seen is None or pipeline is None:
+                return _error(404, f"release {name} in namespace {ns} is not on this dashboard")
+            verdict = would_count(
+                self._whoami(),
+                seen,
+                stage,
+                pipeline,
+                [a for a in self.store.all("approvals") if a.metadata.namespace == ns],
+                may_create=self._may_create_approvals(ns),
+                read_only=self.settings.read_only,
+                enforced=self.settings.enforced,
+                now=datetime.now(UTC),
+            )
+            if not verdict["may"]:
+                return _json(
+                    {"error": f"not approved: {verdict['message']}", "reason": verdict["reason"]}, 403
+                )
             release = self.kube.get_custom("releases", ns, name)
             if release is None:
                 return _error(404, f"no release {name} in namespace {ns}")
@@ -497,7 +529,7 @@ class Dashboard:
                     "reload and look again",
                 )
             created = self.kube.create_custom_object(
-                "approvals", ns, actions.approval_body(release, str(fields["stage"]), comment)
+                "approvals", ns, actions.approval_body(release, stage, comment)
             )
             who = (created["spec"].get("approver") or {}).get("username")
             log.info("approval %s/%s created by %s", ns, created["metadata"]["name"], who)

@@ -177,10 +177,12 @@ class Store:
             self.stop.wait(min(0.5 * 2**failures, 10.0) if failures else 0)
 
     def _failed(self, plural: str, ns: str | None, error: str) -> None:
-        # Said once per new error, not once per retry (a forbidden kind stays forbidden).
+        # Said once per new error, not once per retry (a forbidden kind stays forbidden); open pages
+        # are told (a change), so none of them goes on saying "live" while the API server is away.
         if self.errors.get((plural, ns)) != error:
             log.warning("watching %s in %s: %s (retrying)", plural, ns or "all namespaces", error)
-        self.errors[(plural, ns)] = error
+            self.errors[(plural, ns)] = error
+            self._changed()
 
     def _watch(self, plural: str, ns: str | None, rv: str) -> str:
         """Follow changes from `rv` until the server ends the watch; the last resourceVersion seen."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -50,13 +52,19 @@ def api_unavailable(error: BaseException) -> bool:
 
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """An API client from the in-cluster ServiceAccount, else the kubeconfig (KUBECONFIG or default)."""
-    try:
-        config.load_incluster_config()
-        cfg = client.Configuration.get_default_copy()
-    except config.ConfigException:
+    """An API client in kubectl's order: the kubeconfig given, else $KUBECONFIG, else ~/.kube/config
+    when it exists, else the in-cluster ServiceAccount. A person's kubeconfig wins inside a Pod too
+    (a toolbox or CI runner Pod): `kubectl conveyor approve` must act as them, never as the Pod."""
+    if (
+        kubeconfig
+        or os.environ.get("KUBECONFIG")
+        or Path(config.KUBE_CONFIG_DEFAULT_LOCATION).expanduser().exists()
+    ):
         cfg = client.Configuration()
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    else:
+        config.load_incluster_config()
+        cfg = client.Configuration.get_default_copy()
     # Many pipelines reconcile in parallel threads; let them share enough connections.
     cfg.connection_pool_maxsize = 32
     api = client.ApiClient(cfg)

@@ -4,7 +4,8 @@ Conveyor's own records (nothing estimated, nothing sampled). Pure.
 
 Definitions (production = the pipeline's last stage; the window = the last `days` days):
 - deployment: a release whose image Conveyor set in production inside the window;
-- lead time: commit time (CI's declared commitTime, else the Release's creation) → verified in
+- lead time: commit time (CI's declared commitTime when plausible — from a year before the
+  Release's creation to five minutes after it — else the Release's creation) → verified in
   production, for releases verified there inside the window; the median;
 - failed change: a deployment that failed in production, was rolled back there (a rollback that
   acted: a refused one changed nothing), or was vetoed;
@@ -29,6 +30,24 @@ def _prod(rel: Release, stage: str) -> StageRecord | None:
     return next((r for r in rel.status.stages if r.name == stage), None)
 
 
+# A declared commit time is CI's word: trusted from a year before the Release was created up to a
+# few minutes after it (clock skew). Outside that (a typo, year 0001, year 9999), the Release's own
+# creation stands in — the lead time must not become nonsense, negative or centuries long.
+COMMIT_TIME_BEFORE = timedelta(days=365)
+COMMIT_TIME_SKEW = timedelta(minutes=5)
+
+
+def change_start(rel: Release) -> datetime | None:
+    """When the change began: the declared commit time when plausible, else the Release's creation."""
+    created = rel.metadata.creation_timestamp
+    declared = rel.spec.source.commit_time
+    if declared is not None and (
+        created is None or created - COMMIT_TIME_BEFORE <= declared <= created + COMMIT_TIME_SKEW
+    ):
+        return declared
+    return created
+
+
 def _median(values: list[float]) -> float | None:
     return round(median(values), 3) if values else None
 
@@ -46,9 +65,7 @@ def dora(
         (r, rec) for r in mine if (rec := _prod(r, prod)) and rec.deployed_at and rec.deployed_at >= since
     ]
     lead = [
-        (
-            rec.verified_at - (r.spec.source.commit_time or r.metadata.creation_timestamp or rec.verified_at)
-        ).total_seconds()
+        max((rec.verified_at - (change_start(r) or rec.verified_at)).total_seconds(), 0.0)
         for r in mine
         if (rec := _prod(r, prod)) and rec.verified_at and rec.verified_at >= since
     ]

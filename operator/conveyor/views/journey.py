@@ -54,24 +54,47 @@ def _bar(kind: str, start: datetime | None, end: datetime | None, now: datetime,
     return Segment(kind, start, max(stop, start), ongoing=ongoing, label=LABELS[kind], **kw)
 
 
-def stage_segments(rec: StageRecord, ready_at: datetime | None, gated: bool, now: datetime) -> list[Segment]:
+@dataclass(frozen=True)
+class Gate:
+    """What the release's history says about one stage's gate (the operator's clock, milliseconds):
+    when it began to wait there (AwaitingApproval) and when the approval let it in (ApprovalGranted)."""
+
+    held_at: datetime | None = None
+    granted_at: datetime | None = None
+
+
+def gates(rel: Release) -> dict[str, Gate]:
+    """Per stage, the first AwaitingApproval and the last ApprovalGranted of the release's history."""
+    held: dict[str, datetime] = {}
+    granted: dict[str, datetime] = {}
+    for h in sorted(rel.status.history, key=lambda h: h.time):
+        if h.stage and h.reason == "AwaitingApproval":
+            held.setdefault(h.stage, h.time)
+        elif h.stage and h.reason == "ApprovalGranted":
+            granted[h.stage] = h.time
+    return {s: Gate(held.get(s), granted.get(s)) for s in held.keys() | granted.keys()}
+
+
+def stage_segments(
+    rec: StageRecord, ready_at: datetime | None, gated: bool, now: datetime, gate: Gate | None = None
+) -> list[Segment]:
     """The bars of one stage record, in order. `ready_at`: when the release could have entered."""
     out: list[Segment | None] = []
     failed = str(rec.phase) == "Failed"
     entered = rec.started_at
-    if ready_at is not None and (entered is None or entered > ready_at):
-        # Held at the gate: from when the stage could be entered until the approval that opened it.
-        # An approval given before that (whole-second timestamps: even one "at the same time") held
-        # nothing back: what remains is the wait for the stage itself.
+    waiting = str(rec.phase) == "AwaitingApproval"
+    end_of_wait = entered or (rec.finished_at if failed or rec.finished_at else None)
+    if gated and gate is not None and gate.held_at is not None:
+        # Held at the gate, by the history's own clock: from AwaitingApproval to ApprovalGranted.
+        out.append(_bar(WAIT_APPROVAL, gate.held_at, gate.granted_at or end_of_wait, now))
+    elif ready_at is not None and (entered is None or entered > ready_at):
+        # Without those history entries (trimmed, or never held: approved before the stage could be
+        # entered), an approval timestamp is whole seconds: only one clearly after ready_at held it.
         approved = rec.approved_at
-        held = gated and (
-            (approved is not None and approved > ready_at)
-            or (approved is None and str(rec.phase) == "AwaitingApproval")
+        held = gated and ((approved is not None and approved > ready_at) or (approved is None and waiting))
+        out.append(
+            _bar(WAIT_APPROVAL if held else WAIT_QUEUE, ready_at, approved if held else end_of_wait, now)
         )
-        end = approved if held else entered
-        if end is None and (failed or rec.finished_at):
-            end = rec.finished_at
-        out.append(_bar(WAIT_APPROVAL if held else WAIT_QUEUE, ready_at, end, now))
     if rec.migration_job:
         done = rec.migrated_at or (rec.finished_at if failed else None)
         out.append(_bar(MIGRATION, entered, done, now, outcome=rec.migration_result))
@@ -109,6 +132,7 @@ def journey(
     order = [s.name for s in pipeline.spec.stages] if pipeline else [r.name for r in rel.status.stages]
     gated = {s.name for s in pipeline.spec.stages if s.requires_approval} if pipeline else set()
     records = {r.name: r for r in rel.status.stages}
+    held = gates(rel)
     origin = rel.status.accepted_at or rel.metadata.creation_timestamp or now
     lanes: list[dict[str, Any]] = []
     marks: list[dict[str, Any]] = []
@@ -121,7 +145,7 @@ def journey(
             pending.append((name, []))
             ready_at = None  # a later stage cannot be ready before this one is verified
             continue
-        segs = stage_segments(rec, ready_at, name in gated, now)
+        segs = stage_segments(rec, ready_at, name in gated, now, held.get(name))
         pending.append((name, segs))
         for s in segs:
             instants += [s.start, s.end]

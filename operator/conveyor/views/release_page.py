@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from conveyor.api.approval import Approval
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import Release
 from conveyor.api.rollback import Rollback
@@ -15,6 +16,7 @@ from conveyor.views.journey import journey
 from conveyor.views.links import commit_url, compare_url, iso, safe_url
 
 EVENTS_SHOWN = 30
+FORBIDDEN = "forbidden"  # a Job read refused by the viewer's RBAC: {FORBIDDEN: why}
 
 
 def previous_release(rel: Release, releases: list[Release]) -> Release | None:
@@ -62,6 +64,9 @@ def job_row(
     name: str, kind: str, stage: str, recorded: str | None, job: dict[str, Any] | None
 ) -> dict[str, Any]:
     """One Job as the page shows it: what Conveyor recorded, and what the Job itself says now."""
+    unreadable = (job or {}).get(FORBIDDEN)
+    if unreadable:
+        job = None
     status = (job or {}).get("status") or {}
     conditions = [
         {"type": c.get("type"), "reason": c.get("reason"), "message": c.get("message")}
@@ -76,6 +81,7 @@ def job_row(
         "result": recorded
         or ("Failed" if failed_condition else ("Succeeded" if status.get("succeeded") else "Running")),
         "exists": job is not None,
+        "unreadable": unreadable,  # why the viewer cannot see it (not "gone")
         "succeeded": status.get("succeeded", 0),
         "failed": status.get("failed", 0),
         "active": status.get("active", 0),
@@ -105,12 +111,14 @@ def release_page(  # noqa: PLR0917  (one page, many sources)
     pipeline: Pipeline | None,
     releases: list[Release],
     rollbacks: list[Rollback],
+    approvals: list[Approval],
     jobs: dict[str, dict[str, Any]],
-    events: list[dict[str, Any]],
+    events: list[dict[str, Any]] | None,
     now: datetime,
 ) -> dict[str, Any]:
     """Everything the release page shows."""
     src = rel.spec.source
+    said = {a.metadata.name: a.spec for a in approvals}  # what each approver wrote with it
     job_rows = []
     for rec in rel.status.stages:
         if rec.migration_job:
@@ -133,7 +141,7 @@ def release_page(  # noqa: PLR0917  (one page, many sources)
                     jobs.get(rec.smoke_test_job),
                 )
             )
-    shown = sorted(events, key=lambda e: str(event_row(e)["at"] or ""), reverse=True)[:EVENTS_SHOWN]
+    shown = sorted(events or [], key=lambda e: str(event_row(e)["at"] or ""), reverse=True)[:EVENTS_SHOWN]
     mine = [
         rb
         for rb in rollbacks
@@ -190,6 +198,8 @@ def release_page(  # noqa: PLR0917  (one page, many sources)
                 "counted": a.counted,
                 "verdict": a.verdict,
                 "message": a.message,
+                "comment": said[a.name].comment if a.name in said else None,
+                "reviewedBy": said[a.name].reviewed_by if a.name in said else None,
             }
             for a in rel.status.approvals
         ],
@@ -207,6 +217,7 @@ def release_page(  # noqa: PLR0917  (one page, many sources)
             for h in sorted(rel.status.history, key=lambda h: h.time, reverse=True)
         ],
         "events": [event_row(e) for e in shown],
+        "eventsReadable": events is not None,
         "rollbacks": [
             {
                 "name": rb.metadata.name,
@@ -214,6 +225,8 @@ def release_page(  # noqa: PLR0917  (one page, many sources)
                 "phase": str(rb.status.phase or ""),
                 "from": rb.status.plan.from_release if rb.status.plan else None,
                 "to": rb.status.plan.to_release if rb.status.plan else None,
+                "by": rb.spec.requester.username if rb.spec.requester else None,
+                "reason": rb.spec.reason,
             }
             for rb in mine
         ],

@@ -215,6 +215,7 @@ def history(
                 "release": p.to_release,
                 "commit": (p.to_commit or "")[:7],
                 "action": f"rolled back ({rb.metadata.name})",
+                "reason": rb.spec.reason,
                 "outcome": (rb.status.phase or "").lower(),
                 "by": rb.spec.requester.username if rb.spec.requester else "?",
                 "_t": rb.status.patched_at,

@@ -112,7 +112,11 @@ def waiting(
             continue
         same_ns = [a for a in approvals if a.metadata.namespace == rel.metadata.namespace]
         g = gate(rel, stage, same_ns, pipeline, enforced=enforced, now=now)
-        rec = next((r for r in rel.status.stages if r.name == stage.name), None)
+        # At the gate since the stage before it was verified (the first stage: since accepted).
+        index = [s.name for s in pipeline.spec.stages].index(stage.name)
+        before = pipeline.spec.stages[index - 1].name if index > 0 else None
+        prior = next((r for r in rel.status.stages if r.name == before), None)
+        since = (prior.verified_at if prior else None) or rel.status.accepted_at
         rows.append(
             {
                 "namespace": rel.metadata.namespace,
@@ -124,7 +128,7 @@ def waiting(
                 "commit": rel.spec.commit,
                 "commitUrl": commit_url(rel.spec.source.repository, rel.spec.commit),
                 "requester": rel.spec.requester.username if rel.spec.requester else None,
-                "waitingSince": iso((rec.started_at if rec else None) or rel.metadata.creation_timestamp),
+                "waitingSince": iso(since or rel.metadata.creation_timestamp),
                 "counted": [a.spec.approver.username for a in g.counted if a.spec.approver],
                 "needed": g.needed,
                 "approvers": {

@@ -4,7 +4,17 @@
 // routes built here. No dependencies: nothing to fetch, so it works air-gapped.
 "use strict";
 
-const TOKEN = document.querySelector('meta[name="conveyor-token"]').content;
+// The session token: in the fragment of the address `kubectl conveyor dashboard` printed (never sent
+// to a server), kept in this origin's own storage (per port: no other local server can read it —
+// unlike a cookie, which browsers send to every port of 127.0.0.1), sent as a header on every call.
+const TOKEN = (() => {
+  const m = location.hash.match(/^#token=([A-Za-z0-9_-]+)/);
+  if (m) {
+    localStorage.setItem("conveyor-token", m[1]);
+    history.replaceState(null, "", "#/");
+  }
+  return localStorage.getItem("conveyor-token") || "";
+})();
 const READ_ONLY = document.querySelector('meta[name="conveyor-read-only"]').content === "true";
 const view = document.getElementById("view");
 const SVG = "http://www.w3.org/2000/svg";
@@ -21,9 +31,15 @@ function h(tag, attrs, ...children) {
   }
   for (const c of children.flat()) {
     if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    el.append(c instanceof Node ? c : document.createTextNode(plain(c)));
   }
   return el;
+}
+
+// Text from the cluster as shown: direction overrides and isolates (U+202A-202E, U+2066-2069, marks)
+// replaced, so a declared author cannot reverse the words around it ("(declared by CI)").
+function plain(value) {
+  return String(value).replace(/[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g, "\uFFFD");
 }
 
 function s(tag, attrs, ...children) {
@@ -32,7 +48,7 @@ function s(tag, attrs, ...children) {
     if (v !== null && v !== undefined) el.setAttribute(k, String(v));
   }
   for (const c of children.flat()) {
-    if (c !== null && c !== undefined) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    if (c !== null && c !== undefined) el.append(c instanceof Node ? c : document.createTextNode(plain(c)));
   }
   return el;
 }
@@ -76,7 +92,7 @@ function time(iso) {
 }
 
 function duration(secs) {
-  if (secs === null || secs === undefined) return "-";
+  if (secs === null || secs === undefined || secs < 0) return "-";
   if (secs < 60) return `${secs.toFixed(1)}s`;
   if (secs < 3600) return `${(secs / 60).toFixed(1)}m`;
   if (secs < 86400) return `${(secs / 3600).toFixed(1)}h`;
@@ -120,7 +136,9 @@ function section(title, ...content) {
 }
 
 async function api(path, options) {
-  const response = await fetch(path, { credentials: "same-origin", ...(options || {}) });
+  const opts = options || {};
+  const response = await fetch(path, { ...opts, credentials: "omit", headers: { "X-Conveyor-Token": TOKEN, ...(opts.headers || {}) } });
+  if (response.status === 401) banner("This page has no valid session: open the address `kubectl conveyor dashboard` printed (each start of the dashboard has a new one).");
   let body = null;
   try {
     body = await response.json();
@@ -138,7 +156,7 @@ async function api(path, options) {
 function post(path, body) {
   return api(path, {
     method: "POST",
-    headers: { "Content-Type": "application/json", "X-Conveyor-Token": TOKEN },
+    headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
   });
 }
@@ -213,19 +231,60 @@ function showError(c, e) {
   box.textContent = e.status === 404 ? e.message : `could not load: ${e.message}`;
 }
 
-function connect() {
+// A banner over every view: what makes the page not live, or not usable, right now.
+function banner(text) {
+  const b = document.getElementById("banner");
+  b.textContent = text || "";
+  b.hidden = !text;
+}
+
+let stream = null;
+let streamFailures = 0;
+
+function streamState(event) {
   const live = document.getElementById("live");
-  const stream = new EventSource("/api/stream");
-  stream.addEventListener("hello", () => {
-    live.classList.add("on");
-    live.title = "live: changes appear as they happen";
+  let errors = {};
+  try {
+    errors = JSON.parse(event.data).errors || {};
+  } catch (e) {
+    /* an older server: no errors field */
+  }
+  const broken = Object.entries(errors);
+  streamFailures = 0;
+  live.classList.toggle("on", broken.length === 0);
+  live.classList.toggle("warn", broken.length > 0);
+  live.title = broken.length ? "not live: some watches fail" : "live: changes appear as they happen";
+  banner(broken.length ? `Not live: cannot watch ${broken.map(([k, v]) => `${k} (${v})`).join(", ")} — what you see may be stale; it heals by itself.` : "");
+}
+
+// One event stream per visible tab: a browser allows six connections per host, and a hidden tab's
+// stream would hold one of them (six tabs, and every fetch would queue behind them).
+function connect() {
+  if (stream || document.hidden) return;
+  const live = document.getElementById("live");
+  stream = new EventSource(`/api/stream?token=${encodeURIComponent(TOKEN)}`);
+  stream.addEventListener("hello", (e) => {
+    streamState(e);
+    refresh(); // whatever changed while the tab was hidden or the stream away
   });
-  stream.addEventListener("change", () => refresh());
+  stream.addEventListener("change", (e) => {
+    streamState(e);
+    refresh();
+  });
   stream.onerror = () => {
     live.classList.remove("on");
     live.title = "live updates: reconnecting";
+    streamFailures += 1;
+    if (streamFailures >= 2) api("/api/whoami").catch(() => banner("The dashboard does not answer: is `kubectl conveyor dashboard` still running?"));
   };
 }
+
+function disconnect() {
+  if (stream) stream.close();
+  stream = null;
+}
+
+document.addEventListener("visibilitychange", () => (document.hidden ? disconnect() : connect()));
 
 async function whoami() {
   try {
@@ -395,7 +454,7 @@ function timeline(j) {
   const svg = s("svg", { class: "timeline", viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": `timeline of release ${j.release}`, "data-release": j.release });
   for (let i = 0; i <= 4; i += 1) {
     const t = (span * i) / 4;
-    svg.append(s("line", { class: "tick", x1: x(t), x2: x(t), y1: top - 6, y2: H - 18 }), s("text", { class: "tick-label", x: x(t), y: H - 4, "text-anchor": "middle" }, `+${duration(t)}`));
+    svg.append(s("line", { class: "tick", x1: x(t), x2: x(t), y1: top - 6, y2: H - 18 }), s("text", { class: "tick-label", x: x(t), y: H - 4, "text-anchor": i === 4 ? "end" : i === 0 ? "start" : "middle" }, `+${duration(t)}`));
   }
   lanes.forEach((lane, i) => {
     const y = top + i * laneH;
@@ -455,6 +514,11 @@ VIEWS.commit = {
 
 const JOB_KINDS = { migration: "migration", smokeTest: "smoke test" };
 
+function jobGone(j) {
+  if (j.exists) return "";
+  return j.unreadable ? ` (${j.unreadable}: what Conveyor recorded is shown)` : " (the Job is gone)";
+}
+
 VIEWS.release = {
   async load(c) {
     const [ns, name] = c.args;
@@ -469,7 +533,7 @@ VIEWS.release = {
           "What went wrong",
           r.jobs
             .filter((j) => j.result === "Failed")
-            .map((j) => h("p", { class: "failed-job", "data-job": j.name }, h("strong", {}, `${JOB_KINDS[j.kind] || j.kind} Job ${j.name}`), ` in ${j.stage} failed`, j.why ? `: ${j.why}` : "", j.exists ? "" : " (the Job is gone)"))
+            .map((j) => h("p", { class: "failed-job", "data-job": j.name }, h("strong", {}, `${JOB_KINDS[j.kind] || j.kind} Job ${j.name}`), ` in ${j.stage} failed`, j.why ? `: ${j.why}` : "", jobGone(j)))
         )
       : r.phase === "Failed" && r.message
         ? section("What went wrong", h("p", { class: "failed-reason" }, r.message))
@@ -498,11 +562,11 @@ VIEWS.release = {
       ),
       section(
         "Jobs",
-        table(["job", "kind", "stage", "result", "pods", "why"], r.jobs.map((j) => h("tr", { "data-job": j.name, class: j.result === "Failed" ? "bad" : "" }, h("td", {}, h("code", {}, j.name)), h("td", {}, JOB_KINDS[j.kind] || j.kind), h("td", {}, j.stage), h("td", {}, phaseBadge(j.result)), h("td", {}, j.exists ? `${j.succeeded} ok, ${j.failed} failed, ${j.active} running` : "gone"), h("td", {}, j.why || ""))))
+        table(["job", "kind", "stage", "result", "pods", "why"], r.jobs.map((j) => h("tr", { "data-job": j.name, class: j.result === "Failed" ? "bad" : "" }, h("td", {}, h("code", {}, j.name)), h("td", {}, JOB_KINDS[j.kind] || j.kind), h("td", {}, j.stage), h("td", {}, phaseBadge(j.result)), h("td", {}, j.exists ? `${j.succeeded} ok, ${j.failed} failed, ${j.active} running` : j.unreadable ? "not readable by you" : "gone"), h("td", {}, j.why || ""))))
       ),
       section(
         "Approvals",
-        table(["approval", "stage", "approver", "at", "counted", "why"], r.approvals.map((a) => h("tr", { "data-approval": a.name }, h("td", {}, a.name), h("td", {}, a.stage), h("td", {}, a.approver || "unauthenticated"), h("td", {}, exact(a.at)), h("td", { class: a.counted ? "ok" : "bad" }, a.counted ? "counted" : a.verdict), h("td", {}, a.message))))
+        table(["approval", "stage", "approver", "at", "counted", "why", "said"], r.approvals.map((a) => h("tr", { "data-approval": a.name }, h("td", {}, a.name), h("td", {}, a.stage), h("td", {}, a.approver || "unauthenticated"), h("td", {}, exact(a.at)), h("td", { class: a.counted ? "ok" : "bad" }, a.counted ? "counted" : a.verdict), h("td", {}, a.message), h("td", { class: "comment" }, a.comment || "", a.reviewedBy ? ` (review: ${a.reviewedBy}, declared)` : ""))))
       ),
       section(
         "What changed",
@@ -511,6 +575,12 @@ VIEWS.release = {
           : h("p", {}, `The pipeline's first release; schema change: ${ch.schemaChange}.`),
         ch.production ? h("p", {}, "Production runs ", link(route.release(r.namespace, ch.production.release), ch.production.release), " ", external(ch.production.compareUrl, h("code", {}, `${short(ch.production.commit)}..${short(r.commit)}`))) : null
       ),
+      r.rollbacks.length
+        ? section(
+            "Rollbacks",
+            table(["rollback", "stage", "from", "to", "phase", "by", "reason"], r.rollbacks.map((b) => h("tr", { "data-rollback": b.name }, h("td", {}, b.name), h("td", {}, b.stage || ""), h("td", {}, b.from || ""), h("td", {}, b.to || ""), h("td", {}, phaseBadge(b.phase)), h("td", {}, b.by || "?"), h("td", {}, b.reason || ""))))
+          )
+        : null,
       section(
         "Conditions",
         table(["type", "status", "reason", "message", "since"], r.conditions.map((x) => h("tr", {}, h("td", {}, x.type), h("td", {}, x.status), h("td", {}, x.reason), h("td", {}, x.message), h("td", {}, exact(x.lastTransitionTime)))))
@@ -521,6 +591,7 @@ VIEWS.release = {
       ),
       section(
         "Recent Events",
+        r.eventsReadable ? null : h("p", { class: "bad" }, `You may not list Events in namespace ${r.namespace}: none are shown, which does not mean there are none.`),
         table(["at", "type", "reason", "message", "count"], r.events.map((e) => h("tr", { class: e.type === "Warning" ? "bad" : "" }, h("td", {}, exact(e.at)), h("td", {}, e.type), h("td", {}, e.reason), h("td", {}, e.message), h("td", {}, e.count))))
       )
     );
@@ -604,6 +675,7 @@ VIEWS.pipeline = {
     const tile = (name, value, note) => h("div", { class: "tile", "data-metric": name }, h("div", { class: "tile-value" }, value), h("div", { class: "tile-name" }, name), h("div", { class: "muted" }, note));
     show(
       h("h1", {}, "Pipeline ", p.name, " ", h("span", { class: "muted" }, p.namespace)),
+      Object.keys(p.unreadable || {}).length ? h("p", { class: "bad", id: "pipeline-unreadable" }, `Cannot read ${Object.entries(p.unreadable).map(([k, v]) => `${k} (${v})`).join(", ")}: the history and metrics below leave those out.`) : null,
       section(
         `Delivery, last ${d.days} days (into ${d.stage || "-"})`,
         h(
@@ -620,7 +692,7 @@ VIEWS.pipeline = {
       READ_ONLY ? null : section("Roll back", ...p.stages.map((st) => rollbackForm(p, st.stage))),
       section(
         "History",
-        table(["at", "stage", "release", "commit", "action", "outcome", "by"], p.history.map((x) => h("tr", {}, h("td", {}, exact(x.at)), h("td", {}, x.stage), h("td", {}, link(route.release(p.namespace, x.release), x.release)), h("td", {}, link(route.commit(x.commit), x.commit)), h("td", {}, x.action), h("td", {}, x.outcome), h("td", {}, x.by))))
+        table(["at", "stage", "release", "commit", "action", "outcome", "by"], p.history.map((x) => h("tr", {}, h("td", {}, exact(x.at)), h("td", {}, x.stage), h("td", {}, link(route.release(p.namespace, x.release), x.release)), h("td", {}, link(route.commit(x.commit), x.commit)), h("td", {}, x.action, x.reason ? `: ${x.reason}` : ""), h("td", {}, x.outcome), h("td", {}, x.by))))
       ),
       section("Vetoed artifacts", table(["release", "commit", "rollback", "at"], p.vetoed.map((v) => h("tr", {}, h("td", {}, v.release), h("td", {}, v.commit), h("td", {}, v.rollback), h("td", {}, exact(v.at)))))),
       p.parity.length ? section("Parity differences", table(["what", "reference", "other"], p.parity.map((x) => h("tr", {}, h("td", {}, x.path), h("td", {}, x.a), h("td", {}, x.b))))) : null
@@ -663,8 +735,19 @@ setInterval(() => {
 }, 10000);
 
 window.addEventListener("hashchange", () => {
-  const { name } = parseHash();
-  if (current && current.name === "board" && name === "board") return; // the board's own filter state
+  const { name, params } = parseHash();
+  if (current && current.name === "board" && name === "board") {
+    // A filter in the address (a shared link, back, forward) applies to the open board.
+    const st = current.state;
+    current.params = params;
+    if (st.search.value !== (params.get("q") || "")) st.search.value = params.get("q") || "";
+    for (const [select, key] of [[st.ns, "ns"], [st.team, "team"]]) {
+      const want = params.get(key) || "";
+      if ([...select.options].some((o) => o.value === want)) select.value = want;
+    }
+    VIEWS.board.filter(current);
+    return;
+  }
   navigate();
 });
 whoami();
