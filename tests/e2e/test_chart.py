@@ -3,7 +3,8 @@ operator with the chart's ServiceAccount credentials (a TokenRequest token) thro
 a rollback — a missing permission fails here, not in production; an excessive one too. The same for
 the in-cluster dashboard (`ui`): its ServiceAccount's rules, listed by the API server, are exactly
 what it needs, and the real server, run with the chart's own command line and that ServiceAccount's
-token, shows a promoted release and refuses to act."""
+token, shows a promoted release and refuses to act. Its NetworkPolicy selects exactly its Pods and admits
+its port only from the proxy's label and the peers given (the object: kwok enforces no policy)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,19 @@ UI_RULES = {("conveyor.dev", kind, verb) for kind in UI_KINDS for verb in ("list
     ("batch", "jobs", "get"),
     ("", "events", "list"),
 }
+
+# The NetworkPolicy's one default peer: Pods of the release namespace carrying the proxy's label.
+CLIENT_PEER = {"podSelector": {"matchLabels": {"conveyor.dev/dashboard-client": "true"}}}
+# ui.networkPolicy.from, one peer of each kind: the ingress controller's Pods in their namespace (one
+# peer, both selectors: AND), a proxy's whole namespace, the nodes' addresses.
+EXTRA_PEERS: list[dict[str, Any]] = [
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+    },
+    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "oauth2-proxy"}}},
+    {"ipBlock": {"cidr": "10.0.0.0/24", "except": ["10.0.0.9/32"]}},
+]
 
 
 def helm() -> str:
@@ -141,6 +155,9 @@ def test_rendered_chart_is_accepted_by_the_api_server(cluster, story: Story):
         "ui.ingress.tls[0].secretName=conveyor-tls",
         "--set",
         "ui.ingress.tls[0].hosts={conveyor.example.com}",
+        # its NetworkPolicy (on by default), with a peer of each kind appended
+        "--set-json",
+        f"ui.networkPolicy.from={json.dumps(EXTRA_PEERS)}",
     )
     out = run(
         kubectl_binary(),
@@ -153,7 +170,13 @@ def test_rendered_chart_is_accepted_by_the_api_server(cluster, story: Story):
     )
     assert "deployment.apps/dry created (server dry run)" in out
     assert "customresourcedefinition.apiextensions.k8s.io/releases.conveyor.dev" in out
-    for ui in ("deployment.apps", "serviceaccount", "service", "ingress.networking.k8s.io"):
+    for ui in (
+        "deployment.apps",
+        "serviceaccount",
+        "service",
+        "ingress.networking.k8s.io",
+        "networkpolicy.networking.k8s.io",
+    ):
         assert f"{ui}/dry-ui created (server dry run)" in out
     assert out.count("role.rbac.authorization.k8s.io/dry-ui created (server dry run)") == 3
 
@@ -196,6 +219,28 @@ def test_values_schema_refuses_bad_values():
     )
     assert out.returncode != 0
     assert "ui.ingress.host" in out.stderr
+    # a mistyped peer (`namespace` for namespaceSelector) and an empty one (it would admit nothing
+    # the author meant): refused before anything reaches the cluster
+    for peer in ({"namespace": "ingress-nginx"}, {}):
+        out = subprocess.run(
+            [
+                helm(),
+                "template",
+                "x",
+                str(CHART),
+                "--kube-version",
+                KUBE_VERSION,
+                "--set",
+                "ui.enabled=true",
+                "--set-json",
+                f"ui.networkPolicy.from={json.dumps([peer])}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert out.returncode != 0
+        assert "/ui/networkPolicy/from/0" in out.stderr
 
 
 def test_the_operator_runs_a_promotion_and_a_rollback_with_only_the_charts_permissions(cluster, story: Story):
@@ -290,19 +335,23 @@ def rules_of(kubeconfig: Path, ns: str) -> set[tuple[str, str, str]]:
     return {r for r in rules if not (r[1].startswith("self") and r[2] == "create")}
 
 
-def test_the_dashboard_is_off_by_default_and_its_pods_are_never_the_operators():
-    def render(*sets: str) -> list[dict[str, Any]]:
-        args = [a for s in sets for a in ("--set", s)]
-        return manifests(run(helm(), "template", "x", str(CHART), "--kube-version", KUBE_VERSION, *args))
+def render(*sets: str, release: str = "x", values: Path | None = None) -> list[dict[str, Any]]:
+    """The chart's objects, rendered offline (`helm template`) with these --set values."""
+    args = [a for s in sets for a in ("--set", s)] + (["--values", str(values)] if values else [])
+    return manifests(run(helm(), "template", release, str(CHART), "--kube-version", KUBE_VERSION, *args))
 
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether a matchLabels selector selects an object with these labels."""
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_the_dashboard_is_off_by_default_and_its_pods_are_never_the_operators():
     assert not [d for d in render() if d["metadata"]["name"] == "x-ui"]
     objects = render("ui.enabled=true")
     by = {(d["kind"], d["metadata"]["name"]): d for d in objects}
     operator_pod = by["Deployment", "x"]["spec"]["template"]["metadata"]["labels"]
     ui_pod = by["Deployment", "x-ui"]["spec"]["template"]["metadata"]["labels"]
-
-    def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-        return all(labels.get(k) == v for k, v in selector.items())
 
     # Two Deployments whose selectors overlap fight over Pods; the metrics Service and the
     # PodDisruptionBudget must count only the operator's.
@@ -314,6 +363,45 @@ def test_the_dashboard_is_off_by_default_and_its_pods_are_never_the_operators():
         assert not selects(selector, ui_pod)
     assert not selects(by["Deployment", "x-ui"]["spec"]["selector"]["matchLabels"], operator_pod)
     assert selects(by["Service", "x-ui"]["spec"]["selector"], ui_pod)
+
+
+def test_the_dashboards_network_policy_admits_only_its_proxy_and_the_peers_given(tmp_path: Path):
+    objects = render("ui.enabled=true")  # on by default with the dashboard
+    by = {(d["kind"], d["metadata"]["name"]): d for d in objects}
+    [policy] = [d for d in objects if d["kind"] == "NetworkPolicy"]
+    assert policy["metadata"]["name"] == "x-ui"
+    spec = policy["spec"]
+
+    # It selects the dashboard's Pods, this release's only: never the operator's, nor another
+    # release's dashboard in the same namespace
+    assert set(spec["podSelector"]) == {"matchLabels"}  # no matchExpressions widening or narrowing it
+    selector = spec["podSelector"]["matchLabels"]
+    assert selects(selector, by["Deployment", "x-ui"]["spec"]["template"]["metadata"]["labels"])
+    assert selector == by["Deployment", "x-ui"]["spec"]["selector"]["matchLabels"]
+    assert not selects(selector, by["Deployment", "x"]["spec"]["template"]["metadata"]["labels"])
+    other = {(d["kind"], d["metadata"]["name"]): d for d in render("ui.enabled=true", release="y")}
+    assert not selects(selector, other["Deployment", "y-ui"]["spec"]["template"]["metadata"]["labels"])
+
+    # Ingress only (its egress reaches the API server), one rule: the UI port, from the proxy's label
+    # in the release namespace (a podSelector without a namespaceSelector) and nothing else
+    assert spec["policyTypes"] == ["Ingress"]
+    assert spec["ingress"] == [{"from": [CLIENT_PEER], "ports": [{"protocol": "TCP", "port": 8642}]}]
+
+    # ui.networkPolicy.from: appended after the default peer, verbatim; the port follows ui.port
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump({"ui": {"enabled": True, "port": 9000, "networkPolicy": {"from": EXTRA_PEERS}}})
+    )
+    [policy] = [d for d in render(values=values) if d["kind"] == "NetworkPolicy"]
+    assert policy["spec"]["ingress"] == [
+        {"from": [CLIENT_PEER, *EXTRA_PEERS], "ports": [{"protocol": "TCP", "port": 9000}]}
+    ]
+
+    # Off when asked, and never without the dashboard
+    assert not [
+        d for d in render("ui.enabled=true", "ui.networkPolicy.enabled=false") if d["kind"] == "NetworkPolicy"
+    ]
+    assert not [d for d in render() if d["kind"] == "NetworkPolicy"]
 
 
 def _free_port() -> int:
@@ -361,6 +449,28 @@ def test_the_dashboard_in_the_cluster_reads_with_only_its_own_service_account(cl
             "Host"
         ]
         sa = sa_kubeconfig(cluster, f"{release}-ui", story.ns)
+
+        # Its NetworkPolicy, installed by default, as the API server stored it (kwok enforces none:
+        # this proves the object, not the enforcement)
+        stored = json.loads(
+            run(
+                kubectl_binary(),
+                "get",
+                "networkpolicy",
+                f"{release}-ui",
+                "-n",
+                story.ns,
+                "-o",
+                "json",
+                kubeconfig=cluster.kubeconfig,
+            )
+        )
+        assert selects(
+            stored["spec"]["podSelector"]["matchLabels"], deployment["spec"]["template"]["metadata"]["labels"]
+        )
+        assert stored["spec"]["ingress"] == [
+            {"from": [CLIENT_PEER], "ports": [{"protocol": "TCP", "port": port}]}
+        ]
 
         # Least privilege, proved by the API server: exactly these rules, here and anywhere else
         assert rules_of(sa, story.ns) == UI_RULES

@@ -33,6 +33,11 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+{{- /* The label that admits a Pod of the release namespace to the dashboard's port (its
+NetworkPolicy): put it on the authenticating proxy's Pods. */ -}}
+{{- define "conveyor.ui.clientLabel" -}}
+conveyor.dev/dashboard-client: "true"
+{{- end -}}
 {{- /* The Host header values the dashboard answers to (its --allowed-host flags): the Service's DNS
 names with the Service port (bare too on port 80, as a browser sends it), the ingress host, and
 ui.allowedHosts as given. One per line. */ -}}
