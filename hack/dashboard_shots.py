@@ -497,6 +497,12 @@ def shoot(b: Browser, out: Path, name: str, *, whole_page: bool = False) -> None
 
 
 def open_view(b: Browser, url: str, css: str, what: str, text: str | None = None) -> None:
+    """Open a view; `url` is a dashboard's printed address (its session token in the fragment) with
+    the view's route after it, e.g. `alice.url + "#/waiting"`."""
+    printed, _, route = url.partition("#/")
+    if "#token=" in printed:
+        b.open(printed)  # the page keeps the token (its origin's storage), then any route works
+        url = printed.split("#", 1)[0] + "#/" + route
     b.open(url)
     b.wait_for(css, text=text, what=what, timeout=30)
     b.wait_for("#viewer", text="you: ", what="who is looking, in the header")

@@ -132,8 +132,11 @@ def demo_in_foreground(checkout: Path, env: dict[str, str], port: int) -> str:
             out.append(line)
             if "See it:" in line:
                 break
-        assert f"See it: {url} — as alice; Ctrl-C stops both" in out[-1], out[-1]
-        with urllib.request.urlopen(url + "api/whoami", timeout=10) as response:  # noqa: S310
+        assert f"See it: {url}#token=" in out[-1], out[-1]
+        assert "— as alice; Ctrl-C stops both" in out[-1], out[-1]
+        token = out[-1].split("#token=", 1)[1].split()[0]
+        ask = urllib.request.Request(url + "api/whoami", headers={"X-Conveyor-Token": token})  # noqa: S310
+        with urllib.request.urlopen(ask, timeout=10) as response:  # noqa: S310
             assert json.loads(response.read())["username"] == "alice"
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
