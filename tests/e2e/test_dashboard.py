@@ -358,6 +358,9 @@ def test_dashboard_hostile_values_and_requests(
     assert "cross-origin" in body_["error"], body_
     status, body_ = admin.request("POST", "/api/approve", approve, {"Content-Type": "text/plain"})
     assert status == 415, body_
+    status, body_ = admin.request("POST", "/api/approve", approve, {"Content-Type": "application/json"})
+    assert status == 400, "an approval must name the uid and digest the viewer saw"
+    assert "uid and digest" in body_["error"], body_
     status, body_ = admin.request("POST", "/api/approve", None, {"Content-Type": "application/json"})
     assert status == 400, body_
     deep = b"[" * 8000 + b"]" * 8000  # valid JSON, nested past Python's recursion limit
@@ -365,7 +368,10 @@ def test_dashboard_hostile_values_and_requests(
     assert status == 400, body_
     # With the token and its own origin, what the viewer did not see is not approved (409)
     status, body_ = admin.request(
-        "POST", "/api/approve", {**approve, "uid": "not-its-uid"}, {"Content-Type": "application/json"}
+        "POST",
+        "/api/approve",
+        {**approve, "uid": "not-its-uid", "digest": body["spec"]["digest"]},
+        {"Content-Type": "application/json"},
     )
     assert status == 409, body_
     assert "changed since you looked" in body_["error"], body_

@@ -490,8 +490,12 @@ class Dashboard:
         if isinstance(body, web.Response):
             return body
         fields = {k: body.get(k) for k in ("namespace", "release", "stage", "uid", "digest", "comment")}
-        if not all(isinstance(fields[k], str) and fields[k] for k in ("namespace", "release", "stage")):
-            return _error(400, "namespace, release and stage are required")
+        if not all(
+            isinstance(fields[k], str) and fields[k]
+            for k in ("namespace", "release", "stage", "uid", "digest")
+        ):
+            # uid and digest: what the viewer saw — an approval never binds to content unseen
+            return _error(400, "namespace, release, stage, uid and digest are required")
         comment = fields["comment"] if isinstance(fields["comment"], str) and fields["comment"] else None
 
         def create() -> web.Response:
@@ -520,9 +524,7 @@ class Dashboard:
             release = self.kube.get_custom("releases", ns, name)
             if release is None:
                 return _error(404, f"no release {name} in namespace {ns}")
-            if (fields["uid"] and fields["uid"] != release["metadata"]["uid"]) or (
-                fields["digest"] and fields["digest"] != release["spec"]["digest"]
-            ):
+            if fields["uid"] != release["metadata"]["uid"] or fields["digest"] != release["spec"]["digest"]:
                 return _error(
                     409,
                     f"release {name} changed since you looked (re-created, or another image): "
