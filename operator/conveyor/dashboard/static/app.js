@@ -7,14 +7,15 @@
 // The session token: in the fragment of the address `kubectl conveyor dashboard` printed (never sent
 // to a server), kept in this origin's own storage (per port: no other local server can read it —
 // unlike a cookie, which browsers send to every port of 127.0.0.1), sent as a header on every call.
-const TOKEN = (() => {
+function takeToken() {
   const m = location.hash.match(/^#token=([A-Za-z0-9_-]+)/);
   if (m) {
     localStorage.setItem("conveyor-token", m[1]);
     history.replaceState(null, "", "#/");
   }
   return localStorage.getItem("conveyor-token") || "";
-})();
+}
+let TOKEN = takeToken();
 const READ_ONLY = document.querySelector('meta[name="conveyor-read-only"]').content === "true";
 const view = document.getElementById("view");
 const SVG = "http://www.w3.org/2000/svg";
@@ -735,6 +736,16 @@ setInterval(() => {
 }, 10000);
 
 window.addEventListener("hashchange", () => {
+  if (location.hash.startsWith("#token=")) {
+    // The printed address opened in a tab that already shows the dashboard: a new session.
+    TOKEN = takeToken();
+    banner("");
+    disconnect();
+    connect();
+    whoami();
+    navigate();
+    return;
+  }
   const { name, params } = parseHash();
   if (current && current.name === "board" && name === "board") {
     // A filter in the address (a shared link, back, forward) applies to the open board.
