@@ -326,6 +326,27 @@ def test_dashboard_hostile_values_and_requests(
     assert "<img src=x onerror=alert(1)>" in page
     assert count == 0, "markup from the cluster became elements"
 
+    # Eight windows of the dashboard side by side (all visible): they share one event stream, so the
+    # browser's six connections per host never run out and the eighth loads like the first
+    d = browser.driver
+    first = d.current_window_handle
+    try:
+        for n in range(8):
+            d.switch_to.new_window("window")
+            browser.open(admin.base + f"/#/release/{story.ns}/shop-evil")
+            browser.wait_for("#release-name", text="shop-evil", what=f"window {n + 2} of the dashboard")
+        streams = d.execute_script(
+            "return performance.getEntriesByType('resource')"
+            ".filter((e) => e.name.includes('/api/stream')).length;"
+        )
+        assert streams == 0, "a page opened its own event stream (the shared worker holds the one stream)"
+    finally:
+        for handle in d.window_handles:
+            if handle != first:
+                d.switch_to.window(handle)
+                d.close()
+        d.switch_to.window(first)
+
     # Another user of this machine (127.0.0.1 is theirs too) gets the page, which holds no secret,
     # and nothing of the API without this process's token — no cookie exists to collect
     for path in ("/", "/static/app.js"):

@@ -524,7 +524,10 @@ def test_the_page_loads_only_the_packages_own_assets() -> None:
     from conveyor.dashboard.server import ASSETS, STATIC
 
     html = (STATIC / "index.html").read_text()
-    referenced = set(re.findall(r'(?:src|href)="([^"#]+)"', html))
+    script = (STATIC / "app.js").read_text()
+    referenced = set(re.findall(r'(?:src|href)="([^"#]+)"', html)) | set(
+        re.findall(r'"(/static/[^"]+)"', script)
+    )
     assert referenced == {f"/static/{name}" for name in ASSETS}, referenced
     for name in ASSETS:
         assert (resources.files("conveyor.dashboard") / "static" / name).is_file(), name
@@ -577,3 +580,12 @@ def test_the_wait_at_the_gate_is_read_from_the_history_not_whole_second_approval
     assert seg["kind"] == "approval"
     assert seg["from"] == pytest.approx(6.2)
     assert seg["to"] == pytest.approx(6.9)
+
+
+def test_an_approval_not_yet_judged_is_already_yours() -> None:
+    pending = approval("a1", "v1", "prod", approver="alice")  # the operator has not judged it yet
+    assert pending.status.counted is None
+    assert _would(ALICE, approvals=[pending])["reason"] == "AlreadyApproved"
+    refused = approval("a2", "v1", "prod", approver="alice")
+    refused.status.counted = False  # judged and not counted (expired, say): a new one may count
+    assert _would(ALICE, approvals=[refused])["may"] is True

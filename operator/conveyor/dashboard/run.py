@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import webbrowser
@@ -79,6 +80,16 @@ async def _serve(options: Options, ready: asyncio.Event | None = None) -> None:
         # In the fragment: never sent to a server, not in any access log; the page keeps it in
         # its own origin's storage and drops it from the address bar.
         url += f"#token={settings.token}"
+    if not options.personal and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        # The shared server has no token: outside a Pod, every local user (and, on 0.0.0.0, the
+        # network) reads with these credentials. Said loudly; `kubectl conveyor dashboard` is yours.
+        log.warning(
+            "conveyor dashboard is the chart's shared read-only server: it asks no token, so anyone "
+            "who reaches %s:%s reads what %s may read; for yourself, run `kubectl conveyor dashboard`",
+            options.address,
+            port,
+            "these credentials",
+        )
     print(
         f"Conveyor dashboard: {url}  ({scope.why}; {'read-only' if read_only else 'actions as you'})",
         flush=True,

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,19 +33,20 @@ from kubernetes.client.exceptions import ApiException
 from conveyor import __version__
 from conveyor.api.common import Identity
 from conveyor.api.release import Release
-from conveyor.dashboard.store import Store
+from conveyor.dashboard.store import AWAY, Store
 from conveyor.kube.client import Kube
 from conveyor.views import actions
 from conveyor.views.board import board
 from conveyor.views.delivery import pipeline_page
 from conveyor.views.journey import journey
-from conveyor.views.release_page import FORBIDDEN, release_page
-from conveyor.views.waiting import waiting, would_count
+from conveyor.views.release_page import UNREADABLE, release_page
+from conveyor.views.waiting import ALREADY, waiting, would_count
 
 log = logging.getLogger("conveyor.dashboard")
 STATIC = resources.files("conveyor.dashboard") / "static"
 ASSETS = {
     "app.js": "text/javascript",
+    "stream.js": "text/javascript",
     "style.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }
@@ -60,6 +62,8 @@ RBAC_TTL = 30.0  # seconds an access review answer is reused
 # Seconds a release page's Jobs and Events are reused while the release itself is unchanged: every
 # change anywhere redraws every open page, which must not become a Job GET and an Event LIST each.
 READS_TTL = 5.0
+MADE_TTL = 120.0  # seconds an Approval this process made counts as "already approved" by itself
+READ_TIMEOUT = (3.0, 5.0)  # a page's own reads (Jobs, Events): a hung API server costs seconds, not minutes
 MAX_BODY = 16 * 1024
 
 
@@ -113,6 +117,10 @@ class Dashboard:
         self._viewer: tuple[float, Identity | None] | None = None
         self._may_create: dict[str, tuple[float, bool]] = {}
         self._reads: dict[tuple[str, str], tuple[float, str, Any]] = {}
+        # Approvals are made one at a time, and the ones this process made stand until the watch
+        # brings them: two quick clicks (or two tabs) make one Approval, not a duplicate.
+        self._approving = threading.Lock()
+        self._made: dict[tuple[str, str, str], tuple[float, str]] = {}
 
     # --- wiring
 
@@ -312,8 +320,10 @@ class Dashboard:
 
     def _jobs_and_events(
         self, rel: Release, pipeline: Any
-    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]] | None]:
+    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]] | str]:
+        """The release's Jobs (by name) and Events, read now — or, for each, why not (a string)."""
         jobs: dict[str, dict[str, Any]] = {}
+        away = self.store.away
         for rec in rel.status.stages:
             stage = pipeline.stage(rec.name) if pipeline is not None else None
             if stage is None:
@@ -321,34 +331,44 @@ class Dashboard:
             for job in (rec.migration_job, rec.smoke_test_job):
                 if not job:
                     continue
+                if away:
+                    jobs[job] = {UNREADABLE: AWAY}
+                    continue
                 try:
-                    found = self.kube.request(
-                        "GET", f"/apis/batch/v1/namespaces/{quote(stage.namespace)}/jobs/{quote(job)}"
+                    jobs[job] = self.kube.request(
+                        "GET",
+                        f"/apis/batch/v1/namespaces/{quote(stage.namespace)}/jobs/{quote(job)}",
+                        timeout=READ_TIMEOUT,
                     )
-                    jobs[job] = found
                 except ApiException as e:
                     if e.status in (401, 403):
-                        jobs[job] = {FORBIDDEN: f"you may not read Jobs in namespace {stage.namespace}"}
-                    elif e.status != 404:
-                        log.warning("reading Job %s/%s: %s", stage.namespace, job, e.status)
-                except Exception as e:  # the API server away: the page shows what Conveyor recorded
-                    log.warning("reading Job %s/%s: %s", stage.namespace, job, e)
-        events: list[dict[str, Any]] | None
+                        jobs[job] = {UNREADABLE: f"you may not read Jobs in namespace {stage.namespace}"}
+                    elif e.status != 404:  # 404: gone (retention), which the page says
+                        jobs[job] = {UNREADABLE: f"the API server said {e.status} {e.reason}"}
+                except Exception:  # refused, reset, timed out
+                    jobs[job] = {UNREADABLE: AWAY}
+        if away:
+            return jobs, AWAY
         try:
-            events = self.kube.list_events(
-                rel.metadata.namespace,
-                f"involvedObject.kind=Release,involvedObject.name={rel.metadata.name}",
-            )
-        except Exception as e:
-            log.info("reading Events of %s: %s", rel.metadata.name, e)
-            events = None  # the page says it could not read them, not that there are none
+            events = self.kube.request(
+                "GET",
+                f"/api/v1/namespaces/{quote(rel.metadata.namespace)}/events",
+                query={
+                    "fieldSelector": f"involvedObject.kind=Release,involvedObject.name={rel.metadata.name}"
+                },
+                timeout=READ_TIMEOUT,
+            ).get("items", [])
+        except ApiException as e:
+            if e.status in (401, 403):
+                return jobs, f"you may not list Events in namespace {rel.metadata.namespace}"
+            return jobs, f"the API server said {e.status} {e.reason}"
+        except Exception:
+            return jobs, AWAY
         uid = rel.metadata.uid
         # Events of a deleted namesake are not this release's.
-        if events is not None:
-            events = [
-                e for e in events if not uid or (e.get("involvedObject") or {}).get("uid") in (None, uid)
-            ]
-        return jobs, events
+        return jobs, [
+            e for e in events if not uid or (e.get("involvedObject") or {}).get("uid") in (None, uid)
+        ]
 
     async def api_commit(self, request: web.Request) -> web.Response:
         """Every release of a commit (a SHA prefix of 4 to 40 hex digits), each as a journey."""
@@ -478,8 +498,9 @@ class Dashboard:
     async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
         try:
             body = await request.json()
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return _error(400, "the body is not JSON (or nested too deep)")
+        except (ValueError, UnicodeDecodeError, RecursionError, LookupError):
+            # LookupError: a Content-Type naming a charset Python does not know
+            return _error(400, "the body is not JSON (or nested too deep, or in an unknown charset)")
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object")
         return body
@@ -521,6 +542,16 @@ class Dashboard:
                 return _json(
                     {"error": f"not approved: {verdict['message']}", "reason": verdict["reason"]}, 403
                 )
+            made = self._made.get((ns, name, stage))
+            if made is not None and time.monotonic() - made[0] < MADE_TTL:
+                return _json(
+                    {
+                        "error": f"not approved: you already approved {name} for {stage} (approval "
+                        f"{made[1]}); another approver is needed",
+                        "reason": ALREADY,
+                    },
+                    403,
+                )
             release = self.kube.get_custom("releases", ns, name)
             if release is None:
                 return _error(404, f"no release {name} in namespace {ns}")
@@ -534,10 +565,15 @@ class Dashboard:
                 "approvals", ns, actions.approval_body(release, stage, comment)
             )
             who = (created["spec"].get("approver") or {}).get("username")
+            self._made[(ns, name, stage)] = (time.monotonic(), created["metadata"]["name"])
             log.info("approval %s/%s created by %s", ns, created["metadata"]["name"], who)
             return _json({"name": created["metadata"]["name"], "approver": who}, 201)
 
-        return await self._act(create)
+        def one_at_a_time() -> web.Response:
+            with self._approving:
+                return create()
+
+        return await self._act(one_at_a_time)
 
     async def api_rollback(self, request: web.Request) -> web.Response:
         """Roll a pipeline's stage back (default: to the release verified there before)."""
@@ -550,7 +586,9 @@ class Dashboard:
         options = {k: body.get(k) for k in ("stage", "toRelease", "reason")}
         if any(v is not None and not isinstance(v, str) for v in options.values()):
             return _error(400, "stage, toRelease and reason are strings")
-        verify = body.get("verify", True) is not False
+        verify = body.get("verify", True)
+        if not isinstance(verify, bool):
+            return _error(400, "verify is true or false")
 
         def create() -> web.Response:
             created = self.kube.create_custom_object(

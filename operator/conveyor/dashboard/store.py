@@ -37,6 +37,12 @@ KINDS: dict[str, type[BaseModel]] = {
     "rollbacks": Rollback,
 }
 WATCH_SECONDS = 290  # the API server ends a watch by then; we watch on from where it stopped
+# A watch on a hung API server (stopped, not refusing) would be silent for minutes: a cheap probe
+# of /readyz (open to every authenticated user by default RBAC) says within seconds that it is away.
+PROBE_EVERY = 5.0
+PROBE_TIMEOUT = (2.0, 3.0)
+API_SERVER = ("api-server", None)  # the errors key of "the API server does not answer"
+AWAY = "the API server does not answer"
 
 
 def collection(plural: str, namespace: str | None) -> str:
@@ -92,6 +98,31 @@ class Store:
                 )
                 t.start()
                 self.threads.append(t)
+        t = threading.Thread(target=self._probe, name="probe-api-server", daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    @property
+    def away(self) -> bool:
+        """True while the API server does not answer (the probe, or a watch, said so)."""
+        return API_SERVER in self.errors
+
+    def _probe(self) -> None:
+        while not self.stop.wait(PROBE_EVERY):
+            try:
+                self.kube.request("GET", "/readyz", accept="text/plain", timeout=PROBE_TIMEOUT)
+                answered = True
+            except ApiException as e:
+                answered = bool(e.status) and e.status < 500  # it answered, if only "no"
+            except ValueError:
+                answered = True  # "ok" as text, not JSON: an answer
+            except Exception:  # refused, reset, timed out: away
+                answered = False
+            if answered and self.errors.pop(API_SERVER, None) is not None:
+                log.info("the API server answers again")
+                self._changed()
+            elif not answered:
+                self._failed(*API_SERVER, AWAY)
 
     def close(self) -> None:
         """Stop watching (threads end within one watch read)."""
@@ -102,7 +133,7 @@ class Store:
         deadline = time.monotonic() + timeout
         want = len(KINDS) * len(self.scope.namespaces or [None])
         while time.monotonic() < deadline:
-            if len(self.synced) + len(self.errors) >= want:
+            if len(self.synced) + len(self.errors.keys() - {API_SERVER}) >= want:
                 return True
             self.stop.wait(0.05)
         return False
@@ -169,10 +200,13 @@ class Store:
                     rv = None  # too old: list again
                     continue
                 failures += 1
-                self._failed(plural, ns, f"{e.status} {e.reason}")
-            except Exception as e:  # connection refused, reset, timeout: the API server is away
+                if e.status in (401, 403):
+                    self._failed(plural, ns, f"your RBAC does not let you list {plural} ({e.status})")
+                else:
+                    self._failed(plural, ns, f"{e.status} {e.reason}")
+            except Exception:  # connection refused, reset, timeout: the API server is away
                 failures += 1
-                self._failed(plural, ns, f"{type(e).__name__}: {e}"[:200])
+                self._failed(plural, ns, AWAY)
                 rv = None
             self.stop.wait(min(0.5 * 2**failures, 10.0) if failures else 0)
 

@@ -16,7 +16,7 @@ from conveyor.views.journey import journey
 from conveyor.views.links import commit_url, compare_url, iso, safe_url
 
 EVENTS_SHOWN = 30
-FORBIDDEN = "forbidden"  # a Job read refused by the viewer's RBAC: {FORBIDDEN: why}
+UNREADABLE = "unreadable"  # a Job that could not be read now: {UNREADABLE: why} (RBAC, API server away)
 
 
 def previous_release(rel: Release, releases: list[Release]) -> Release | None:
@@ -64,7 +64,7 @@ def job_row(
     name: str, kind: str, stage: str, recorded: str | None, job: dict[str, Any] | None
 ) -> dict[str, Any]:
     """One Job as the page shows it: what Conveyor recorded, and what the Job itself says now."""
-    unreadable = (job or {}).get(FORBIDDEN)
+    unreadable = (job or {}).get(UNREADABLE)
     if unreadable:
         job = None
     status = (job or {}).get("status") or {}
@@ -81,7 +81,7 @@ def job_row(
         "result": recorded
         or ("Failed" if failed_condition else ("Succeeded" if status.get("succeeded") else "Running")),
         "exists": job is not None,
-        "unreadable": unreadable,  # why the viewer cannot see it (not "gone")
+        "unreadable": unreadable,  # why it cannot be read now (not "gone")
         "succeeded": status.get("succeeded", 0),
         "failed": status.get("failed", 0),
         "active": status.get("active", 0),
@@ -113,7 +113,7 @@ def release_page(  # noqa: PLR0917  (one page, many sources)
     rollbacks: list[Rollback],
     approvals: list[Approval],
     jobs: dict[str, dict[str, Any]],
-    events: list[dict[str, Any]] | None,
+    events: list[dict[str, Any]] | str,
     now: datetime,
 ) -> dict[str, Any]:
     """Everything the release page shows."""
@@ -141,7 +141,8 @@ def release_page(  # noqa: PLR0917  (one page, many sources)
                     jobs.get(rec.smoke_test_job),
                 )
             )
-    shown = sorted(events or [], key=lambda e: str(event_row(e)["at"] or ""), reverse=True)[:EVENTS_SHOWN]
+    readable = events if isinstance(events, list) else []
+    shown = sorted(readable, key=lambda e: str(event_row(e)["at"] or ""), reverse=True)[:EVENTS_SHOWN]
     mine = [
         rb
         for rb in rollbacks
@@ -217,7 +218,7 @@ def release_page(  # noqa: PLR0917  (one page, many sources)
             for h in sorted(rel.status.history, key=lambda h: h.time, reverse=True)
         ],
         "events": [event_row(e) for e in shown],
-        "eventsReadable": events is not None,
+        "eventsUnreadable": events if isinstance(events, str) else None,
         "rollbacks": [
             {
                 "name": rb.metadata.name,

@@ -60,7 +60,7 @@ def would_count(
         and a.spec.stage == stage
         and a.spec.approver is not None
         and a.spec.approver.username == viewer.username
-        and a.status.counted
+        and a.status.counted is not False  # counted, or not judged yet: either way, one is enough
     ]
     if mine:
         return {

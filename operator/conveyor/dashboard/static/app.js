@@ -7,15 +7,22 @@
 // The session token: in the fragment of the address `kubectl conveyor dashboard` printed (never sent
 // to a server), kept in this origin's own storage (per port: no other local server can read it —
 // unlike a cookie, which browsers send to every port of 127.0.0.1), sent as a header on every call.
-function takeToken() {
+// A token from the address is kept only once the server takes it: a link from anywhere (another
+// site, say) with a wrong one must not replace a working session.
+async function takeToken() {
   const m = location.hash.match(/^#token=([A-Za-z0-9_-]+)/);
-  if (m) {
+  const kept = localStorage.getItem("conveyor-token") || "";
+  if (!m) return kept;
+  history.replaceState(null, "", "#/");
+  const answer = await fetch("/api/whoami", { credentials: "omit", headers: { "X-Conveyor-Token": m[1] } });
+  if (answer.ok) {
     localStorage.setItem("conveyor-token", m[1]);
-    history.replaceState(null, "", "#/");
+    return m[1];
   }
-  return localStorage.getItem("conveyor-token") || "";
+  banner("The address you opened carries a token this dashboard does not know (an old one?): open the address `kubectl conveyor dashboard` printed last.");
+  return kept;
 }
-let TOKEN = takeToken();
+let TOKEN = "";
 const READ_ONLY = document.querySelector('meta[name="conveyor-read-only"]').content === "true";
 const view = document.getElementById("view");
 const SVG = "http://www.w3.org/2000/svg";
@@ -239,9 +246,6 @@ function banner(text) {
   b.hidden = !text;
 }
 
-let stream = null;
-let streamFailures = 0;
-
 function streamState(event) {
   const live = document.getElementById("live");
   let errors = {};
@@ -255,29 +259,52 @@ function streamState(event) {
   live.classList.toggle("on", broken.length === 0);
   live.classList.toggle("warn", broken.length > 0);
   live.title = broken.length ? "not live: some watches fail" : "live: changes appear as they happen";
-  banner(broken.length ? `Not live: cannot watch ${broken.map(([k, v]) => `${k} (${v})`).join(", ")} — what you see may be stale; it heals by itself.` : "");
+  // An RBAC refusal stays until someone changes a Role; an outage heals by itself.
+  const denied = broken.filter(([, v]) => v.startsWith("your RBAC"));
+  const away = broken.filter(([, v]) => !v.startsWith("your RBAC"));
+  const parts = [];
+  if (away.length) parts.push(`Not live: ${away.map(([k, v]) => (k === "api-server/*" ? v : `${k}: ${v}`)).join("; ")} — what you see may be stale; it heals by itself.`);
+  if (denied.length) parts.push(`Not shown: ${denied.map(([k, v]) => `${k} (${v})`).join("; ")}.`);
+  banner(parts.join(" "));
 }
 
-// One event stream per visible tab: a browser allows six connections per host, and a hidden tab's
-// stream would hold one of them (six tabs, and every fetch would queue behind them).
-function connect() {
-  if (stream || document.hidden) return;
+let stream = null; // the SharedWorker's port, or this page's own EventSource
+let streamFailures = 0;
+
+function onStream(type, data) {
   const live = document.getElementById("live");
-  stream = new EventSource(`/api/stream?token=${encodeURIComponent(TOKEN)}`);
-  stream.addEventListener("hello", (e) => {
-    streamState(e);
-    refresh(); // whatever changed while the tab was hidden or the stream away
-  });
-  stream.addEventListener("change", (e) => {
-    streamState(e);
-    refresh();
-  });
-  stream.onerror = () => {
-    live.classList.remove("on");
-    live.title = "live updates: reconnecting";
+  if (type === "hello" || type === "change") {
+    streamState({ data });
+    refresh(); // hello: whatever changed while the stream was away
+  } else if (type === "open") {
+    live.classList.add("on");
+  } else if (type === "error") {
+    live.classList.remove("on", "warn");
+    live.title = "not live: reconnecting";
     streamFailures += 1;
-    if (streamFailures >= 2) api("/api/whoami").catch(() => banner("The dashboard does not answer: is `kubectl conveyor dashboard` still running?"));
-  };
+    if (streamFailures >= 2) {
+      api("/api/whoami").catch((e) => {
+        if (e.status === 401) live.title = "not live: this page has no valid session";
+        else banner("The dashboard does not answer: is `kubectl conveyor dashboard` still running?");
+      });
+    }
+  }
+}
+
+function connect() {
+  if (stream) return;
+  if (window.SharedWorker) {
+    const worker = new SharedWorker("/static/stream.js");
+    worker.port.onmessage = (m) => onStream(m.data.type, m.data.data);
+    worker.port.start();
+    worker.port.postMessage({ token: TOKEN });
+    stream = { close: () => worker.port.postMessage({ bye: true }) };
+  } else {
+    const source = new EventSource(`/api/stream?token=${encodeURIComponent(TOKEN)}`);
+    for (const name of ["hello", "change"]) source.addEventListener(name, (e) => onStream(name, e.data));
+    source.onerror = () => onStream("error");
+    stream = source;
+  }
 }
 
 function disconnect() {
@@ -285,7 +312,7 @@ function disconnect() {
   stream = null;
 }
 
-document.addEventListener("visibilitychange", () => (document.hidden ? disconnect() : connect()));
+window.addEventListener("pagehide", disconnect);
 
 async function whoami() {
   try {
@@ -563,7 +590,7 @@ VIEWS.release = {
       ),
       section(
         "Jobs",
-        table(["job", "kind", "stage", "result", "pods", "why"], r.jobs.map((j) => h("tr", { "data-job": j.name, class: j.result === "Failed" ? "bad" : "" }, h("td", {}, h("code", {}, j.name)), h("td", {}, JOB_KINDS[j.kind] || j.kind), h("td", {}, j.stage), h("td", {}, phaseBadge(j.result)), h("td", {}, j.exists ? `${j.succeeded} ok, ${j.failed} failed, ${j.active} running` : j.unreadable ? "not readable by you" : "gone"), h("td", {}, j.why || ""))))
+        table(["job", "kind", "stage", "result", "pods", "why"], r.jobs.map((j) => h("tr", { "data-job": j.name, class: j.result === "Failed" ? "bad" : "" }, h("td", {}, h("code", {}, j.name)), h("td", {}, JOB_KINDS[j.kind] || j.kind), h("td", {}, j.stage), h("td", {}, phaseBadge(j.result)), h("td", {}, j.exists ? `${j.succeeded} ok, ${j.failed} failed, ${j.active} running` : j.unreadable ? "not readable now" : "gone"), h("td", {}, j.why || ""))))
       ),
       section(
         "Approvals",
@@ -592,7 +619,7 @@ VIEWS.release = {
       ),
       section(
         "Recent Events",
-        r.eventsReadable ? null : h("p", { class: "bad" }, `You may not list Events in namespace ${r.namespace}: none are shown, which does not mean there are none.`),
+        r.eventsUnreadable ? h("p", { class: "bad" }, `Not shown: ${r.eventsUnreadable} — which does not mean there are none.`) : null,
         table(["at", "type", "reason", "message", "count"], r.events.map((e) => h("tr", { class: e.type === "Warning" ? "bad" : "" }, h("td", {}, exact(e.at)), h("td", {}, e.type), h("td", {}, e.reason), h("td", {}, e.message), h("td", {}, e.count))))
       )
     );
@@ -737,13 +764,17 @@ setInterval(() => {
 
 window.addEventListener("hashchange", () => {
   if (location.hash.startsWith("#token=")) {
-    // The printed address opened in a tab that already shows the dashboard: a new session.
-    TOKEN = takeToken();
-    banner("");
-    disconnect();
-    connect();
-    whoami();
-    navigate();
+    // The printed address opened in a tab that already shows the dashboard: perhaps a new session.
+    takeToken().then((token) => {
+      if (token !== TOKEN) {
+        TOKEN = token;
+        banner("");
+        disconnect();
+        connect();
+        whoami();
+      }
+      navigate();
+    });
     return;
   }
   const { name, params } = parseHash();
@@ -761,6 +792,9 @@ window.addEventListener("hashchange", () => {
   }
   navigate();
 });
-whoami();
-connect();
-navigate();
+(async () => {
+  TOKEN = await takeToken();
+  whoami();
+  connect();
+  navigate();
+})();
