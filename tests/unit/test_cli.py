@@ -47,3 +47,10 @@ def test_the_dashboard_answers_only_to_its_own_host_names():
     assert "conveyor.example.com" in behind_proxy  # as given: a proxy on 443 sends no port
     assert "conveyor.example.com:8642" in behind_proxy
     assert "evil.example:8642" not in behind_proxy
+
+
+def test_text_for_a_terminal_cannot_reorder_itself():
+    from conveyor.views.text import printable
+
+    assert printable("Mallory \u202eevil (declared by CI)") == "Mallory \ufffdevil (declared by CI)"
+    assert printable("plain text, émoji 🚀") == "plain text, émoji 🚀"

@@ -67,7 +67,8 @@ class Cli:
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if args.output == "json" else text)
+    # JSON escapes every non-ASCII character; text is neutralised (views.printable).
+    print(json.dumps(data, indent=2, default=str) if args.output == "json" else views.printable(text))
 
 
 def cmd_status(cli: Cli, args: argparse.Namespace) -> int:
@@ -104,7 +105,7 @@ def watch_release(cli: Cli, args: argparse.Namespace) -> int:
             print(f"no release {name} in namespace {cli.ns}", file=sys.stderr)
             return USAGE
         rel = Release.model_validate(obj)
-        line = _progress_line(rel)
+        line = views.printable(_progress_line(rel))
         if line != last_line:
             if tty:
                 print(f"\r\033[K{line}", end="", flush=True)

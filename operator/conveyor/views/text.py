@@ -12,6 +12,16 @@ from conveyor.api.rollback import Rollback
 from conveyor.core.plan import EPOCH
 
 FAILED_PHASES = {"Failed", "RolledBack", "Cancelled", "Vetoed", "Superseded"}
+# Direction overrides, isolates and marks: in text a CI declared (an author, a message) they would
+# reorder what a terminal shows around them — "(declared by CI)" read backwards.
+BIDI_CONTROLS = dict.fromkeys(
+    [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)], 0xFFFD
+)
+
+
+def printable(text: str) -> str:
+    """Text for a terminal: bidirectional controls replaced (the dashboard does the same)."""
+    return text.translate(BIDI_CONTROLS)
 
 
 def stamp(t: datetime | None) -> str:
