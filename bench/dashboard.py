@@ -52,7 +52,7 @@ from results import record, section
 from scale import Deadline, Tracker, phase_of, rolled_out
 from scalestats import proc_cpu_seconds
 from support.browser import Browser, binaries
-from support.builders import pipeline_dict, release_dict
+from support.builders import approval_dict, pipeline_dict, release_dict
 from support.dashboard import DashboardProcess
 from support.operator import OperatorProcess
 
@@ -275,12 +275,7 @@ class World:
                 VERSION,
                 p["home"],
                 "approvals",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "Approval",
-                    "metadata": {"name": f"{name}-prod"},
-                    "spec": {"release": name, "stage": "prod", "releaseUID": created["metadata"]["uid"]},
-                },
+                approval_dict(name, "prod", uid=created["metadata"]["uid"]),
             )
         return created
 

@@ -70,7 +70,7 @@ from scalestats import (
     wrong_end_states,
 )
 from support.builders import REPO as IMAGE_REPO
-from support.builders import pipeline_dict, release_dict
+from support.builders import approval_dict, pipeline_dict, release_dict
 from support.cluster import kubectl_binary
 from support.operator import OperatorProcess
 
@@ -401,12 +401,7 @@ class Scale:
                 VERSION,
                 home,
                 "approvals",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "Approval",
-                    "metadata": {"name": f"{name}-prod"},
-                    "spec": {"release": name, "stage": "prod", "releaseUID": created["metadata"]["uid"]},
-                },
+                approval_dict(name, "prod", uid=created["metadata"]["uid"]),
             )
         return t0
 

@@ -64,6 +64,19 @@ def run(*args: str, kubeconfig: Path | None = None, input_: str | None = None) -
     return out.stdout
 
 
+def install(cluster, release: str, namespace: str, *sets: str) -> None:
+    """`helm install` of the chart into a story's namespace with `--set` values; the suite's fixture
+    already installed the CRDs and admission policies cluster-wide."""
+    args = [
+        a
+        for value in ("crds.install=false", "admissionPolicies.install=false", *sets)
+        for a in ("--set", value)
+    ]
+    run(
+        helm(), "install", release, str(CHART), "--namespace", namespace, *args, kubeconfig=cluster.kubeconfig
+    )
+
+
 def sa_kubeconfig(cluster, name: str, namespace: str) -> Path:
     """A kubeconfig holding a TokenRequest token of ServiceAccount `name`: the API server sees that
     ServiceAccount and nobody else."""
@@ -246,22 +259,7 @@ def test_values_schema_refuses_bad_values():
 def test_the_operator_runs_a_promotion_and_a_rollback_with_only_the_charts_permissions(cluster, story: Story):
     release = f"cv-{uuid.uuid4().hex[:6]}"
     served = [story.ns, *story.stage_ns.values()]
-    run(
-        helm(),
-        "install",
-        release,
-        str(CHART),
-        "--namespace",
-        story.ns,
-        "--set",
-        f"namespaces={{{','.join(served)}}}",
-        # the suite's fixture installed CRDs and admission policies cluster-wide already
-        "--set",
-        "crds.install=false",
-        "--set",
-        "admissionPolicies.install=false",
-        kubeconfig=cluster.kubeconfig,
-    )
+    install(cluster, release, story.ns, f"namespaces={{{','.join(served)}}}")
     try:
         sa = sa_kubeconfig(cluster, release, story.ns)
 
@@ -413,24 +411,13 @@ def _free_port() -> int:
 def test_the_dashboard_in_the_cluster_reads_with_only_its_own_service_account(cluster, story: Story):
     release = f"ui-{uuid.uuid4().hex[:6]}"
     port = _free_port()  # the chart's ui.port: the server below binds it, as the Pod would
-    run(
-        helm(),
-        "install",
+    install(
+        cluster,
         release,
-        str(CHART),
-        "--namespace",
         story.ns,
-        "--set",
-        "crds.install=false",
-        "--set",
-        "admissionPolicies.install=false",
-        "--set",
         "ui.enabled=true",  # every namespace (the default)
-        "--set",
         f"ui.port={port}",
-        "--set",
         "ui.allowedHosts={conveyor.example.com}",
-        kubeconfig=cluster.kubeconfig,
     )
     dashboard: DashboardProcess | None = None
     try:
@@ -537,26 +524,14 @@ def test_the_dashboard_in_the_cluster_reads_with_only_its_own_service_account(cl
 def test_the_dashboard_given_namespaces_reads_only_there(cluster, story: Story):
     release = f"ui-{uuid.uuid4().hex[:6]}"
     staging, prod = story.stage_ns["staging"], story.stage_ns["prod"]
-    run(
-        helm(),
-        "install",
+    install(
+        cluster,
         release,
-        str(CHART),
-        "--namespace",
         story.ns,
-        "--set",
-        "crds.install=false",
-        "--set",
-        "admissionPolicies.install=false",
-        "--set",
         f"namespaces={{{story.ns},{staging},{prod}}}",
-        "--set",
         "ui.enabled=true",
-        "--set",
         f"ui.namespaces={{{story.ns}}}",
-        "--set",
         f"ui.stageNamespaces={{{staging},{prod}}}",
-        kubeconfig=cluster.kubeconfig,
     )
     try:
         sa = sa_kubeconfig(cluster, f"{release}-ui", story.ns)

@@ -100,6 +100,22 @@ def release_dict(
     }
 
 
+def approval_dict(
+    release_name: str, stage: str, *, uid: str | None = None, name: str | None = None
+) -> dict[str, Any]:
+    """An Approval as a person creates it (the API server stamps the approver), bound to the
+    release's uid when given; named <release>-<stage> unless told otherwise."""
+    spec: dict[str, Any] = {"release": release_name, "stage": stage}
+    if uid:
+        spec["releaseUID"] = uid
+    return {
+        "apiVersion": "conveyor.dev/v1alpha1",
+        "kind": "Approval",
+        "metadata": {"name": name or f"{release_name}-{stage}"},
+        "spec": spec,
+    }
+
+
 def release(
     name: str, *, created: datetime = T0, status: dict[str, Any] | None = None, **kwargs: Any
 ) -> Release:

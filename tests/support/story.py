@@ -20,7 +20,7 @@ from kubernetes import client
 
 from conveyor.api.common import GROUP, VERSION
 from conveyor.api.release import Release
-from support.builders import REPO, commit_of, digest_of, pipeline_dict, release_dict
+from support.builders import REPO, approval_dict, commit_of, digest_of, pipeline_dict, release_dict
 from support.cluster import kubectl_binary
 from support.operator import OperatorProcess
 from support.wait import has_condition, wait_for_list, wait_for_object
@@ -239,16 +239,8 @@ class Story:
     ) -> dict[str, Any]:
         """Someone (alice, by default) creates an Approval — bound to the release's uid, as
         `kubectl conveyor approve` does (`bind=False`: a plain one, only release and stage)."""
-        spec: dict[str, Any] = {"release": release, "stage": stage}
-        if bind:
-            spec["releaseUID"] = self.get("releases", release)["metadata"]["uid"]
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Approval",
-            "metadata": {"name": name or f"{release}-{stage}"},
-            "spec": spec,
-        }
-        return self.create("approvals", body, as_user=as_user)
+        uid = self.get("releases", release)["metadata"]["uid"] if bind else None
+        return self.create("approvals", approval_dict(release, stage, uid=uid, name=name), as_user=as_user)
 
     def when_rollback(self, name: str, *, as_user: str | None = "alice", **spec: Any) -> dict[str, Any]:
         """Someone (alice) creates a Rollback (spec keys in camelCase: stage, toRelease, reason, verify)."""
