@@ -313,6 +313,9 @@ function disconnect() {
 }
 
 window.addEventListener("pagehide", disconnect);
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted) connect(); // back from the browser's page cache: the stream was given up
+});
 
 async function whoami() {
   try {
