@@ -54,3 +54,26 @@ def test_text_for_a_terminal_cannot_reorder_itself():
 
     assert printable("Mallory \u202eevil (declared by CI)") == "Mallory \ufffdevil (declared by CI)"
     assert printable("plain text, émoji 🚀") == "plain text, émoji 🚀"
+
+
+def test_credentials_are_found_in_kubectls_order(tmp_path, monkeypatch):
+    from kubernetes import config
+
+    from conveyor.kube.client import load_api_client
+
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://person.example:6443'}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    # A Pod's ServiceAccount is there too: a person's kubeconfig still wins, as for kubectl
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert load_api_client().configuration.host == "https://person.example:6443"
+    # Nothing but an empty KUBECONFIG and no ~/.kube/config: in-cluster is tried (and here fails)
+    monkeypatch.setenv("KUBECONFIG", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "nohome"))
+    with pytest.raises(config.ConfigException):
+        load_api_client()

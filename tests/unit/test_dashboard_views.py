@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conveyor.api.common import Identity
+from conveyor.api.common import Condition, Identity
 from conveyor.api.pipeline import Pipeline
 from conveyor.views import actions
 from conveyor.views.board import board
@@ -589,3 +589,58 @@ def test_an_approval_not_yet_judged_is_already_yours() -> None:
     refused = approval("a2", "v1", "prod", approver="alice")
     refused.status.counted = False  # judged and not counted (expired, say): a new one may count
     assert _would(ALICE, approvals=[refused])["may"] is True
+
+
+def test_a_rollback_of_a_deleted_namesake_is_not_this_releases() -> None:
+    from conveyor.views.journey import rollback_side
+
+    rel = _verified_with_steps()
+    old = rollback(
+        "rb-old",
+        status={
+            "phase": "Succeeded",
+            "plannedAt": later(-3 * 86400).isoformat(),
+            "patchedAt": later(-3 * 86400 + 1).isoformat(),
+            "plan": {
+                "action": "ImageOnly",
+                "reason": "r",
+                "stage": "prod",
+                "fromRelease": "v1",
+                "fromDigest": "sha256:" + "0" * 64,
+                "toRelease": "v0",
+            },
+        },
+    )
+    assert rollback_side(old, rel) is None
+    assert [lane["lane"] for lane in journey(rel, _pipeline(), [old], NOW)["lanes"]] == ["staging", "prod"]
+    assert dora(_pipeline(), [rel], [old], NOW, days=1)["failedChanges"] == 0
+
+
+def test_an_ended_release_waits_for_nothing_any_more() -> None:
+    superseded = release(
+        "v9",
+        status={
+            "phase": "Superseded",
+            "acceptedAt": T0.isoformat(),
+            "stages": [{"name": "staging", "phase": "AwaitingApproval"}],
+            "history": [{"time": later(50).isoformat(), "reason": "ReleaseSuperseded", "message": "v10"}],
+        },
+    )
+    segs = journey(superseded, _pipeline(), [], T0 + timedelta(days=12))["lanes"][0]["segments"]
+    assert all(not s["ongoing"] for s in segs)
+    assert max(s["to"] for s in segs) <= 50
+
+
+def test_without_the_identity_policies_no_approval_would_count() -> None:
+    rel = _at_gate()
+    rel.status.conditions = [
+        Condition.model_validate(
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "IdentityNotEnforced",
+                "lastTransitionTime": T0.isoformat(),
+            }
+        )
+    ]
+    assert _would(ALICE, rel=rel)["reason"] == "IdentityNotEnforced"

@@ -120,7 +120,7 @@ class Dashboard:
         # Approvals are made one at a time, and the ones this process made stand until the watch
         # brings them: two quick clicks (or two tabs) make one Approval, not a duplicate.
         self._approving = threading.Lock()
-        self._made: dict[tuple[str, str, str], tuple[float, str]] = {}
+        self._made: dict[tuple[str, str, str, str], tuple[float, str]] = {}  # (ns, name, uid, stage)
 
     # --- wiring
 
@@ -413,13 +413,14 @@ class Dashboard:
 
     def _whoami(self) -> Identity | None:
         now = time.monotonic()
-        if self._viewer is not None and now - self._viewer[0] < RBAC_TTL:
-            return self._viewer[1]
+        if self._viewer is not None and (now - self._viewer[0] < RBAC_TTL or self.store.away):
+            return self._viewer[1]  # while the API server is away, the last answer stands
         try:
             review = self.kube.request(
                 "POST",
                 "/apis/authentication.k8s.io/v1/selfsubjectreviews",
                 body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+                timeout=READ_TIMEOUT,
             )
             info = (review.get("status") or {}).get("userInfo") or {}
             viewer = Identity(username=info["username"], groups=list(info.get("groups") or [])[:64])
@@ -432,8 +433,10 @@ class Dashboard:
     def _may_create_approvals(self, namespace: str) -> bool:
         now = time.monotonic()
         cached = self._may_create.get(namespace)
-        if cached is not None and now - cached[0] < RBAC_TTL:
+        if cached is not None and (now - cached[0] < RBAC_TTL or self.store.away):
             return cached[1]
+        if self.store.away:
+            return False  # cannot ask now: the page says so, and nothing is attempted
         try:
             review = self.kube.request(
                 "POST",
@@ -450,6 +453,7 @@ class Dashboard:
                         }
                     },
                 },
+                timeout=READ_TIMEOUT,
             )
             allowed = bool((review.get("status") or {}).get("allowed"))
         except Exception as e:
@@ -542,7 +546,7 @@ class Dashboard:
                 return _json(
                     {"error": f"not approved: {verdict['message']}", "reason": verdict["reason"]}, 403
                 )
-            made = self._made.get((ns, name, stage))
+            made = self._made.get((ns, name, seen.metadata.uid, stage))
             if made is not None and time.monotonic() - made[0] < MADE_TTL:
                 return _json(
                     {
@@ -565,13 +569,19 @@ class Dashboard:
                 "approvals", ns, actions.approval_body(release, stage, comment)
             )
             who = (created["spec"].get("approver") or {}).get("username")
-            self._made[(ns, name, stage)] = (time.monotonic(), created["metadata"]["name"])
+            self._made[(ns, name, seen.metadata.uid, stage)] = (time.monotonic(), created["metadata"]["name"])
             log.info("approval %s/%s created by %s", ns, created["metadata"]["name"], who)
             return _json({"name": created["metadata"]["name"], "approver": who}, 201)
 
         def one_at_a_time() -> web.Response:
-            with self._approving:
+            if self.store.away:
+                return _error(503, "the API server does not answer: nothing was approved; try again")
+            if not self._approving.acquire(timeout=10):
+                return _error(409, "another approval from this dashboard is being made: look again")
+            try:
                 return create()
+            finally:
+                self._approving.release()
 
         return await self._act(one_at_a_time)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ValidationError
 
@@ -40,6 +41,9 @@ WATCH_SECONDS = 290  # the API server ends a watch by then; we watch on from whe
 # A watch on a hung API server (stopped, not refusing) would be silent for minutes: a cheap probe
 # of /readyz (open to every authenticated user by default RBAC) says within seconds that it is away.
 PROBE_EVERY = 5.0
+# Bookmarks arrive about once a minute on a live watch: silence for two means a dead connection
+# (a half-open one after an API server failover, say), and the watch is made again.
+WATCH_TIMEOUT = urllib3.Timeout(connect=5.0, read=120.0)
 PROBE_TIMEOUT = (2.0, 3.0)
 API_SERVER = ("api-server", None)  # the errors key of "the API server does not answer"
 AWAY = "the API server does not answer"
@@ -151,7 +155,8 @@ class Store:
     # --- the watch loop
 
     def _changed(self) -> None:
-        self.version += 1
+        with self.lock:  # many watcher threads: a lost increment would serve a stale cached board
+            self.version += 1
         try:
             self.on_change()
         except Exception:  # a closed loop at shutdown must not kill a watcher
@@ -233,11 +238,14 @@ class Store:
         api.update_params_for_auth(headers, queries, ["BearerToken"], path, "GET", None)
         url = api.configuration.host + path + f"?{urlencode(queries)}"
         response = api.rest_client.pool_manager.request(
-            "GET", url, headers=headers, preload_content=False, timeout=WATCH_SECONDS + 15
+            "GET", url, headers=headers, preload_content=False, timeout=WATCH_TIMEOUT
         )
         try:
             if response.status >= 400:
                 raise ApiException(status=response.status, reason=response.reason)
+            # Watching again: a passing error (a 429, a 503) is over, without waiting for a relist.
+            if self.errors.pop((plural, ns), None) is not None:
+                self._changed()
             buffer = b""
             for chunk in response.stream(65536):
                 if self.stop.is_set():

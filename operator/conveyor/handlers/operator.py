@@ -350,7 +350,7 @@ def run_operator(
 
     configure_logging()
     timings = timings or Timings()
-    api_client = load_api_client()
+    api_client = load_api_client(in_cluster_first=True)  # in its Pod: its ServiceAccount
     elector: Elector | NoElection
     if leader_election:
         fence: Fence = Fence(timings)

@@ -51,20 +51,31 @@ def api_unavailable(error: BaseException) -> bool:
     return isinstance(error, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
 
 
-def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+def load_api_client(kubeconfig: str | None = None, *, in_cluster_first: bool = False) -> client.ApiClient:
     """An API client in kubectl's order: the kubeconfig given, else $KUBECONFIG, else ~/.kube/config
     when it exists, else the in-cluster ServiceAccount. A person's kubeconfig wins inside a Pod too
-    (a toolbox or CI runner Pod): `kubectl conveyor approve` must act as them, never as the Pod."""
-    if (
-        kubeconfig
-        or os.environ.get("KUBECONFIG")
-        or Path(config.KUBE_CONFIG_DEFAULT_LOCATION).expanduser().exists()
-    ):
-        cfg = client.Configuration()
-        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-    else:
-        config.load_incluster_config()
-        cfg = client.Configuration.get_default_copy()
+    (a toolbox or CI runner Pod): `kubectl conveyor approve` must act as them, never as the Pod.
+    `in_cluster_first`: the operator's own order — in its Pod it is its ServiceAccount, whatever
+    files or variables the image or the Pod spec happen to carry."""
+    cfg: client.Configuration | None = None
+    if in_cluster_first:
+        try:
+            config.load_incluster_config()
+            cfg = client.Configuration.get_default_copy()
+        except config.ConfigException:
+            cfg = None
+    if cfg is None:
+        from_env = (os.environ.get("KUBECONFIG") or "").strip()  # empty means unset, as for kubectl
+        home = Path("~/.kube/config").expanduser()
+        if kubeconfig or from_env or home.is_file():
+            cfg = client.Configuration()
+            # $KUBECONFIG as it is now (the library's own default was read at import); a
+            # colon-separated list is merged by the library, as kubectl does.
+            config_file = kubeconfig or from_env or str(home)
+            config.load_kube_config(config_file=config_file, client_configuration=cfg)
+        else:
+            config.load_incluster_config()
+            cfg = client.Configuration.get_default_copy()
     # Many pipelines reconcile in parallel threads; let them share enough connections.
     cfg.connection_pool_maxsize = 32
     api = client.ApiClient(cfg)

@@ -22,6 +22,7 @@ from typing import Any
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import Release, StageRecord
 from conveyor.api.rollback import Rollback
+from conveyor.views.journey import rollback_side
 from conveyor.views.links import iso
 from conveyor.views.text import history
 
@@ -81,9 +82,7 @@ def dora(
     verified_times = sorted(rec.verified_at for r in mine if (rec := _prod(r, prod)) and rec.verified_at)
     failures: list[dict[str, Any]] = []
     for r, rec in deployed:
-        away = [
-            rb for rb in prod_rollbacks if rb.status.plan and rb.status.plan.from_release == r.metadata.name
-        ]
+        away = [rb for rb in prod_rollbacks if rollback_side(rb, r) == "from"]
         if str(rec.phase) != "Failed" and not away and not r.status.vetoed:
             continue
         started = min(

@@ -5,12 +5,12 @@ them); every segment carries its exact instants for the hover text."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from conveyor.api.pipeline import Pipeline
-from conveyor.api.release import Release, StageRecord
+from conveyor.api.release import TERMINAL_PHASES, Release, StageRecord
 from conveyor.api.rollback import Rollback
 from conveyor.views.links import iso
 from conveyor.views.text import took
@@ -32,6 +32,19 @@ LABELS = {
     SMOKE: "smoke test",
     ROLLBACK: "rollback",
 }
+
+
+def rollback_side(rb: Rollback, rel: Release) -> str | None:
+    """ "from" when the rollback went away from this very release, "to" when back to it, else None —
+    by name *and* digest, so a re-created namesake does not inherit an old rollback."""
+    plan = rb.status.plan
+    if plan is None:
+        return None
+    if plan.from_release == rel.metadata.name and plan.from_digest in (None, rel.spec.digest):
+        return "from"
+    if plan.to_release == rel.metadata.name and plan.to_digest in (None, rel.spec.digest):
+        return "to"
+    return None
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,11 @@ def journey(
     records = {r.name: r for r in rel.status.stages}
     held = gates(rel)
     origin = rel.status.accepted_at or rel.metadata.creation_timestamp or now
+    ended = rel.status.phase in TERMINAL_PHASES
+    if ended:
+        # An ended release waits for nothing any more: what it never finished stops where its
+        # record stops (its last history entry), not at "now" — days later, on a superseded one.
+        now = min(now, max([h.time for h in rel.status.history], default=origin))
     lanes: list[dict[str, Any]] = []
     marks: list[dict[str, Any]] = []
     ready_at: datetime | None = origin
@@ -146,6 +164,8 @@ def journey(
             ready_at = None  # a later stage cannot be ready before this one is verified
             continue
         segs = stage_segments(rec, ready_at, name in gated, now, held.get(name))
+        if ended:
+            segs = [replace(s, ongoing=False) for s in segs]
         pending.append((name, segs))
         for s in segs:
             instants += [s.start, s.end]
@@ -165,14 +185,15 @@ def journey(
     rollback_segs: list[tuple[Segment, str]] = []
     for rb in rollbacks:
         plan = rb.status.plan
-        if plan is None or rel.metadata.name not in (plan.from_release, plan.to_release):
+        side = rollback_side(rb, rel)
+        if plan is None or side is None:
             continue
         start = rb.status.planned_at or rb.metadata.creation_timestamp
         if start is None:
             continue
         seg = _bar(ROLLBACK, start, rb.status.finished_at, now, outcome=rb.status.phase)
         if seg is not None:
-            away = plan.from_release == rel.metadata.name
+            away = side == "from"
             text = f"{rb.metadata.name} ({plan.stage}): " + (
                 f"away from this release to {plan.to_release}" if away else "back to this release"
             )

@@ -12,7 +12,7 @@ from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import Release
 from conveyor.api.rollback import Rollback
 from conveyor.core.plan import order_key
-from conveyor.views.journey import journey
+from conveyor.views.journey import journey, rollback_side
 from conveyor.views.links import commit_url, compare_url, iso, safe_url
 
 EVENTS_SHOWN = 30
@@ -143,12 +143,7 @@ def release_page(  # noqa: PLR0917  (one page, many sources)
             )
     readable = events if isinstance(events, list) else []
     shown = sorted(readable, key=lambda e: str(event_row(e)["at"] or ""), reverse=True)[:EVENTS_SHOWN]
-    mine = [
-        rb
-        for rb in rollbacks
-        if rb.status.plan is not None
-        and rel.metadata.name in (rb.status.plan.from_release, rb.status.plan.to_release)
-    ]
+    mine = [rb for rb in rollbacks if rollback_side(rb, rel) is not None]
     return {
         "namespace": rel.metadata.namespace,
         "name": rel.metadata.name,

@@ -34,6 +34,9 @@ def would_count(
     now: datetime,
 ) -> dict[str, Any]:
     """Whether the viewer can approve `rel` into `stage` now, and if not, why — in their words."""
+    # The operator says on the release when it cannot attribute approvals (the identity-stamping
+    # admission policies are missing): then nothing the viewer makes would count either.
+    enforced = enforced and not any(c.reason == "IdentityNotEnforced" for c in rel.status.conditions)
     if read_only:
         return {
             "may": False,
@@ -57,6 +60,7 @@ def would_count(
         a
         for a in approvals
         if a.spec.release == rel.metadata.name
+        and a.spec.release_uid in (None, rel.metadata.uid)  # not one for a deleted namesake
         and a.spec.stage == stage
         and a.spec.approver is not None
         and a.spec.approver.username == viewer.username

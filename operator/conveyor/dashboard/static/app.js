@@ -9,16 +9,24 @@
 // unlike a cookie, which browsers send to every port of 127.0.0.1), sent as a header on every call.
 // A token from the address is kept only once the server takes it: a link from anywhere (another
 // site, say) with a wrong one must not replace a working session.
+const memory = {}; // where the token lives when the browser's storage is not available
+function stored(value) {
+  try {
+    if (value !== undefined) localStorage.setItem("conveyor-token", value);
+    return localStorage.getItem("conveyor-token") || "";
+  } catch (e) {
+    if (value !== undefined) memory.token = value;
+    return memory.token || "";
+  }
+}
+
 async function takeToken() {
   const m = location.hash.match(/^#token=([A-Za-z0-9_-]+)/);
-  const kept = localStorage.getItem("conveyor-token") || "";
+  const kept = stored();
   if (!m) return kept;
   history.replaceState(null, "", "#/");
   const answer = await fetch("/api/whoami", { credentials: "omit", headers: { "X-Conveyor-Token": m[1] } });
-  if (answer.ok) {
-    localStorage.setItem("conveyor-token", m[1]);
-    return m[1];
-  }
+  if (answer.ok) return stored(m[1]);
   banner("The address you opened carries a token this dashboard does not know (an old one?): open the address `kubectl conveyor dashboard` printed last.");
   return kept;
 }
@@ -293,6 +301,7 @@ function onStream(type, data) {
 
 function connect() {
   if (stream) return;
+  TOKEN = stored() || TOKEN; // another tab may have taken a newer session
   if (window.SharedWorker) {
     const worker = new SharedWorker("/static/stream.js");
     worker.port.onmessage = (m) => onStream(m.data.type, m.data.data);
@@ -768,16 +777,17 @@ setInterval(() => {
 window.addEventListener("hashchange", () => {
   if (location.hash.startsWith("#token=")) {
     // The printed address opened in a tab that already shows the dashboard: perhaps a new session.
-    takeToken().then((token) => {
-      if (token !== TOKEN) {
-        TOKEN = token;
-        banner("");
-        disconnect();
-        connect();
-        whoami();
-      }
-      navigate();
-    });
+    takeToken()
+      .then((token) => {
+        if (token !== TOKEN) {
+          TOKEN = token;
+          banner("");
+          disconnect();
+          connect();
+          whoami();
+        }
+      })
+      .finally(() => navigate());
     return;
   }
   const { name, params } = parseHash();
@@ -796,7 +806,11 @@ window.addEventListener("hashchange", () => {
   navigate();
 });
 (async () => {
-  TOKEN = await takeToken();
+  try {
+    TOKEN = await takeToken();
+  } catch (e) {
+    TOKEN = stored(); // the check could not be made: carry on with what we have
+  }
   whoami();
   connect();
   navigate();
