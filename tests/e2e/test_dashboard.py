@@ -9,6 +9,9 @@ output lists them; docs/dashboard.md shows them).
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -400,3 +403,45 @@ def test_dashboard_hostile_values_and_requests(
         story.custom.list_namespaced_custom_object("conveyor.dev", "v1alpha1", story.ns, "approvals")["items"]
         == []
     )
+
+
+def test_the_page_says_when_the_api_server_hangs_and_heals_by_itself(story: Story, browser: Browser) -> None:
+    # A hung API server (stopped, not refusing: connections open, nothing answers) is the case a
+    # watch notices last; the dashboard's /readyz probe must say so within seconds, and the page
+    # must stop saying "live" — then heal by itself, still without a reload
+    cluster_dir = story.users_dir.parent if story.users_dir else None
+    if cluster_dir is None:
+        pytest.skip("pausing the API server needs the local control plane")
+    story.given_pipeline()
+    admin = DashboardProcess(story.kubeconfig, story.ns).start()
+    try:
+        browser.open(admin.url)
+        browser.wait_for(f'[data-pipeline="{story.ns}/shop"]', what="the board")
+        browser.wait_until(
+            lambda: "on" in (browser.find("#live").get_attribute("class") or ""), what="the live dot green"
+        )
+        _no_reload_marker(browser)
+        pid = json.loads((cluster_dir / "state.json").read_text())["pids"]["kube-apiserver"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            browser.wait_for(
+                "#banner",
+                text="the API server does not answer",
+                timeout=20,
+                what="the banner: API server away",
+            )
+            assert "on" not in (browser.find("#live").get_attribute("class") or "")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        browser.wait_until(
+            lambda: browser.driver.execute_script("return document.getElementById('banner').hidden;"),
+            timeout=30,
+            what="the banner gone once the API server answers again",
+        )
+        story.given_pipeline("late")
+        browser.wait_for(
+            f'[data-pipeline="{story.ns}/late"]', timeout=10, what="a pipeline created after, live"
+        )
+        _assert_not_reloaded(browser)
+    finally:
+        admin.stop()
