@@ -28,7 +28,7 @@ from support.invariants import (
     check_creates_once,
     delete_all_and_wait_gone,
     foreign_images,
-    unrecorded_transitions,
+    recorded_transitions_settle,
 )
 from support.soak import soaking
 from support.story import OLD_IMAGE, Story, image_of, stage_record, status
@@ -44,7 +44,7 @@ DOWN = {"command": ["/app/migrate", "down"]}
 def check_records(story: Story, released: set[str]) -> None:
     """ReplicaSet images only released ones; every transition with its history entry and one Event."""
     assert foreign_images(story.apps, story.stage_ns.values(), released | {OLD_IMAGE}) == []
-    problems = unrecorded_transitions(story.core, story.custom, story.ns)
+    problems = recorded_transitions_settle(story.core, story.custom, story.ns)
     assert problems == [], "\n".join(problems)
 
 

@@ -710,6 +710,31 @@ def unrecorded_transitions(core: Any, custom: Any, namespace: str) -> list[str]:
     return problems
 
 
+def recorded_transitions_settle(core: Any, custom: Any, namespace: str, timeout: float = 30) -> list[str]:
+    """`unrecorded_transitions` once its answer can no longer change for the better: Conveyor writes
+    a history entry first and posts its Event right after, so an entry seen a moment ago may not have
+    its Event yet. Missing Events are waited for (watching Events, never sleeping) until `timeout`;
+    a duplicate Event or an Event without its entry is a verdict at once."""
+    import time
+
+    from kubernetes import watch
+
+    deadline = time.monotonic() + timeout
+    while True:
+        # The resourceVersion first: an Event posted while we look is then seen by the watch below.
+        rv = core.list_namespaced_event(namespace).metadata.resource_version
+        problems = unrecorded_transitions(core, custom, namespace)
+        missing_only = problems and all(p.endswith(" has 0 Events") for p in problems)
+        left = deadline - time.monotonic()
+        if not missing_only or left <= 0:
+            return problems
+        # The next Event in the namespace (or the deadline), then look again.
+        for _ in watch.Watch().stream(
+            core.list_namespaced_event, namespace, resource_version=rv, timeout_seconds=max(1, int(left))
+        ):
+            break
+
+
 def delete_all_and_wait_gone(custom: Any, namespace: str, timeout: float = 60) -> None:
     """Delete every Conveyor object in `namespace` and wait until each is gone: none is held by a
     finalizer the operator failed to remove."""
