@@ -31,6 +31,7 @@ async function takeToken() {
   return kept;
 }
 let TOKEN = "";
+let ready = null; // settles once the page knows its token: every call waits for it
 const READ_ONLY = document.querySelector('meta[name="conveyor-read-only"]').content === "true";
 const view = document.getElementById("view");
 const SVG = "http://www.w3.org/2000/svg";
@@ -152,6 +153,7 @@ function section(title, ...content) {
 }
 
 async function api(path, options) {
+  await ready; // a navigation in the page's first moments must not go out without the token
   const opts = options || {};
   const response = await fetch(path, { ...opts, credentials: "omit", headers: { "X-Conveyor-Token": TOKEN, ...(opts.headers || {}) } });
   if (response.status === 401) banner("This page has no valid session: open the address `kubectl conveyor dashboard` printed (each start of the dashboard has a new one).");
@@ -805,13 +807,15 @@ window.addEventListener("hashchange", () => {
   }
   navigate();
 });
-(async () => {
+ready = (async () => {
   try {
     TOKEN = await takeToken();
   } catch (e) {
     TOKEN = stored(); // the check could not be made: carry on with what we have
   }
+})();
+ready.then(() => {
   whoami();
   connect();
   navigate();
-})();
+});
