@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboardstats import dashboard_goals, load_series, stats
-from harness import Bench, deployment
+from harness import Bench, create_all, deployment
 from results import record, section
 from scale import Deadline, Tracker, phase_of, rolled_out
 from scalestats import proc_cpu_seconds
@@ -174,8 +174,7 @@ class World:
                     deployments.append((ns[s], body))
         tracker = Tracker(self.b.apps.list_deployment_for_all_namespaces, label_selector=f"{LABEL}=true")
         self.trackers.append(tracker)
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda nb: b.apps.create_namespaced_deployment(*nb), deployments))
+        create_all(b, "deployments", deployments)
         n = len(deployments)
         tracker.wait(
             lambda objs: sum(rolled_out(d) for d in objs.values()) >= n,
@@ -221,15 +220,7 @@ class World:
             )
             body["metadata"]["labels"] = {LABEL: "true", "conveyor.dev/team": p["team"]}
             bodies.append((p["home"], body))
-        with ThreadPoolExecutor(4) as pool:
-            list(
-                pool.map(
-                    lambda nb: b.custom.create_namespaced_custom_object(
-                        GROUP, VERSION, nb[0], "pipelines", nb[1]
-                    ),
-                    bodies,
-                )
-            )
+        create_all(b, "pipelines", bodies)
         self.pipeline_watch.wait(
             lambda objs: (
                 sum(

@@ -20,6 +20,7 @@ if not os.environ.get("CONVEYOR_CLUSTER_DIR"):  # make exports it empty when uns
 
 from kubernetes import client, config  # noqa: E402
 
+from conveyor.api.common import GROUP, VERSION  # noqa: E402
 from conveyor.api.crd import KINDS  # noqa: E402
 from support import cluster as cluster_mod  # noqa: E402
 from support.operator import OperatorProcess  # noqa: E402
@@ -95,6 +96,20 @@ class Bench:
         for ns in self.namespaces:
             self.core.delete_namespace(ns)
         cluster_mod.release(self.cluster)
+
+
+def create_all(bench: Bench, plural: str, bodies: list[tuple[str, dict[str, Any]]], workers: int = 4) -> None:
+    """Create (namespace, body) pairs a few at a time: `deployments`, or a Conveyor kind's plural."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(item: tuple[str, dict[str, Any]]) -> Any:
+        ns, body = item
+        if plural == "deployments":
+            return bench.apps.create_namespaced_deployment(ns, body)
+        return bench.custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, body)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(create, bodies))
 
 
 def median(values: list[float]) -> float:

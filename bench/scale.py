@@ -50,7 +50,7 @@ from typing import Any
 
 from kubernetes import watch
 
-from harness import REPO, Bench, deployment, median
+from harness import REPO, Bench, create_all, deployment, median
 from results import record, section
 from scalestats import (
     SEGMENTS,
@@ -248,8 +248,7 @@ class Scale:
                     body = deployment(f"app-{j:02d}", "web", replicas=a.replicas)
                     body["metadata"]["labels"] = {LABEL: "true"}
                     jobs.append((team[stage], body))
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda nb: b.apps.create_namespaced_deployment(*nb), jobs))
+        create_all(b, "deployments", jobs)
         n = len(jobs)
         self.deployments.wait(
             lambda objs: sum(rolled_out(d) for d in objs.values()) >= n,
@@ -283,15 +282,7 @@ class Scale:
                     stages=stages,
                 )
                 bodies.append((team["home"], body))
-        with ThreadPoolExecutor(4) as pool:
-            list(
-                pool.map(
-                    lambda nb: b.custom.create_namespaced_custom_object(
-                        GROUP, VERSION, nb[0], "pipelines", nb[1]
-                    ),
-                    bodies,
-                )
-            )
+        create_all(b, "pipelines", bodies)
 
         def reconciled(objs: dict[tuple[str, str], Any]) -> bool:
             ok = [

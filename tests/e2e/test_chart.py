@@ -194,66 +194,29 @@ def test_rendered_chart_is_accepted_by_the_api_server(cluster, story: Story):
     assert out.count("role.rbac.authorization.k8s.io/dry-ui created (server dry run)") == 3
 
 
+def refused(*args: str) -> str:
+    """`helm template` of the chart with these arguments must fail (schema or `fail`); its stderr."""
+    out = subprocess.run(
+        [helm(), "template", "x", str(CHART), "--kube-version", KUBE_VERSION, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0, f"helm template {' '.join(args)} was not refused"
+    return out.stderr
+
+
 def test_values_schema_refuses_bad_values():
-    out = subprocess.run(
-        [
-            helm(),
-            "template",
-            "x",
-            str(CHART),
-            "--kube-version",
-            KUBE_VERSION,
-            "--set",
-            "namespaces={Not_A_Namespace}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode != 0
-    assert "namespaces" in out.stderr
+    assert "namespaces" in refused("--set", "namespaces={Not_A_Namespace}")
     # an Ingress for no host: the dashboard would answer it with 403
-    out = subprocess.run(
-        [
-            helm(),
-            "template",
-            "x",
-            str(CHART),
-            "--kube-version",
-            KUBE_VERSION,
-            "--set",
-            "ui.enabled=true",
-            "--set",
-            "ui.ingress.enabled=true",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode != 0
-    assert "ui.ingress.host" in out.stderr
+    assert "ui.ingress.host" in refused("--set", "ui.enabled=true", "--set", "ui.ingress.enabled=true")
     # a mistyped peer (`namespace` for namespaceSelector) and an empty one (it would admit nothing
     # the author meant): refused before anything reaches the cluster
     for peer in ({"namespace": "ingress-nginx"}, {}):
-        out = subprocess.run(
-            [
-                helm(),
-                "template",
-                "x",
-                str(CHART),
-                "--kube-version",
-                KUBE_VERSION,
-                "--set",
-                "ui.enabled=true",
-                "--set-json",
-                f"ui.networkPolicy.from={json.dumps([peer])}",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+        stderr = refused(
+            "--set", "ui.enabled=true", "--set-json", f"ui.networkPolicy.from={json.dumps([peer])}"
         )
-        assert out.returncode != 0
-        assert "/ui/networkPolicy/from/0" in out.stderr
+        assert "/ui/networkPolicy/from/0" in stderr
 
 
 def test_the_operator_runs_a_promotion_and_a_rollback_with_only_the_charts_permissions(cluster, story: Story):
