@@ -16,6 +16,7 @@ from pydantic.json_schema import JsonDict
 
 from conveyor.api.approval import ApprovalSpec, ApprovalStatus
 from conveyor.api.common import GROUP, VERSION, cel
+from conveyor.api.notification import NotificationChannelSpec, NotificationChannelStatus
 from conveyor.api.pipeline import PipelineSpec, PipelineStatus
 from conveyor.api.release import ReleaseSpec, ReleaseStatus
 from conveyor.api.rollback import RollbackSpec, RollbackStatus
@@ -201,6 +202,26 @@ KINDS: list[Kind] = [
         immutable_spec=True,
         selectable_fields=[".spec.pipeline"],
         root_rules=[_NAME_FITS_A_LABEL],
+    ),
+    Kind(
+        kind="NotificationChannel",
+        plural="notificationchannels",
+        short_names=["nch"],
+        spec=NotificationChannelSpec,
+        status=NotificationChannelStatus,
+        description="Where Conveyor tells people what happened to this namespace's pipelines (Slack, "
+        "Teams, a webhook; the URL only in a Secret), which triggers, and — in status — what it "
+        "delivered, so each message goes once across restarts.",
+        columns=[
+            _col("Type", ".spec.type"),
+            _col("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            _col("Delivering", '.status.conditions[?(@.type=="Delivering")].reason'),
+            _col("Backlog", ".status.backlog", type_="integer", desc="Messages due, not yet delivered"),
+            _col("Delivered", ".status.delivered", type_="integer", desc="Messages delivered"),
+            _col("Last", ".status.lastDeliveredAt", type_="date", desc="Last delivery"),
+            AGE,
+            _col("Message", '.status.conditions[?(@.type=="Delivering")].message', priority=1),
+        ],
     ),
 ]
 

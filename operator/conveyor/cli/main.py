@@ -25,6 +25,7 @@ def _run(args: argparse.Namespace) -> int:
         lease_namespace=args.leader_election_namespace,
         lease_name=args.lease_name,
         identity=args.leader_identity,
+        notify_allowed_hosts=args.notify_allowed_host or [],
     )
     return 0
 
@@ -70,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--leader-identity",
         help="this replica's identity on the Lease (default: $POD_NAME, else hostname-pid)",
+    )
+    run.add_argument(
+        "--notify-allowed-host",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="a host NotificationChannels may reach although private or loopback, and over plain "
+        "http (repeatable; default: public https hosts only)",
     )
     web = sub.add_parser(
         "dashboard",
