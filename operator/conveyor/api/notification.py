@@ -18,14 +18,24 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from conveyor.api.common import DNS_LABEL, DNS_SUBDOMAIN, Condition, KubeModel, Message, Name, cel, latest
+from conveyor.api.common import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    Condition,
+    KubeModel,
+    Message,
+    Name,
+    ObjectMeta,
+    cel,
+    latest,
+)
 
 LEDGER_LIMIT = 500
 SCHEMA_VERSION = "v1"
 # The label a Secret must carry before Conveyor reads it for a channel: without it, anyone who may
 # create channels (but not read Secrets) could point one at a database password and have Conveyor
 # send it to a host of their choosing.
-SECRET_LABEL = "conveyor.dev/notification-secret"
+SECRET_LABEL = "conveyor.dev/notification-secret"  # noqa: S105 (a label name, not a secret)
 
 
 class ChannelType(StrEnum):
@@ -132,6 +142,7 @@ class DeliveryResult(StrEnum):
     DELIVERED = "Delivered"
     REJECTED = "Rejected"
     EXPIRED = "Expired"
+    SKIPPED = "Skipped"
 
 
 class LedgerEntry(KubeModel):
@@ -139,9 +150,14 @@ class LedgerEntry(KubeModel):
 
     id: str = Field(description="The message's idempotency key.", max_length=64)
     trigger: Trigger = Field(description="What it told.")
-    subject: Name = Field(description="What it was about: releases/NAME[/STAGE], rollbacks/NAME, pipelines/NAME.")
+    subject: Name = Field(
+        description="What it was about: releases/NAME[/STAGE], rollbacks/NAME, pipelines/NAME."
+    )
     at: datetime = Field(description="When what it told happened (Conveyor's clock).")
-    result: DeliveryResult = Field(description="Delivered, Rejected (the receiver refused it) or Expired.")
+    result: DeliveryResult = Field(
+        description="Delivered; Rejected (the receiver refused it); Expired (not delivered within "
+        "maxDelaySeconds); Skipped (an approval request whose gate had closed before it could go).",
+    )
     code: int | None = Field(default=None, description="The receiver's last HTTP status, if any.")
     attempts: int = Field(default=1, ge=0, description="Requests made.")
     finished_at: datetime | None = Field(default=None, description="When it ended.")
@@ -168,7 +184,9 @@ class NotificationChannelStatus(KubeModel):
     )
     backlog: int = Field(default=0, ge=0, description="Messages due and not yet delivered.")
     delivered: int = Field(default=0, ge=0, description="Messages delivered since the channel was created.")
-    last_delivered_at: datetime | None = Field(default=None, description="When the last message was delivered.")
+    last_delivered_at: datetime | None = Field(
+        default=None, description="When the last message was delivered."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready (the Secret and URL are usable) and Delivering (the receiver accepts messages).",
@@ -180,6 +198,7 @@ class NotificationChannel(KubeModel):
 
     api_version: Literal["conveyor.dev/v1alpha1"] = "conveyor.dev/v1alpha1"
     kind: Literal["NotificationChannel"] = "NotificationChannel"
+    metadata: ObjectMeta
     spec: NotificationChannelSpec
     status: NotificationChannelStatus = Field(default_factory=NotificationChannelStatus)
 
@@ -210,7 +229,9 @@ class ReleaseFacts(Ref):
 class ApprovalFacts(KubeModel):
     """Who may open the gate, and how."""
 
-    users: list[str] = Field(default_factory=list, description="Users who may approve (empty: anyone RBAC lets).")
+    users: list[str] = Field(
+        default_factory=list, description="Users who may approve (empty: anyone RBAC lets)."
+    )
     groups: list[str] = Field(default_factory=list, description="Groups whose members may approve.")
     min_approvals: int = Field(default=1, description="Distinct approvals needed.")
     four_eyes: bool = Field(default=True, description="The requester may not approve.")
@@ -251,7 +272,9 @@ class RollbackFacts(KubeModel):
     """A rollback, from where to where."""
 
     name: str = Field(description="The Rollback.")
-    plan: str | None = Field(default=None, description="ImageOnly, DownMigrationThenImage, Nothing or Refused.")
+    plan: str | None = Field(
+        default=None, description="ImageOnly, DownMigrationThenImage, Nothing or Refused."
+    )
     plan_reason: Message | None = Field(default=None, description="Why this plan (or the refusal).")
     from_: Ref | None = Field(default=None, alias="from", description="Rolled away from.")
     to: Ref | None = Field(default=None, description="Rolled back to.")
@@ -284,7 +307,9 @@ class Notification(KubeModel):
     message: Message = Field(default="", description="Conveyor's message about it (as in its Event).")
     actor: str | None = Field(default=None, description="Who caused it.")
     release: ReleaseFacts | None = Field(default=None, description="The release concerned.")
-    approval: ApprovalFacts | None = Field(default=None, description="approvalNeeded: who may approve and how.")
+    approval: ApprovalFacts | None = Field(
+        default=None, description="approvalNeeded: who may approve and how."
+    )
     timings: Timings | None = Field(default=None, description="stageVerified, releaseSucceeded: durations.")
     failure: FailureFacts | None = Field(default=None, description="releaseFailed: where and why.")
     rollback: RollbackFacts | None = Field(default=None, description="rollback*: the plan, from and to.")

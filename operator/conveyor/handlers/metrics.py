@@ -47,6 +47,22 @@ PIPELINE_PASSES = Counter(
     "Reconcile passes per pipeline (successful or not).",
     ["namespace", "pipeline"],
 )
+# --- notifications (handlers/notify.py): bounded labels, one series per channel x trigger x result.
+NOTIFICATIONS = Counter(
+    "conveyor_notifications_total",
+    "Notification attempts and their ends, by channel (namespace/name), trigger and result: delivered, "
+    "retried (an attempt failed and will be repeated), rejected, expired, skipped.",
+    ["channel", "trigger", "result"],
+)
+NOTIFICATION_LATENCY = Histogram(
+    "conveyor_notification_latency_seconds",
+    "From the transition a message tells (Conveyor's clock) to its delivery, by channel type.",
+    ["type"],
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+)
+NOTIFICATION_BACKLOG = Gauge(
+    "conveyor_notification_backlog", "Messages due and not yet delivered, per channel.", ["channel"]
+)
 ACTIVE_WORKERS = Gauge("controller_runtime_active_workers", "Reconciliations running now.", ["controller"])
 LEADER = Gauge("conveyor_leader", "1 while this replica holds the Lease and acts, else 0 (standby).")
 LEADER_TRANSITIONS = Counter(

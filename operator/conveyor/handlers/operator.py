@@ -25,6 +25,7 @@ from conveyor.handlers import cache as cache_mod
 from conveyor.handlers import health as health_mod
 from conveyor.handlers.leader import Elector, NoElection
 from conveyor.handlers.metrics import serve as serve_metrics
+from conveyor.handlers.notify import Notifier
 from conveyor.handlers.reconcile import (
     reconcile_pipeline,
     report_orphan_approval,
@@ -37,6 +38,7 @@ from conveyor.kube import faults
 from conveyor.kube.client import Kube, load_api_client
 from conveyor.kube.fence import Fence, Unfenced
 from conveyor.kube.lease import LeaseStore
+from conveyor.kube.notify import Sender
 from conveyor.kube.record import JsonFormatter
 
 log = logging.getLogger("conveyor")
@@ -109,11 +111,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
         report_pass_failure(kube, ns, name, error, cache=cache)
 
     memo.workers = PipelineWorkers(fenced_pass, executor, report=fenced_report, gate=gate)
+    # Notifications have their own tasks and threads' share: a slow receiver never delays a pass.
+    memo.notifier = Notifier(kube, executor, Sender(memo.notify_allowed_hosts), gate=gate)
     elector: Elector | NoElection = memo.elector
 
     def started_leading() -> None:
         gate.set()
         memo.workers.wake_all_live()
+        memo.notifier.wake_all()
         asyncio.get_running_loop().create_task(_replay_orphans(memo))
 
     elector.on_started = started_leading
@@ -137,12 +142,14 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     await memo.elector.release(drain=memo.workers.idle)
     memo.elector_task.cancel()
     await memo.workers.stop()
+    await memo.notifier.stop()
     memo.executor.shutdown(wait=False, cancel_futures=True)
 
 
 @kopf.on.event(GROUP, VERSION, "pipelines")
 async def pipeline_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Pipeline appeared, changed or went away: start, wake or stop its worker."""
+    memo.notifier.observe("pipelines", event["type"], event["object"])
     if not _news(event, body, memo, "pipelines"):
         return
     key = (body.metadata.namespace or "", body.metadata.name or "")
@@ -257,7 +264,9 @@ async def _replay_orphans(memo: kopf.Memo) -> None:
 async def _wake_or_report_orphan(
     event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, plural: str, report: Callable[..., None]
 ) -> None:
-    """Wake the pipeline named in spec.pipeline, or — when it does not exist — let the object say so."""
+    """Wake the pipeline named in spec.pipeline, or — when it does not exist — let the object say so.
+    (Every event, status echoes included, goes to the notifier first: status is what it tells.)"""
+    memo.notifier.observe(plural, event["type"], event["object"])
     if not _news(event, body, memo, plural):
         return
     namespace, pipeline = body.metadata.namespace or "", body.spec.get("pipeline", "")
@@ -297,6 +306,12 @@ async def approval_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
         # The release exists, its pipeline does not: no pass would ever judge this approval.
         report = functools.partial(report_orphan_approval, missing_pipeline=pipeline)
         await _report_orphan(memo, "approvals", body, report)
+
+
+@kopf.on.event(GROUP, VERSION, "notificationchannels")
+async def channel_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A NotificationChannel appeared, changed or went away: its task starts, looks again or stops."""
+    memo.notifier.channel_event(event["type"], event["object"])
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -343,6 +358,7 @@ def run_operator(
     lease_name: str | None = None,
     identity: str | None = None,
     timings: Timings | None = None,
+    notify_allowed_hosts: list[str] | None = None,
 ) -> None:
     """Run the operator in the foreground until interrupted: campaigning for the lease (or, with
     `leader_election=False`, leading alone) and serving /metrics, /healthz and /readyz."""
@@ -373,7 +389,7 @@ def run_operator(
         lease_duration=timings.lease_duration,
     )
     serve_metrics(metrics_port, {"/healthz": health.live, "/readyz": health.ready})
-    memo = kopf.Memo(kube=kube, elector=elector, health=health)
+    memo = kopf.Memo(kube=kube, elector=elector, health=health, notify_allowed_hosts=notify_allowed_hosts or [])
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,

@@ -10,6 +10,7 @@ threads, never on kopf's event loop.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -293,6 +294,23 @@ class Kube:
             return None
         meta: dict[str, Any] = obj.get("metadata", {})
         return meta
+
+    @instrumented("get", "secrets")
+    def secret_key(self, namespace: str, name: str, key: str) -> tuple[dict[str, str], str | None] | None:
+        """A Secret's labels and one key's value (decoded; None when the key is absent), or None when
+        the Secret does not exist. Raises ApiException (403: not allowed). Used for a
+        NotificationChannel's webhook URL only: the value goes to the sender and nowhere else."""
+        obj = self._get_or_none(f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}")
+        if obj is None:
+            return None
+        labels: dict[str, str] = (obj.get("metadata") or {}).get("labels") or {}
+        raw = (obj.get("data") or {}).get(key)
+        if raw is None:
+            return labels, None
+        try:
+            return labels, base64.b64decode(raw).decode()
+        except (ValueError, UnicodeDecodeError):
+            return labels, ""
 
     @instrumented("get", "externalsecrets")
     def external_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
