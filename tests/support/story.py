@@ -186,10 +186,13 @@ class Story:
         body = pipeline_dict(name, self.ns, stages=stages, **kwargs)
         return self.create("pipelines", body)
 
-    def given_operator(self, *, clusterwide: bool = False, fault: str | None = None) -> OperatorProcess:
-        """`conveyor run`, scoped to this story's namespaces, up and healthy (`fault`: armed with
-        CONVEYOR_FAULT_POINT, it kills itself there — conveyor/kube/faults.py)."""
-        args = [] if clusterwide else [a for ns in (self.ns, *self.stage_ns.values()) for a in ("-n", ns)]
+    def given_operator(
+        self, *args: str, clusterwide: bool = False, fault: str | None = None
+    ) -> OperatorProcess:
+        """`conveyor run`, scoped to this story's namespaces, up and healthy (`args`: more flags;
+        `fault`: armed with CONVEYOR_FAULT_POINT, it kills itself there — conveyor/kube/faults.py)."""
+        scope = [] if clusterwide else [a for ns in (self.ns, *self.stage_ns.values()) for a in ("-n", ns)]
+        args = (*scope, *args)
         env = {"CONVEYOR_FAULT_POINT": fault} if fault else None
         if self.operator is not None:
             self.previous_lines += self.operator.lines

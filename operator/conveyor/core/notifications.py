@@ -81,6 +81,7 @@ class Occurrence:
     reason: str
     message: str
     actor: str | None
+    seq: int = 0  # its place in the object's history: orders transitions recorded at the same instant
 
     @property
     def subject(self) -> str:
@@ -98,7 +99,7 @@ def event_id(uid: str, trigger: str, occurrence: str) -> str:
 
 
 def _occurrence(  # noqa: PLR0917 (one private constructor, called three times)
-    uid: str, kind: str, name: str, pipeline: str, trigger: Trigger, key: str, h: HistoryEntry
+    uid: str, kind: str, name: str, pipeline: str, trigger: Trigger, key: str, h: HistoryEntry, seq: int
 ) -> Occurrence:
     return Occurrence(
         id=event_id(uid, trigger, key),
@@ -111,6 +112,7 @@ def _occurrence(  # noqa: PLR0917 (one private constructor, called three times)
         reason=h.reason,
         message=h.message,
         actor=h.actor,
+        seq=seq,
     )
 
 
@@ -119,19 +121,20 @@ def release_occurrences(release: Release) -> list[Occurrence]:
     succeeded, and failed (the failing stage's warning entry, once per release)."""
     meta, spec, status = release.metadata, release.spec, release.status
     out: dict[str, Occurrence] = {}
-    for h in status.history:
+    for seq, h in enumerate(status.history):
         trigger = RELEASE_TRIGGERS.get(h.reason)
         if trigger is None:
             continue
         key = "" if trigger == Trigger.RELEASE_SUCCEEDED else h.stage or ""
-        occ = _occurrence(meta.uid, "releases", meta.name, spec.pipeline, trigger, key, h)
+        occ = _occurrence(meta.uid, "releases", meta.name, spec.pipeline, trigger, key, h, seq)
         out.setdefault(occ.id, occ)
     if status.phase == Phase.FAILED:
         failed = {s.name for s in status.stages if s.phase == StagePhase.FAILED}
-        entry = next((h for h in reversed(status.history) if h.warning and h.stage in failed), None)
-        if entry is not None:
+        failing = [i for i, h in enumerate(status.history) if h.warning and h.stage in failed]
+        if failing:
+            h = status.history[failing[-1]]
             occ = _occurrence(
-                meta.uid, "releases", meta.name, spec.pipeline, Trigger.RELEASE_FAILED, "", entry
+                meta.uid, "releases", meta.name, spec.pipeline, Trigger.RELEASE_FAILED, "", h, failing[-1]
             )
             out.setdefault(occ.id, occ)
     return list(out.values())
@@ -142,11 +145,11 @@ def rollback_occurrences(rollback: Rollback) -> list[Occurrence]:
     meta = rollback.metadata
     out: dict[str, Occurrence] = {}
     stage = rollback.status.plan.stage if rollback.status.plan else rollback.spec.stage
-    for h in rollback.status.history:
+    for seq, h in enumerate(rollback.status.history):
         trigger = ROLLBACK_TRIGGERS.get(h.reason)
         if trigger is None:
             continue
-        occ = _occurrence(meta.uid, "rollbacks", meta.name, rollback.spec.pipeline, trigger, "", h)
+        occ = _occurrence(meta.uid, "rollbacks", meta.name, rollback.spec.pipeline, trigger, "", h, seq)
         if occ.stage is None and stage:
             occ = Occurrence(**{**occ.__dict__, "stage": stage})
         out.setdefault(occ.id, occ)
@@ -217,7 +220,7 @@ def due(
     floor = max(st.since, st.horizon) if st.horizon else st.since
     late = now - timedelta(seconds=channel.spec.max_delay_seconds)
     out = Due()
-    for occ in sorted(occurrences, key=lambda o: (o.at, o.id)):
+    for occ in sorted(occurrences, key=lambda o: (o.at, o.seq, o.id)):
         if occ.at <= floor or occ.id in done or not selected(channel, occ, labels.get(occ.pipeline)):
             continue
         (out.expire if occ.at < late else out.send).append(occ)

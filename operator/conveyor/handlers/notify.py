@@ -59,6 +59,7 @@ KIND = "NotificationChannel"
 # Secrets are not watched (Conveyor may only `get` them): a channel looks at its Secret again this
 # often, and at once when its spec changes or something is due.
 SECRET_RECHECK_SECONDS = 60.0
+SECRET_PROBLEM_RECHECK_SECONDS = 5.0
 # Time-based ends (maxDelaySeconds passing) need no event: each channel looks at least this often.
 IDLE_LOOK_SECONDS = 30.0
 ERROR_BACKOFF_SECONDS = 5.0
@@ -168,6 +169,7 @@ class _Channel:
     secret_generation: int = -1
     last_sent: float = -1e9
     failing: bool = False
+    unwritten: list[LedgerEntry] = field(default_factory=list)
 
 
 class Notifier:
@@ -300,15 +302,15 @@ class Notifier:
             )
             await self._finish(ch, channel, [], conditions, backlog=0, generation=generation)
             return IDLE_LOOK_SECONDS
-        done = {e.id for e in channel.status.ledger}
+        done = {e.id for e in channel.status.ledger} | {e.id for e in ch.unwritten}
         plan = core.due(
             channel, self.objects.occurrences(namespace), self.objects.labels(namespace), done, now
         )
         ended: list[LedgerEntry] = []
         for occ in plan.expire:
-            retry = ch.retries.pop(occ.id, _Retry())
-            code = retry.answer.code if retry.answer else None
-            ended.append(core.ledger_entry(occ, DeliveryResult.EXPIRED, code, retry.attempts, now))
+            gave_up = ch.retries.pop(occ.id, _Retry())
+            code = gave_up.answer.code if gave_up.answer else None
+            ended.append(core.ledger_entry(occ, DeliveryResult.EXPIRED, code, gave_up.attempts, now))
             self._count(ch, occ, "expired")
         if plan.expire:
             self._event(
@@ -321,7 +323,7 @@ class Notifier:
             )
         problem = (
             await self._check_secret(ch, channel)
-            if plan.send or generation != ch.secret_generation
+            if plan.send or generation != ch.secret_generation or ch.url_problem is not None
             else ch.url_problem
         )
         conditions = self._secret_conditions(ch, conditions, problem, generation, now)
@@ -349,14 +351,14 @@ class Notifier:
                 ended.append(result)
                 conditions = self._ended_conditions(ch, channel, conditions, result, generation)
                 # Recorded before the next send: each message that ends costs one status write.
-                channel = await self._finish(
+                written = await self._finish(
                     ch, channel, ended, conditions, backlog=len(pending), generation=generation
                 )
-                if channel is None:
+                if written is None:
                     return IDLE_LOOK_SECONDS
-                conditions, ended = list(channel.status.conditions), []
-        elif pending and ch.url_problem is not None:
-            wait = SECRET_RECHECK_SECONDS
+                channel, conditions, ended = written, list(written.status.conditions), []
+        elif ch.url_problem is not None:
+            wait = SECRET_PROBLEM_RECHECK_SECONDS
         await self._finish(ch, channel, ended, conditions, backlog=len(pending), generation=generation)
         return wait
 
@@ -612,6 +614,10 @@ class Notifier:
         st = channel.status
         patch: dict[str, Any] = {}
         now = self._clock()
+        # Ended but not yet written (a write that failed): kept, never due again in this process, and
+        # written with the next write.
+        ch.unwritten.extend(ended)
+        ended = [e for e in ch.unwritten if e.id not in {x.id for x in st.ledger}]
         if ended:
             ledger, horizon = core.record(channel, ended, now)
             patch["ledger"] = [e.wire() for e in ledger]
@@ -626,8 +632,11 @@ class Notifier:
         if st.observed_generation != generation:
             patch["observedGeneration"] = generation
         if not patch and _same(conditions, st.conditions):
+            ch.unwritten.clear()
             return channel
-        return await self._write(ch, patch, conditions)
+        written = await self._write(ch, patch, conditions)
+        ch.unwritten.clear()  # written, or the channel is gone
+        return written
 
     async def _write(
         self, ch: _Channel, patch: dict[str, Any], conditions: list[Condition]

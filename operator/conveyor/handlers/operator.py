@@ -389,7 +389,9 @@ def run_operator(
         lease_duration=timings.lease_duration,
     )
     serve_metrics(metrics_port, {"/healthz": health.live, "/readyz": health.ready})
-    memo = kopf.Memo(kube=kube, elector=elector, health=health, notify_allowed_hosts=notify_allowed_hosts or [])
+    memo = kopf.Memo(
+        kube=kube, elector=elector, health=health, notify_allowed_hosts=list(notify_allowed_hosts or [])
+    )
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,

@@ -10,6 +10,7 @@ instants loses and repeats nothing:
 - after-deployment-patch: an image was patched, before the status write that records it
 - after-status-write: a status was written, before its Events and audit lines
 - after-rollback-plan: a rollback's plan was written, before its Deployment patch
+- after-notification-send: a receiver accepted a notification, before the ledger write recording it
 
 Each call site is one line right *after* its write, so other checks before writes stay apart.
 """
@@ -22,7 +23,13 @@ import signal
 import sys
 import threading
 
-POINTS = ("after-job-create", "after-deployment-patch", "after-status-write", "after-rollback-plan")
+POINTS = (
+    "after-job-create",
+    "after-deployment-patch",
+    "after-status-write",
+    "after-rollback-plan",
+    "after-notification-send",
+)
 log = logging.getLogger("conveyor.faults")
 
 
