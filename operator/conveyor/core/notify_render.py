@@ -225,23 +225,18 @@ def slack_escape(text: str) -> str:
 
 
 def _slack_text(text: str, limit: int = PIECE_MAX) -> str:
-    """Untrusted text for mrkdwn: escaped, then cut to `limit` *escaped* characters (an entity is
-    never split)."""
+    """Untrusted text for mrkdwn: escaped, its backticks replaced by a look-alike (mrkdwn cannot
+    escape one, and a stray one opens or ends a code span or block), then cut to `limit` *escaped*
+    characters (an entity is never split)."""
     out: list[str] = []
     size = 0
-    for ch in text:
+    for ch in text.replace("`", "\u02cb"):
         piece = slack_escape(ch)
         if size + len(piece) > limit - 1:
             return "".join(out) + ELLIPSIS
         out.append(piece)
         size += len(piece)
     return "".join(out)
-
-
-def _slack_code(text: str, limit: int = PIECE_MAX) -> str:
-    """Untrusted text for inside a code span or block: escaped, and its backticks replaced by a
-    look-alike, as mrkdwn has no way to escape one and a backtick would end the code early."""
-    return _slack_text(text.replace("`", "\u02cb"), limit)
 
 
 def _mrkdwn(text: str) -> dict[str, Any]:
@@ -276,7 +271,7 @@ def _slack_trigger_blocks(n: Notification) -> list[dict[str, Any]]:
     if trigger is Trigger.APPROVAL_NEEDED and n.approval is not None:
         who = "\n".join(f"• {_slack_text(line, 400)}" for line in _who_may_approve(n))
         blocks.append(_section(f"*Who may approve*\n{who}"))
-        blocks.append(_section(f"*To approve*\n```{_slack_code(n.approval.command)}```"))
+        blocks.append(_section(f"*To approve*\n```{_slack_text(n.approval.command)}```"))
     elif trigger in (Trigger.STAGE_VERIFIED, Trigger.RELEASE_SUCCEEDED):
         timings = _timings(n)
         if timings:
@@ -288,22 +283,22 @@ def _slack_trigger_blocks(n: Notification) -> list[dict[str, Any]]:
             )
     elif trigger is Trigger.RELEASE_FAILED and n.failure is not None:
         f = n.failure
-        lines = [f"*Failed at* {_slack_text(f.step, 100)}: `{_slack_code(f.reason, 100)}`"]
+        lines = [f"*Failed at* {_slack_text(f.step, 100)}: `{_slack_text(f.reason, 100)}`"]
         if f.message:
             lines.append(f"> {_slack_text(_one_line(f.message))}")
         if f.object is not None:
             o = f.object
             lines.append(
-                f"*Look at* {_slack_text(o.kind, 50)} `{_slack_code(f'{o.namespace}/{o.name}', 300)}`"
+                f"*Look at* {_slack_text(o.kind, 50)} `{_slack_text(f'{o.namespace}/{o.name}', 300)}`"
             )
         blocks.append(_section("\n".join(lines)))
         if f.hint:
-            blocks.append(_section(f"*Start with*\n```{_slack_code(f.hint)}```"))
+            blocks.append(_section(f"*Start with*\n```{_slack_text(f.hint)}```"))
     elif trigger.value.startswith("rollback") and n.rollback is not None:
         r = n.rollback
         lines = [f"*Rollback* {_slack_text(r.name, 253)}"]
         if r.plan:
-            lines.append(f"*Plan* `{_slack_code(r.plan, 100)}`")
+            lines.append(f"*Plan* `{_slack_text(r.plan, 100)}`")
         if r.plan_reason:
             lines.append(f"> {_slack_text(_one_line(r.plan_reason))}")
         frm, to = _release_text(r.from_), _release_text(r.to)
@@ -352,7 +347,7 @@ def slack(n: Notification) -> dict[str, Any]:
         _mrkdwn(f"<{slack_escape(url)}|{label}>")
         for label, url in links
     ]
-    ref = {"type": "context", "elements": [*context, _mrkdwn(f"ref `{_slack_code(n.id, 100)}`")]}
+    ref = {"type": "context", "elements": [*context, _mrkdwn(f"ref `{_slack_text(n.id, 100)}`")]}
     # The ref block always goes out, so a duplicate is recognisable in the channel.
     blocks = [*blocks[: SLACK_MAX_BLOCKS - 1], ref]
     return {"text": _slack_text(_one_line(n.title), SLACK_FALLBACK_MAX), "blocks": blocks}
