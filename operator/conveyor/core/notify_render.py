@@ -131,7 +131,9 @@ def _facts(n: Notification) -> list[tuple[str, str]]:
             facts.append(("Author", n.release.author))
         if n.release.requester:
             facts.append(("Requested by", n.release.requester))
-    if n.actor and (n.release is None or n.actor != n.release.requester):
+    # The actor, unless another fact names them already (the release's requester, the rollback's).
+    said = {n.release.requester if n.release else None, n.rollback.requester if n.rollback else None}
+    if n.actor and n.actor not in said:
         facts.append(("By", n.actor))
     return facts
 
