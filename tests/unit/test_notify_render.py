@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from conveyor.api.notification import ChannelType, Links, Notification, Trigger
+from conveyor.api.notification import ChannelType, Links, Notification, NotificationChannel, Trigger
 from conveyor.core import notify_render as render
 from support.notify_samples import SAMPLES, docs_sections, hostile, notification_id, pretty, with_sections
 
@@ -387,3 +388,39 @@ def test_parity_lost_lists_at_most_ten_differences() -> None:
 )
 def test_humanise(seconds: float, said: str) -> None:
     assert render.humanise(seconds) == said
+
+
+# --- the user's documents
+
+
+def test_the_quickstart_channel_is_valid_as_kubectl_reads_it() -> None:
+    # PyYAML reads YAML 1.1 as kubectl and Helm do: an unquoted `on:` key would arrive as True and the
+    # channel lack its triggers.
+    body = yaml.safe_load((REPO / "examples" / "quickstart" / "40-notifications.yaml").read_text())
+    channel = NotificationChannel.model_validate(body)
+    assert channel.spec.on == [
+        "approvalNeeded",
+        "releaseFailed",
+        "releaseSucceeded",
+        "rollbackStarted",
+        "rollbackCompleted",
+        "rollbackRefused",
+    ]
+    assert channel.spec.pipeline_selector.match_labels == {"app": "shop"}
+    documented = next(
+        yaml.safe_load(block)
+        for block in re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.DOTALL)
+        if "kind: NotificationChannel" in block
+    )
+    assert NotificationChannel.model_validate(documented).spec == channel.spec
+
+
+def test_every_image_the_docs_show_exists() -> None:
+    images = re.findall(r"\]\((images/[^)]+\.png)\)", DOCS.read_text())
+    assert {"approvalNeeded", "releaseFailed", "rollbackCompleted"} <= {
+        re.sub(r".*notification-slack-(\w+)\.png", r"\1", i) for i in images
+    }
+    for image in images:
+        assert (DOCS.parent / image).is_file(), f"{image}: run hack/notification-shots"
+    for trigger in TRIGGERS:
+        assert (DOCS.parent / "images" / f"notification-slack-{trigger}.png").is_file(), trigger
