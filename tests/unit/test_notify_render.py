@@ -424,3 +424,9 @@ def test_every_image_the_docs_show_exists() -> None:
         assert (DOCS.parent / image).is_file(), f"{image}: run hack/notification-shots"
     for trigger in TRIGGERS:
         assert (DOCS.parent / "images" / f"notification-slack-{trigger}.png").is_file(), trigger
+
+
+def test_a_message_without_a_title_still_has_a_header() -> None:
+    n = SAMPLES["stageVerified"].model_copy(update={"title": " \n "})
+    assert render.slack(n)["blocks"][0]["text"]["text"] == "StageVerified"
+    assert card(render.teams(n))["body"][0]["text"] == "StageVerified"

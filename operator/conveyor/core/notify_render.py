@@ -106,7 +106,7 @@ def _short_commit(ref: Ref) -> str | None:
 
 
 def _release_text(ref: Ref | None) -> str | None:
-    """ "shop-3f9c2a1 (3f9c2a1)": the release, with its short commit when known."""
+    """The release with its short commit when known, as in "shop-3f9c2a1 (3f9c2a1)"."""
     if ref is None or not (ref.release or ref.commit or ref.short_commit):
         return None
     commit = _short_commit(ref)
@@ -215,6 +215,10 @@ def _cut(text: str, limit: int) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _title(n: Notification) -> str:
+    return _one_line(n.title) or _one_line(n.reason) or f"{APP_NAME}: {n.trigger}"
 
 
 # --- Slack (incoming webhook: Block Kit)
@@ -331,10 +335,11 @@ def slack(n: Notification) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
-            # plain_text is never parsed for mentions or links: cut, not escaped.
+            # plain_text is never parsed for mentions or links: cut, not escaped. Slack refuses an
+            # empty one: a message without a title is headed by its reason.
             "text": {
                 "type": "plain_text",
-                "text": _cut(_one_line(n.title), SLACK_HEADER_MAX),
+                "text": _cut(_title(n), SLACK_HEADER_MAX),
                 "emoji": False,
             },
         }
@@ -352,7 +357,7 @@ def slack(n: Notification) -> dict[str, Any]:
     ref = {"type": "context", "elements": [*context, _mrkdwn(f"ref `{_slack_text(n.id, 100)}`")]}
     # The ref block always goes out, so a duplicate is recognisable in the channel.
     blocks = [*blocks[: SLACK_MAX_BLOCKS - 1], ref]
-    return {"text": _slack_text(_one_line(n.title), SLACK_FALLBACK_MAX), "blocks": blocks}
+    return {"text": _slack_text(_title(n), SLACK_FALLBACK_MAX), "blocks": blocks}
 
 
 # --- Teams (Workflows webhook: Adaptive Card)
@@ -436,7 +441,7 @@ def teams(n: Notification) -> dict[str, Any]:
     """The body for a Teams Workflows webhook ("Post to a channel when a webhook request is
     received"): a message with one Adaptive Card 1.4 attachment."""
     card_body: list[dict[str, Any]] = [
-        _text_block(_teams_text(_one_line(n.title), 300), weight="Bolder", size="Medium"),
+        _text_block(_teams_text(_title(n), 300), weight="Bolder", size="Medium"),
     ]
     if _lead_message(n):
         card_body.append(_text_block(_teams_text(n.message, PIECE_MAX)))
