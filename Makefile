@@ -74,7 +74,7 @@ cluster-down: ## stop the local control plane; nothing is left running
 cluster-status: ## show the local control plane's components
 	@hack/cluster status
 
-crds: venv ## regenerate crds/ from the pydantic models
+crds: venv ## regenerate crds/ and docs/schemas/ from the pydantic models
 	@hack/gen-crds && hack/gen-crds --out charts/conveyor/files/crds
 
 bench: venv binaries browser ## every benchmark; results in bench/results/ (docs/benchmarks.md)
