@@ -57,7 +57,7 @@ def given_channel(story: Story, name: str, type_: str, secret: str, **spec: Any)
         "apiVersion": "conveyor.dev/v1alpha1",
         "kind": "NotificationChannel",
         "metadata": {"name": name},
-        "spec": {"type": type_, "urlSecretRef": {"name": secret}, "on": EVERYTHING, **spec},
+        "spec": {"type": type_, "urlSecretRef": {"name": secret}, "triggers": EVERYTHING, **spec},
     }
     return story.create("notificationchannels", body)
 
@@ -282,7 +282,7 @@ def test_a_message_in_flight_when_the_operator_dies_is_delivered_once_with_its_i
         hold = Hold(200)
         path = f"/hook/{secrets.token_hex(4)}"
         given_secret(story, "hook-url", receiver.url(path, hold, 200))
-        given_channel(story, "hook", "webhook", "hook-url", on=["stageVerified"])
+        given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified"])
         story.given_deployments(stages=["staging"])
         story.given_pipeline(stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}])
         story.given_operator("--notify-allowed-host", receiver.host)
@@ -313,7 +313,7 @@ def test_killed_after_the_receiver_accepted_before_recording_it_goes_again_with_
         # Given an operator that dies right after a receiver accepts a message, before its ledger write
         path = f"/hook/{secrets.token_hex(4)}"
         given_secret(story, "hook-url", receiver.url(path))
-        given_channel(story, "hook", "webhook", "hook-url", on=["stageVerified", "releaseSucceeded"])
+        given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified", "releaseSucceeded"])
         story.given_deployments(stages=["staging"])
         story.given_pipeline(stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}])
         story.given_operator("--notify-allowed-host", receiver.host, fault="after-notification-send")
@@ -352,10 +352,10 @@ def test_a_receiver_that_refuses_is_recorded_rejected_and_not_retried(story: Sto
         # Given a webhook whose URL answers 404 (a deleted Slack webhook, say)
         path = f"/gone/{secrets.token_hex(4)}"
         given_secret(story, "hook-url", receiver.url(path, 404))
-        given_channel(story, "hook", "webhook", "hook-url", on=["stageVerified"])
+        given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified"])
         # and a channel that points at the cluster's own network without being allowed to
         given_secret(story, "metadata-url", "https://169.254.169.254/latest/meta-data")
-        given_channel(story, "inside", "webhook", "metadata-url", on=["stageVerified"])
+        given_channel(story, "inside", "webhook", "metadata-url", triggers=["stageVerified"])
         story.given_deployments(stages=["staging"])
         story.given_pipeline(stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}])
         story.given_operator("--notify-allowed-host", receiver.host)

@@ -254,7 +254,7 @@ def hostile(trigger: str, size: int = 10_240) -> Notification:
     that must never be clickable (javascript:, data:)."""
     long = (HOSTILE_TEXT * (size // len(HOSTILE_TEXT) + 1))[:size]
     data = SAMPLES[trigger].model_dump(by_alias=True)
-    data.update(title=long, message=long, actor=HOSTILE_TEXT, differences=[long] * 30)
+    data.update(title=long, message=long, actor=HOSTILE_TEXT, differences=[long] * 10)
     data["links"] = {"dashboard": "javascript:alert(1)", "ciRun": "data:text/html,<script>alert(1)</script>"}
     if data.get("release"):
         data["release"].update(release=HOSTILE_TEXT, author=long, requester=HOSTILE_TEXT)

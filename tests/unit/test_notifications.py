@@ -39,7 +39,7 @@ def channel(**spec: Any) -> NotificationChannel:
         "spec": {
             "type": "webhook",
             "urlSecretRef": {"name": "hook"},
-            "on": [t.value for t in Trigger],
+            "triggers": [t.value for t in Trigger],
             **spec,
         },
         "status": status,
@@ -239,9 +239,9 @@ def test_due_respects_since_ledger_selector_stages_and_max_delay() -> None:
     # What the ledger (or this process) recorded is done.
     assert len(core.due(channel(), occs, labels, {occs[0].id}, now).send) == 3
     # Triggers, stages, labels.
-    assert [o.trigger for o in core.due(channel(on=["approvalNeeded"]), occs, labels, set(), now).send] == [
-        Trigger.APPROVAL_NEEDED
-    ]
+    assert [
+        o.trigger for o in core.due(channel(triggers=["approvalNeeded"]), occs, labels, set(), now).send
+    ] == [Trigger.APPROVAL_NEEDED]
     staged = core.due(channel(stages=["staging"]), occs, labels, set(), now).send
     assert [o.stage for o in staged] == ["staging"]
     assert (

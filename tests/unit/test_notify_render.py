@@ -394,11 +394,11 @@ def test_humanise(seconds: float, said: str) -> None:
 
 
 def test_the_quickstart_channel_is_valid_as_kubectl_reads_it() -> None:
-    # PyYAML reads YAML 1.1 as kubectl and Helm do: an unquoted `on:` key would arrive as True and the
-    # channel lack its triggers.
-    body = yaml.safe_load((REPO / "examples" / "quickstart" / "40-notifications.yaml").read_text())
+    # PyYAML reads YAML 1.1 as kubectl and Helm do (why the field is `triggers`, not `on`: an unquoted
+    # `on:` key arrives as True — kubernetes#34146).
+    body = yaml.safe_load((REPO / "examples" / "quickstart" / "50-notifications.yaml").read_text())
     channel = NotificationChannel.model_validate(body)
-    assert channel.spec.on == [
+    assert channel.spec.triggers == [
         "approvalNeeded",
         "releaseFailed",
         "releaseSucceeded",

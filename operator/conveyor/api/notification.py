@@ -76,7 +76,7 @@ class SecretKeyRef(KubeModel):
 class PipelineSelector(KubeModel):
     """Which pipelines of the namespace the channel speaks for."""
 
-    match_labels: dict[str, str] = Field(
+    match_labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
         default_factory=dict,
         description="Pipelines whose labels include all of these (empty: every pipeline in the namespace).",
         json_schema_extra={"maxProperties": 16},
@@ -103,7 +103,7 @@ class NotificationChannelSpec(KubeModel):
         default_factory=PipelineSelector,
         description="Which pipelines of this namespace (default: all of them).",
     )
-    on: list[Trigger] = Field(
+    triggers: list[Trigger] = Field(
         min_length=1,
         max_length=9,
         description="The triggers to send: approvalNeeded, stageVerified, releaseSucceeded, "
@@ -302,7 +302,7 @@ class Notification(KubeModel):
     pipeline: str = Field(description="Pipeline name.")
     subject: str = Field(description="releases/NAME[/STAGE], rollbacks/NAME or pipelines/NAME.")
     stage: str | None = Field(default=None, description="Stage concerned, if any.")
-    title: str = Field(description="One line for a human.")
+    title: Message = Field(description="One line for a human.")
     reason: str = Field(description="The CamelCase reason of the transition (as in its Event).")
     message: Message = Field(default="", description="Conveyor's message about it (as in its Event).")
     actor: str | None = Field(default=None, description="Who caused it.")
@@ -313,7 +313,7 @@ class Notification(KubeModel):
     timings: Timings | None = Field(default=None, description="stageVerified, releaseSucceeded: durations.")
     failure: FailureFacts | None = Field(default=None, description="releaseFailed: where and why.")
     rollback: RollbackFacts | None = Field(default=None, description="rollback*: the plan, from and to.")
-    differences: list[str] = Field(
-        default_factory=list, description="parityLost: how the stages differ (at most 10)."
+    differences: list[Message] = Field(
+        default_factory=list, max_length=10, description="parityLost: how the stages differ (at most 10)."
     )
     links: Links = Field(default_factory=Links, description="Where to look.")

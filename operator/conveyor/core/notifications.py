@@ -188,7 +188,7 @@ def selected(
     """Whether the channel speaks about this occurrence: its trigger, its stage, its pipeline's labels
     (a pipeline that is gone has no labels: only a channel without a selector still speaks for it)."""
     spec = channel.spec
-    if occ.trigger not in spec.on:
+    if occ.trigger not in spec.triggers:
         return False
     if spec.stages and occ.stage is not None and occ.stage not in spec.stages:
         return False
