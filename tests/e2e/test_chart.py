@@ -307,6 +307,31 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+def secret_rules(objects: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
+    """(kind, name, verbs) of every RBAC rule that reaches Secrets."""
+    return [
+        (d["kind"], d["metadata"].get("namespace", ""), rule["verbs"])
+        for d in objects
+        if d["kind"] in ("ClusterRole", "Role")
+        for rule in d.get("rules") or []
+        if "secrets" in rule.get("resources", [])
+    ]
+
+
+def test_secrets_are_read_only_when_notifications_are_enabled_and_only_get():
+    assert secret_rules(render()) == []  # least privilege: no Secret access by default
+    assert secret_rules(render("notifications.enabled=true")) == [("ClusterRole", "", ["get"])]
+    namespaced = secret_rules(render("notifications.enabled=true", "namespaces={apps,shop-prod}"))
+    assert sorted(namespaced) == [("Role", "apps", ["get"]), ("Role", "shop-prod", ["get"])]
+    args = next(
+        d for d in render("notifications.allowedHosts={hooks.internal:8443}") if d["kind"] == "Deployment"
+    )
+    assert (
+        "--notify-allowed-host=hooks.internal:8443"
+        in args["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+
+
 def test_the_dashboard_is_off_by_default_and_its_pods_are_never_the_operators():
     assert not [d for d in render() if d["metadata"]["name"] == "x-ui"]
     objects = render("ui.enabled=true")

@@ -42,7 +42,7 @@ from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import Release
 from conveyor.api.rollback import Rollback
 from conveyor.core import notifications as core
-from conveyor.core.conditions import set_condition
+from conveyor.core.conditions import get_condition, set_condition
 from conveyor.core.notify_render import body as render_body
 from conveyor.handlers.cache import strip
 from conveyor.handlers.metrics import NOTIFICATION_BACKLOG, NOTIFICATION_LATENCY, NOTIFICATIONS
@@ -500,6 +500,16 @@ class Notifier:
             )
         if ch.url is None:
             return conditions
+        if get_condition(conditions, "Delivering") is None:
+            conditions = set_condition(
+                conditions,
+                "Delivering",
+                "Unknown",
+                "Idle",
+                "nothing sent yet",
+                generation=generation,
+                now=now,
+            )
         return set_condition(
             conditions,
             "Ready",
