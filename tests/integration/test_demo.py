@@ -180,6 +180,13 @@ def test_demo_promotes_its_release_on_the_cluster_it_started(tmp_path: Path, whe
         assert f"export KUBECONFIG={kubeconfig}" in demo.stdout.replace("'", "")
         assert "localhost:8080" not in demo.stdout
         assert f"release.conveyor.dev/{RELEASE} condition met" in demo.stdout
+        # The shop team's "Slack channel" (a local receiver) was told, once each, in order
+        told = demo.stdout.split("Slack channel was told", 1)[1].split("==", 1)[0]
+        assert [line for line in told.splitlines() if line.startswith("[slack]")] == [
+            "[slack] shop: 3f9c2a1 waits for approval to enter prod",
+            "[slack] shop: 3f9c2a1 released — verified up to prod",
+        ], told
+        assert f"kubectl conveyor approve {RELEASE} --stage prod -n default" in told
         assert "is alive" in (folder / "operator.log").read_text()
         # --no-wait starts no dashboard, but says how to
         alice_kubeconfig = folder / "users" / "alice.kubeconfig"
