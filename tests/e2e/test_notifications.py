@@ -370,3 +370,47 @@ def test_a_receiver_that_refuses_is_recorded_rejected_and_not_retried(story: Sto
         # and the promotion went on as if nothing happened
         story.then_release_phase("shop-r", "Succeeded")
         assert len(receiver.at(path)) == 1
+
+
+def test_the_schema_refuses_a_bad_channel_naming_the_field(story: Story):
+    from kubernetes.client.exceptions import ApiException
+
+    def refused(**spec: Any) -> str:
+        body = {
+            "apiVersion": "conveyor.dev/v1alpha1",
+            "kind": "NotificationChannel",
+            "metadata": {"name": "bad"},
+            "spec": {"type": "slack", "urlSecretRef": {"name": "s"}, "triggers": ["approvalNeeded"], **spec},
+        }
+        body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
+        with pytest.raises(ApiException) as err:
+            story.create("notificationchannels", body)
+        assert err.value.status == 422
+        return str(err.value.body)
+
+    assert "spec.triggers" in refused(triggers=[])
+    assert "spec.triggers[0]" in refused(triggers=["approvalneeded"])
+    assert "spec.triggers[1]" in refused(triggers=["approvalNeeded", "approvalNeeded"])  # a set
+    assert "spec.type" in refused(type="email")
+    assert "spec.urlSecretRef" in refused(urlSecretRef=None)
+    assert "spec.urlSecretRef.name" in refused(urlSecretRef={"name": "Not_A_Name"})
+    assert "spec.dashboardUrl" in refused(dashboardUrl="javascript:alert(1)")
+    assert "spec.maxDelaySeconds" in refused(maxDelaySeconds=0)
+    assert "spec.stages[0]" in refused(stages=["Prod!"])
+    # No URL field exists at all: one put in a spec by mistake is not stored (pruned as unknown)
+    stray = given_channel(story, "stray", "slack", "s", url="https://hooks.slack.com/services/T/B/x")
+    assert "hooks.slack.com" not in json.dumps(story.get("notificationchannels", "stray"))
+    assert "url" not in stray["spec"]
+    # The type is immutable (a slack channel does not quietly become a webhook)
+    given_channel(story, "good", "slack", "s")
+    with pytest.raises(ApiException) as err:
+        story.custom.patch_namespaced_custom_object(
+            "conveyor.dev",
+            "v1alpha1",
+            story.ns,
+            "notificationchannels",
+            "good",
+            {"spec": {"type": "webhook"}},
+        )
+    assert err.value.status == 422
+    assert "type is immutable" in str(err.value.body)
