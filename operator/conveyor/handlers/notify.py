@@ -170,6 +170,7 @@ class _Channel:
     last_sent: float = -1e9
     failing: bool = False
     unwritten: list[LedgerEntry] = field(default_factory=list)
+    gone: bool = False  # a write found it deleted (its DELETED event may never come: a relist)
 
 
 class Notifier:
@@ -251,7 +252,7 @@ class Notifier:
     # --- one channel
 
     async def _run(self, ch: _Channel) -> None:
-        while not self._stopping and self._channels.get(ch.key) is ch:
+        while not self._stopping and self._channels.get(ch.key) is ch and not ch.gone:
             ch.wake.clear()
             if self._gate is not None and not self._gate.is_set():
                 await self._gate.wait()  # standing by: a standby sends nothing
@@ -260,8 +261,13 @@ class Notifier:
             except NotLeader as e:
                 log.info("channel %s/%s: pass dropped: %s", *ch.key, e)
                 delay = IDLE_LOOK_SECONDS
+            except ApiException as e:
+                # The API server's answer (a Secret's data is never in an error body).
+                log.warning("channel %s/%s: pass failed: HTTP %s %s", *ch.key, e.status, e.reason)
+                delay = ERROR_BACKOFF_SECONDS
             except Exception as e:
-                # Kubernetes API errors only: the sender never raises (and never with the URL).
+                # Only the type: nothing that held the URL may reach a log line (the sender never
+                # raises, but a message's text is not worth the risk).
                 log.warning("channel %s/%s: pass failed: %s", *ch.key, type(e).__name__)
                 delay = ERROR_BACKOFF_SECONDS
             with contextlib.suppress(TimeoutError):
@@ -671,9 +677,9 @@ class Notifier:
                 # Not expected (nothing else writes a channel's status) but a spec change bumps the
                 # version too: read it, and write what ended on top of what is there now.
                 fresh = await self._in_thread(self.kube.get_custom, PLURAL, namespace, name)
-                if fresh is None or fresh.get("metadata", {}).get("uid") != ch.body.get("metadata", {}).get(
-                    "uid"
-                ):
+                uid = ch.body.get("metadata", {}).get("uid")
+                if fresh is None or fresh.get("metadata", {}).get("uid") != uid:
+                    ch.gone = True  # deleted (perhaps re-created: that one is another channel)
                     return None
                 ch.body = fresh
                 if "ledger" in patch:
@@ -682,6 +688,7 @@ class Notifier:
                     patch["ledger"] = sorted(merged.values(), key=lambda e: e["at"])
                 continue
             if obj is None:
+                ch.gone = True
                 return None
             if _rv(obj) >= _rv(ch.body):
                 ch.body = obj

@@ -68,7 +68,7 @@ class Sender:
             return False
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except OSError:
+        except (OSError, UnicodeError, ValueError):  # no such name, or not one IDNA can encode
             return False
         return any(private_address(str(info[4][0])) for info in infos)
 
