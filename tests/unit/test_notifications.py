@@ -257,11 +257,16 @@ def test_due_respects_since_ledger_selector_stages_and_max_delay() -> None:
     assert len(plan.send) == 2
 
 
-def test_record_trims_past_max_delay_and_moves_the_horizon() -> None:
+def test_record_trims_what_ended_past_max_delay_and_moves_the_horizon() -> None:
     occs = core.release_occurrences(shipped())
     ch = channel(maxDelaySeconds=60)
-    entries = [core.ledger_entry(o, DeliveryResult.DELIVERED, 200, 1, T0) for o in occs]
-    ledger, horizon = core.record(ch, entries, T0 + timedelta(seconds=30))
+    early = [
+        core.ledger_entry(o, DeliveryResult.DELIVERED, 200, 1, T0 + timedelta(seconds=8)) for o in occs[:2]
+    ]
+    late = [
+        core.ledger_entry(o, DeliveryResult.DELIVERED, 200, 1, T0 + timedelta(seconds=30)) for o in occs[2:]
+    ]
+    ledger, horizon = core.record(ch, early + late, T0 + timedelta(seconds=30))
     assert len(ledger) == 4
     assert horizon is None
     ch.status.ledger = ledger
@@ -271,6 +276,34 @@ def test_record_trims_past_max_delay_and_moves_the_horizon() -> None:
     ch.status.ledger, ch.status.horizon = ledger, horizon
     # A trimmed occurrence is behind the horizon: never due (nor expired) again.
     assert core.due(ch, occs, {}, {e.id for e in ledger}, T0 + timedelta(seconds=70)).expire == []
+
+
+def test_an_expired_message_stays_in_the_ledger_after_it_expired() -> None:
+    occ = core.release_occurrences(shipped())[0]  # happened at T0+5
+    ch = channel(maxDelaySeconds=60)
+    now = T0 + timedelta(seconds=70)
+    assert core.due(ch, [occ], {}, set(), now).expire == [occ]
+    ledger, _ = core.record(ch, [core.ledger_entry(occ, DeliveryResult.EXPIRED, 503, 9, now)], now)
+    assert [(e.id, e.result) for e in ledger] == [(occ.id, "Expired")]
+
+
+def test_addresses_that_carry_a_private_ipv4_address_are_private() -> None:
+    for address in (
+        "::ffff:127.0.0.1",
+        "::127.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+        "2002:a00:1::1",
+        "2001:0::1",
+        "[::1]",
+    ):
+        assert core.private_address(address), address
+    assert not core.private_address("64:ff9b::808:808")  # 8.8.8.8 through NAT64
+    assert not core.private_address("2606:4700::1111")
+    assert not core.private_address("hooks.slack.com")  # a name: judged by what it resolves to
+
+
+def test_backoff_never_overflows() -> None:
+    assert core.backoff(5000, None, T0) <= core.BACKOFF_CAP_SECONDS
 
 
 def test_an_approval_request_whose_gate_closed_is_obsolete() -> None:
@@ -333,6 +366,13 @@ def test_backoff_doubles_to_a_cap_and_honours_retry_after() -> None:
         ("webhook", "ftp://hooks.example.com/x", "InvalidURL"),
         ("webhook", "https://hooks.example.com:99999/x", "InvalidURL"),
         ("webhook", "not a url", "InvalidURL"),
+        ("teams", "https://evil.com\\.logic.azure.com/x", "InvalidURL"),  # parsers disagree on it
+        ("webhook", "https://a..b.example.com/x", "InvalidURL"),
+        ("webhook", "https://straße.example/x", "InvalidURL"),  # xn--strae-oqa.example is fine
+        ("webhook", "https://xn--strae-oqa.example/x", None),
+        ("webhook", "https://[::ffff:169.254.169.254]/x", "HostNotAllowed"),
+        ("webhook", "https://[64:ff9b::a00:5]/x", "HostNotAllowed"),
+        ("webhook", "https://2130706433/x", "InvalidURL"),  # 127.0.0.1 in decimal: not a DNS name
     ],
 )
 def test_check_url(kind: str, url: str, reason: str | None) -> None:

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import ipaddress
 import random
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -248,16 +249,21 @@ def obsolete(occ: Occurrence, release: Release | None) -> bool:
 def record(
     channel: NotificationChannel, entries: list[LedgerEntry], now: datetime
 ) -> tuple[list[LedgerEntry], datetime | None]:
-    """The ledger with `entries` added, and the horizon: entries older than maxDelaySeconds are
-    dropped (such occurrences can no longer be due: the horizon moves past them), and beyond
+    """The ledger with `entries` added, and the horizon: entries that ended more than
+    maxDelaySeconds ago are dropped (what they tell happened even earlier, so it can no longer be
+    due: the horizon moves past it — an Expired entry stays a maxDelay after it expired), and beyond
     LEDGER_LIMIT the oldest go the same way."""
     st = channel.status
     seen = {e.id for e in st.ledger}
     ledger = [*st.ledger, *(e for e in entries if e.id not in seen)]
     horizon = st.horizon
     late = now - timedelta(seconds=channel.spec.max_delay_seconds)
-    keep = [e for e in ledger if e.at >= late]
-    dropped = [e for e in ledger if e.at < late]
+
+    def ended(e: LedgerEntry) -> datetime:
+        return e.finished_at or e.at
+
+    keep = [e for e in ledger if ended(e) >= late]
+    dropped = [e for e in ledger if ended(e) < late]
     if len(keep) > LEDGER_LIMIT:
         keep.sort(key=lambda e: e.at)
         dropped += keep[:-LEDGER_LIMIT]
@@ -295,7 +301,7 @@ def backoff(
     """Seconds before the next attempt after `attempts` failed ones: doubling from 1 s to a minute,
     jittered down by up to a half (receivers recovering are not hit by every operator at once), or
     the receiver's Retry-After (seconds or an HTTP date) up to 5 minutes when it says longer."""
-    base = min(BACKOFF_CAP_SECONDS, BACKOFF_START_SECONDS * 2 ** max(0, attempts - 1))
+    base = min(BACKOFF_CAP_SECONDS, BACKOFF_START_SECONDS * 2 ** min(16, max(0, attempts - 1)))
     delay = base * (rand or random).uniform(0.5, 1.0)
     asked = retry_after_seconds(retry_after, now)
     return max(delay, min(asked, RETRY_AFTER_CAP_SECONDS)) if asked is not None else delay
@@ -346,12 +352,42 @@ def allowed(host: str, hostport: str, allowed_hosts: Iterable[str]) -> bool:
     return host in listed or hostport in listed
 
 
-def private_address(address: str) -> bool:
-    """Loopback, private, link-local (cloud metadata lives there), unspecified or reserved."""
+# A host name as DNS has it (IDNA names in their xn-- form; a trailing dot allowed).
+_HOST = re.compile(
+    r"^(?=.{1,253}\.?$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$"
+)
+
+
+def _is_address(host: str) -> bool:
     try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return False
+    return True
+
+
+# IPv6 ranges that carry an IPv4 address (NAT64, the IPv4-compatible ::/96): judged by that address.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def private_address(address: str) -> bool:
+    """Loopback, private, link-local (cloud metadata lives there), unspecified, reserved or
+    multicast — also when an IPv6 address carries such an IPv4 address (mapped, 6to4, NAT64,
+    IPv4-compatible; Teredo is refused outright). Not an address: False (names are judged by the
+    addresses they resolve to, when connecting)."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.teredo is not None:
+            return True
+        inner = ip.ipv4_mapped or ip.sixtofour
+        if inner is None and (ip in _COMPATIBLE or any(ip in net for net in _NAT64)):
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if inner is not None:
+            return private_address(str(inner))
     return not ip.is_global or ip.is_multicast
 
 
@@ -370,6 +406,11 @@ def check_url(
     host, hostport = host_port(url)
     if parts.scheme not in ("http", "https") or not host:
         return UrlProblem("InvalidURL", f"{where} does not hold an http(s) URL with a host")
+    numeric_tld = host.rstrip(".").rsplit(".", 1)[-1].isdigit()  # 2130706433, 127.1: inet_aton forms
+    if (not _HOST.match(host) or numeric_tld) and not _is_address(host):
+        # Anything else (a backslash, a space, an empty label) is read differently by different URL
+        # parsers — the one judging here and the one connecting must see the same host.
+        return UrlProblem("InvalidURL", f"{where} holds a URL whose host is not a valid DNS name or address")
     if parts.username or parts.password:
         return UrlProblem(
             "InvalidURL", f"{where} holds a URL with user information; put the token in the path"

@@ -59,7 +59,11 @@ KIND = "NotificationChannel"
 # Secrets are not watched (Conveyor may only `get` them): a channel looks at its Secret again this
 # often, and at once when its spec changes or something is due.
 SECRET_RECHECK_SECONDS = 60.0
+# A Secret problem is looked at again soon — the fix (a label, a key) should heal it in seconds —
+# and, once it has lasted a while, less often (a forgotten broken channel must not poll for ever).
 SECRET_PROBLEM_RECHECK_SECONDS = 5.0
+SECRET_PROBLEM_SLOW_RECHECK_SECONDS = 30.0
+SECRET_PROBLEM_FAST_FOR_SECONDS = 120.0
 # Time-based ends (maxDelaySeconds passing) need no event: each channel looks at least this often.
 IDLE_LOOK_SECONDS = 30.0
 ERROR_BACKOFF_SECONDS = 5.0
@@ -163,14 +167,27 @@ class _Channel:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     retries: dict[str, _Retry] = field(default_factory=dict)
-    url: str | None = None
+    url: str | None = field(default=None, repr=False)  # a credential: never in a repr, log or status
     url_problem: core.UrlProblem | None = None
+    refused_url: str | None = field(default=None, repr=False)  # the sender refused it (HostNotAllowed)
+    problem_since: float = 0.0  # monotonic: when the current Secret/URL problem began
     secret_checked: float = -1e9  # monotonic
     secret_generation: int = -1
     last_sent: float = -1e9
     failing: bool = False
     unwritten: list[LedgerEntry] = field(default_factory=list)
     gone: bool = False  # a write found it deleted (its DELETED event may never come: a relist)
+    term: int = -1  # the leadership term its copy was last read fresh in
+
+
+class Conflict(Exception):
+    """The channel kept changing under the ledger write (409 three times): the pass is retried, and
+    what ended stays in memory until it is written."""
+
+
+# What _send_one says when a message did not end: try again later, or the URL itself was refused.
+RETRY = "retry"
+REFUSED = "refused"
 
 
 class Notifier:
@@ -179,7 +196,6 @@ class Notifier:
     def __init__(
         self,
         kube: Kube,
-        executor: ThreadPoolExecutor,
         sender: Sender,
         *,
         gate: asyncio.Event | None = None,
@@ -188,11 +204,16 @@ class Notifier:
         self.kube = kube
         self.sender = sender
         self.objects = Objects()
-        self._executor = executor
+        # Its own threads: Secret reads, ledger writes and Events never queue before pipeline passes.
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="notify")
         self._gate = gate
         self._clock = clock
         self._channels: dict[Key, _Channel] = {}
         self._stopping = False
+        self._quiescing = False
+        self._in_flight = 0  # sends whose ledger write has not happened yet
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # --- fed by the watches (operator.py)
 
@@ -214,10 +235,10 @@ class Notifier:
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         ch = self._channels.get(key)
         if event_type == "DELETED":
-            if ch is not None and ch.body.get("metadata", {}).get("uid") == meta.get("uid"):
+            if ch is not None and _uid(ch.body) == meta.get("uid"):
                 self._forget(key)
             return
-        if ch is not None and ch.body.get("metadata", {}).get("uid") != meta.get("uid"):
+        if ch is not None and (_uid(ch.body) != meta.get("uid") or ch.gone):
             self._forget(key)  # deleted and re-created under the name: a new channel, a new ledger
             ch = None
         if ch is None:
@@ -240,6 +261,14 @@ class Notifier:
         with contextlib.suppress(KeyError):
             NOTIFICATION_BACKLOG.remove(f"{key[0]}/{key[1]}")
 
+    async def quiesce(self, timeout: float = 8.0) -> None:
+        """Begin no new send, and let those in flight record what they delivered (operator
+        shutdown, before the lease is given up: otherwise a receiver's 2xx would land after this
+        replica stopped writing, and the next leader would send the message again)."""
+        self._quiescing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=timeout)
+
     async def stop(self) -> None:
         """Cancel every channel's task and close the connection pool (operator shutdown)."""
         self._stopping = True
@@ -248,6 +277,7 @@ class Notifier:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.sender.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # --- one channel
 
@@ -266,113 +296,162 @@ class Notifier:
                 log.warning("channel %s/%s: pass failed: HTTP %s %s", *ch.key, e.status, e.reason)
                 delay = ERROR_BACKOFF_SECONDS
             except Exception as e:
-                # Only the type: nothing that held the URL may reach a log line (the sender never
-                # raises, but a message's text is not worth the risk).
+                # Only the type: nothing that held the URL may reach a log line.
                 log.warning("channel %s/%s: pass failed: %s", *ch.key, type(e).__name__)
                 delay = ERROR_BACKOFF_SECONDS
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ch.wake.wait(), timeout=max(0.05, min(delay, IDLE_LOOK_SECONDS)))
 
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def _in_thread(self, term: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A blocking call on the notifier's threads, its writes fenced to the pass's term."""
+
         def run() -> Any:
-            self.kube.fence.bind()
+            self.kube.fence.bind(term)
             return fn(*args, **kwargs)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
 
+    def _check_term(self, term: int) -> None:
+        """Raise NotLeader unless this replica leads, in the term the pass began in (a pass that
+        spans a lost and regained leadership decided on what another leader may have changed)."""
+        self.kube.fence.check("send a notification")
+        if self.kube.fence.term != term:
+            raise NotLeader(f"a notifier pass of leadership term {term} (now {self.kube.fence.term})")
+
     async def _pass(self, ch: _Channel) -> float:
         """Send what is due, in order, until done or a message must wait; the seconds until the next
         look is needed."""
-        namespace = ch.key[0]
+        namespace, name = ch.key
+        term = self.kube.fence.term
+        if ch.term != term:
+            # First pass of this process or leadership term: the channel as stored now — the watch's
+            # copy may trail the previous leader's last ledger write.
+            fresh = await self._in_thread(term, self.kube.get_custom, PLURAL, namespace, name)
+            if fresh is None or _uid(fresh) != _uid(ch.body):
+                ch.gone = True
+                return IDLE_LOOK_SECONDS
+            if _rv(fresh) >= _rv(ch.body):
+                ch.body = fresh
+            ch.term = term
         channel = NotificationChannel.model_validate(ch.body)
         now = self._clock()
-        generation = int(ch.body.get("metadata", {}).get("generation") or 0)
+        generation = channel.metadata.generation
         conditions = list(channel.status.conditions)
         if channel.status.since is None:
             # First seen: from now on. Nothing that happened before is ever sent (a channel created
             # for an old namespace does not replay its history).
-            conditions = self._secret_conditions(
-                ch, conditions, await self._check_secret(ch, channel), generation, now
-            )
-            await self._write(ch, {"since": _stamp(now), "observedGeneration": generation}, conditions)
+            problem = await self._check_secret(ch, channel, term, force=True)
+            conditions = self._secret_conditions(ch, conditions, problem, generation, now)
+            await self._finish(ch, term, [], conditions, backlog=0, generation=generation, since=now)
             return 0.0
+        ready = get_condition(conditions, "Ready")
         if channel.spec.suspend:
             conditions = set_condition(
                 conditions,
                 "Ready",
                 "False",
                 "Suspended",
-                "spec.suspend is true: nothing is sent",
+                "spec.suspend is true: nothing is sent, and nothing of what happens meanwhile later",
                 generation=generation,
                 now=now,
             )
-            await self._finish(ch, channel, [], conditions, backlog=0, generation=generation)
+            await self._finish(ch, term, [], conditions, backlog=0, generation=generation)
             return IDLE_LOOK_SECONDS
+        resumed = now if ready is not None and ready.reason == "Suspended" else None
+        if resumed is not None:
+            # Just resumed: what happened while suspended (or still waited) is never sent.
+            channel.status.horizon = max(channel.status.horizon or resumed, resumed)
         done = {e.id for e in channel.status.ledger} | {e.id for e in ch.unwritten}
         plan = core.due(
             channel, self.objects.occurrences(namespace), self.objects.labels(namespace), done, now
         )
-        ended: list[LedgerEntry] = []
-        for occ in plan.expire:
-            gave_up = ch.retries.pop(occ.id, _Retry())
-            code = gave_up.answer.code if gave_up.answer else None
-            ended.append(core.ledger_entry(occ, DeliveryResult.EXPIRED, code, gave_up.attempts, now))
-            self._count(ch, occ, "expired")
-        if plan.expire:
-            self._event(
-                channel,
-                "NotificationExpired",
-                f"{len(plan.expire)} message(s) not delivered within {channel.spec.max_delay_seconds}s "
-                f"were given up (the first: {plan.expire[0].trigger} for {plan.expire[0].subject})",
-                warning=True,
-                now=now,
+        due_ids = {o.id for o in plan.send} | {o.id for o in plan.expire}
+        ch.retries = {k: v for k, v in ch.retries.items() if k in due_ids}  # gone, or ended elsewhere
+        if plan.expire or resumed is not None:
+            expired = []
+            for occ in plan.expire:
+                gave_up = ch.retries.pop(occ.id, _Retry())
+                code = gave_up.answer.code if gave_up.answer else None
+                expired.append(core.ledger_entry(occ, DeliveryResult.EXPIRED, code, gave_up.attempts, now))
+            written = await self._finish(
+                ch, term, expired, conditions, backlog=len(plan.send), generation=generation, horizon=resumed
             )
-        problem = (
-            await self._check_secret(ch, channel)
-            if plan.send or generation != ch.secret_generation or ch.url_problem is not None
-            else ch.url_problem
-        )
+            if written is None:
+                return IDLE_LOOK_SECONDS
+            channel, conditions = written, list(written.status.conditions)
+            for occ in plan.expire:  # counted and said once they are recorded
+                self._count(ch, occ, "expired")
+            if plan.expire:
+                self._event(
+                    channel,
+                    "NotificationExpired",
+                    f"{len(plan.expire)} message(s) not delivered within {channel.spec.max_delay_seconds}s "
+                    f"were given up (the first: {plan.expire[0].trigger} for {plan.expire[0].subject})",
+                    warning=True,
+                    now=now,
+                    term=term,
+                )
+        # Something to send: the Secret is read now (a rotated webhook is used at once).
+        problem = await self._check_secret(ch, channel, term, force=bool(plan.send))
         conditions = self._secret_conditions(ch, conditions, problem, generation, now)
         pending = list(plan.send)
         wait = IDLE_LOOK_SECONDS
-        if problem is None and ch.url is not None:
-            while pending:
-                occ = pending[0]
-                retry = ch.retries.get(occ.id)
-                mono = time.monotonic()
-                if retry is not None and retry.next_at > mono:
-                    wait = retry.next_at - mono
+        if problem is not None:
+            wait = self._problem_recheck(ch)
+        while problem is None and ch.url is not None and pending and not self._quiescing:
+            if _generation(ch.body) != generation or ch.gone:
+                wait = 0.0  # the spec changed (suspended, triggers): look again from the top
+                break
+            occ = pending[0]
+            retry = ch.retries.get(occ.id)
+            mono = time.monotonic()
+            if retry is not None and retry.next_at > mono:
+                wait = retry.next_at - mono
+                break
+            pace = ch.last_sent + core.PACE_SECONDS[channel.spec.type] - mono
+            if pace > 0:
+                await asyncio.sleep(pace)  # pacing a burst to the receiver's rate, not synchronisation
+            self._begin()
+            try:
+                result = await self._send_one(ch, channel, occ, term)
+                if result == REFUSED:  # the URL itself (its host resolves into the cluster)
+                    ch.problem_since = time.monotonic()
+                    conditions = self._secret_conditions(ch, conditions, ch.url_problem, generation, now)
+                    wait = SECRET_PROBLEM_RECHECK_SECONDS
                     break
-                pace = ch.last_sent + core.PACE_SECONDS[channel.spec.type] - mono
-                if pace > 0:
-                    await asyncio.sleep(pace)  # pacing a burst to the receiver's rate, not synchronisation
-                result = await self._send_one(ch, channel, occ)
-                if result is None:  # to be retried: it holds the ones after it
-                    wait = ch.retries[occ.id].next_at - time.monotonic()
-                    conditions = self._delivering(
-                        ch, channel, conditions, ch.retries[occ.id], generation, now
-                    )
+                if isinstance(result, str):  # to be retried: it holds the ones after it
+                    retry = ch.retries[occ.id]
+                    wait = max(0.0, retry.next_at - time.monotonic())
+                    conditions = self._delivering(ch, channel, conditions, retry, generation, now, term)
                     break
                 pending.pop(0)
-                ended.append(result)
-                conditions = self._ended_conditions(ch, channel, conditions, result, generation)
+                conditions = self._ended_conditions(ch, channel, conditions, result, generation, term)
                 # Recorded before the next send: each message that ends costs one status write.
                 written = await self._finish(
-                    ch, channel, ended, conditions, backlog=len(pending), generation=generation
+                    ch, term, [result], conditions, backlog=len(pending), generation=generation
                 )
-                if written is None:
-                    return IDLE_LOOK_SECONDS
-                channel, conditions, ended = written, list(written.status.conditions), []
-        elif ch.url_problem is not None:
-            wait = SECRET_PROBLEM_RECHECK_SECONDS
-        await self._finish(ch, channel, ended, conditions, backlog=len(pending), generation=generation)
+            finally:
+                self._end()
+            if written is None:
+                return IDLE_LOOK_SECONDS
+            channel, conditions = written, list(written.status.conditions)
+        await self._finish(ch, term, [], conditions, backlog=len(pending), generation=generation)
         return wait
 
+    def _begin(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def _end(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
     async def _send_one(
-        self, ch: _Channel, channel: NotificationChannel, occ: core.Occurrence
-    ) -> LedgerEntry | None:
-        """One attempt at one message: its ledger entry when it ended (delivered, rejected, skipped),
-        None when it is to be retried."""
+        self, ch: _Channel, channel: NotificationChannel, occ: core.Occurrence, term: int
+    ) -> LedgerEntry | str:
+        """One attempt at one message: its ledger entry when it ended (delivered, rejected, skipped);
+        RETRY when it is to be tried again; REFUSED when the URL itself may not be used."""
         namespace = ch.key[0]
         now = self._clock()
         release = self.objects.model("releases", namespace, occ.name) if occ.kind == "releases" else None
@@ -391,13 +470,29 @@ class Notifier:
         )
         data = render_body(channel.spec.type, message)
         retry = ch.retries.setdefault(occ.id, _Retry())
-        self.kube.fence.check("send a notification")
-        assert ch.url is not None
+        self._check_term(term)
+        url = ch.url
+        assert url is not None
         answer = await self.sender.post(
-            ch.url,
+            url,
             data,
             {"Idempotency-Key": occ.id, "webhook-id": occ.id, "X-Conveyor-Trigger": occ.trigger},
         )
+        if answer.error in ("HostNotAllowed", "InvalidURL"):
+            # Judged where the sender connected (what the name resolves to, how the URL parses): the
+            # URL, not this message, is the problem. Nothing left the operator.
+            ch.refused_url, ch.url = url, None
+            ch.url_problem = core.UrlProblem(
+                answer.error,
+                f"{_where(channel)}: "
+                + (
+                    "its host resolves to a private or loopback address; list it with "
+                    "--notify-allowed-host (chart: notifications.allowedHosts) if that is intended"
+                    if answer.error == "HostNotAllowed"
+                    else "the URL cannot be used to connect"
+                ),
+            )
+            return REFUSED
         retry.attempts += 1
         retry.answer = answer
         ch.last_sent = time.monotonic()
@@ -419,13 +514,20 @@ class Notifier:
         if outcome == core.Outcome.RETRY:
             retry.next_at = time.monotonic() + core.backoff(retry.attempts, answer.retry_after, now)
             self._count(ch, occ, "retried")
-            return None
-        ch.retries.pop(occ.id, None)
+            return RETRY
         faults.reached("after-notification-send")
         if outcome == core.Outcome.DELIVERED:
+            ch.retries.pop(occ.id, None)
             self._count(ch, occ, "delivered")
             NOTIFICATION_LATENCY.labels(channel.spec.type).observe(max(0.0, (now - occ.at).total_seconds()))
             return core.ledger_entry(occ, DeliveryResult.DELIVERED, answer.code, retry.attempts, now)
+        # Refused. A rotated webhook (the old one revoked, the Secret already updated) is not a
+        # reason to lose the message: the Secret is read again, and a new URL gets it at once.
+        await self._check_secret(ch, channel, term, force=True)
+        if ch.url is not None and ch.url != url:
+            retry.next_at = 0.0
+            return RETRY
+        ch.retries.pop(occ.id, None)
         self._count(ch, occ, "rejected")
         self._event(
             channel,
@@ -434,28 +536,31 @@ class Notifier:
             "not retried",
             warning=True,
             now=now,
+            term=term,
         )
         return core.ledger_entry(occ, DeliveryResult.REJECTED, answer.code, retry.attempts, now)
 
     # --- the Secret
 
-    async def _check_secret(self, ch: _Channel, channel: NotificationChannel) -> core.UrlProblem | None:
-        """Read the URL (at most once a minute unless the spec changed); the problem, if any."""
-        generation = int(ch.body.get("metadata", {}).get("generation") or 0)
-        if (
-            generation == ch.secret_generation
-            and time.monotonic() - ch.secret_checked < SECRET_RECHECK_SECONDS
-        ):
+    async def _check_secret(
+        self, ch: _Channel, channel: NotificationChannel, term: int, *, force: bool = False
+    ) -> core.UrlProblem | None:
+        """Read the URL (when forced: something is to be sent; else at most every minute, every 5 s
+        while there is a problem, and at once when the spec changed); the problem, if any."""
+        generation = channel.metadata.generation
+        every = SECRET_RECHECK_SECONDS if ch.url_problem is None else self._problem_recheck(ch)
+        fresh = generation == ch.secret_generation and time.monotonic() - ch.secret_checked < every
+        if fresh and not force:
             return ch.url_problem
         ref = channel.spec.url_secret_ref
-        where = f"Secret {ref.name} key {ref.key}"
-        ch.url, ch.url_problem = None, None
+        url, problem = None, None
         try:
-            found = await self._in_thread(self.kube.secret_key, ch.key[0], ref.name, ref.key)
+            found = await self._in_thread(term, self.kube.secret_key, ch.key[0], ref.name, ref.key)
         except ApiException as e:
             if e.status != 403:
+                ch.secret_checked = -1e9  # not judged: asked again on the next pass
                 raise
-            found, ch.url_problem = (
+            found, problem = (
                 None,
                 core.UrlProblem(
                     "SecretForbidden",
@@ -463,34 +568,39 @@ class Notifier:
                     "get on Secrets)",
                 ),
             )
-        if ch.url_problem is None:
+        if problem is None:
             if found is None:
-                ch.url_problem = core.UrlProblem(
+                problem = core.UrlProblem(
                     "SecretNotFound", f"Secret {ref.name} does not exist in {ch.key[0]}"
                 )
             elif found[0].get(SECRET_LABEL) != "true":
-                ch.url_problem = core.UrlProblem(
+                problem = core.UrlProblem(
                     "SecretNotLabelled",
                     f"Secret {ref.name} lacks the label {SECRET_LABEL}=true: Conveyor sends to URLs only "
                     "from Secrets labelled for it",
                 )
             elif found[1] is None:
-                ch.url_problem = core.UrlProblem(
-                    "SecretKeyMissing", f"Secret {ref.name} has no key {ref.key}"
-                )
+                problem = core.UrlProblem("SecretKeyMissing", f"Secret {ref.name} has no key {ref.key}")
             else:
                 url = found[1].strip()
-                ch.url_problem = core.check_url(channel.spec.type, url, where, self.sender.allowed_hosts)
-                if ch.url_problem is None and await self.sender.resolves_private(url):
-                    ch.url_problem = core.UrlProblem(
-                        "HostNotAllowed",
-                        f"{where}: its host resolves to a private or loopback address; list it with "
-                        "--notify-allowed-host (chart: notifications.allowedHosts) if that is intended",
-                    )
-                if ch.url_problem is None:
-                    ch.url = url
+                problem = core.check_url(channel.spec.type, url, _where(channel), self.sender.allowed_hosts)
+                if problem is None and url == ch.refused_url and ch.url_problem is not None:
+                    problem = ch.url_problem  # the sender refused this very URL: still refused
+        ch.url = url if problem is None else None
+        if problem is not None and ch.url_problem is None:
+            ch.problem_since = time.monotonic()
+        ch.url_problem = problem
+        if problem is None:
+            ch.refused_url = None
         ch.secret_checked, ch.secret_generation = time.monotonic(), generation
-        return ch.url_problem
+        return problem
+
+    @staticmethod
+    def _problem_recheck(ch: _Channel) -> float:
+        lasted = time.monotonic() - ch.problem_since
+        if lasted < SECRET_PROBLEM_FAST_FOR_SECONDS:
+            return SECRET_PROBLEM_RECHECK_SECONDS
+        return SECRET_PROBLEM_SLOW_RECHECK_SECONDS
 
     def _secret_conditions(
         self,
@@ -536,6 +646,7 @@ class Notifier:
         retry: _Retry,
         generation: int,
         now: datetime,
+        term: int,
     ) -> list[Condition]:
         answer = retry.answer
         words = answer.words if answer else "no answer"
@@ -549,25 +660,32 @@ class Notifier:
                 f"{words}, {retry.attempts} attempts in a row",
                 warning=True,
                 now=now,
+                term=term,
             )
         return set_condition(
             conditions, "Delivering", "False", reason, message, generation=generation, now=now
         )
 
-    def _ended_conditions(
+    def _ended_conditions(  # noqa: PLR0917 (private; every argument is needed)
         self,
         ch: _Channel,
         channel: NotificationChannel,
         conditions: list[Condition],
         entry: LedgerEntry,
         generation: int,
+        term: int,
     ) -> list[Condition]:
         now = self._clock()
         if entry.result == DeliveryResult.DELIVERED:
             if ch.failing:
                 ch.failing = False
                 self._event(
-                    channel, "ChannelRecovered", "the receiver accepts messages again", warning=False, now=now
+                    channel,
+                    "ChannelRecovered",
+                    "the receiver accepts messages again",
+                    warning=False,
+                    now=now,
+                    term=term,
                 )
             return set_condition(
                 conditions,
@@ -595,75 +713,90 @@ class Notifier:
         NOTIFICATIONS.labels(f"{ch.key[0]}/{ch.key[1]}", occ.trigger, result).inc()
 
     def _event(
-        self, channel: NotificationChannel, reason: str, message: str, *, warning: bool, now: datetime
+        self,
+        channel: NotificationChannel,
+        reason: str,
+        message: str,
+        *,
+        warning: bool,
+        now: datetime,
+        term: int,
     ) -> None:
-        """An Event on the channel (on changes only, never per attempt); posted off the loop, best effort."""
+        """An Event on the channel (on changes only, never per attempt); posted off the loop, best
+        effort, fenced to the pass's term."""
         meta = channel.metadata
-        self._executor.submit(
-            announce,
-            self.kube,
-            namespace=meta.namespace,
-            kind=KIND,
-            name=meta.name,
-            uid=meta.uid,
-            type_="Warning" if warning else "Normal",
-            reason=reason,
-            message=message,
-            pipeline="",
-            now=now,
-        )
+
+        def post() -> None:
+            self.kube.fence.bind(term)
+            announce(
+                self.kube,
+                namespace=meta.namespace,
+                kind=KIND,
+                name=meta.name,
+                uid=meta.uid,
+                type_="Warning" if warning else "Normal",
+                reason=reason,
+                message=message,
+                pipeline="",
+                now=now,
+            )
+
+        self._executor.submit(post)
 
     # --- status
 
     async def _finish(
         self,
         ch: _Channel,
-        channel: NotificationChannel,
+        term: int,
         ended: list[LedgerEntry],
         conditions: list[Condition],
         *,
         backlog: int,
         generation: int,
+        since: datetime | None = None,
+        horizon: datetime | None = None,
     ) -> NotificationChannel | None:
-        """Write what changed (ledger, counters, conditions, backlog): nothing when nothing did."""
+        """Write what changed (ledger, counters, conditions, backlog, since, horizon) on the version
+        last seen — the ledger is written whole, so a write based on an older copy must not land;
+        nothing when nothing changed. The channel as stored; None when it is gone."""
         NOTIFICATION_BACKLOG.labels(f"{ch.key[0]}/{ch.key[1]}").set(backlog)
-        st = channel.status
-        patch: dict[str, Any] = {}
-        now = self._clock()
-        # Ended but not yet written (a write that failed): kept, never due again in this process, and
+        # Ended but not yet written (a write that failed): never due again in this process, and
         # written with the next write.
         ch.unwritten.extend(ended)
-        ended = [e for e in ch.unwritten if e.id not in {x.id for x in st.ledger}]
-        if ended:
-            ledger, horizon = core.record(channel, ended, now)
-            patch["ledger"] = [e.wire() for e in ledger]
-            if horizon is not None:
-                patch["horizon"] = _stamp(horizon)
-            delivered = [e for e in ended if e.result == DeliveryResult.DELIVERED]
-            if delivered:
-                patch["delivered"] = st.delivered + len(delivered)
-                patch["lastDeliveredAt"] = _stamp(now)
-        if backlog != st.backlog:
-            patch["backlog"] = backlog
-        if st.observed_generation != generation:
-            patch["observedGeneration"] = generation
-        if not patch and _same(conditions, st.conditions):
-            ch.unwritten.clear()
-            return channel
-        written = await self._write(ch, patch, conditions)
-        ch.unwritten.clear()  # written, or the channel is gone
-        return written
-
-    async def _write(
-        self, ch: _Channel, patch: dict[str, Any], conditions: list[Condition]
-    ) -> NotificationChannel | None:
-        """Merge-patch the channel's status on the version last seen (the ledger is written whole:
-        a write based on an older copy must not land); None when the channel is gone."""
         namespace, name = ch.key
-        patch = {**patch, "conditions": [c.wire() for c in conditions]}
         for _ in range(3):
+            channel = NotificationChannel.model_validate(ch.body)
+            st = channel.status
+            now = self._clock()
+            recorded = {e.id for e in st.ledger}
+            new = [e for e in ch.unwritten if e.id not in recorded]
+            patch: dict[str, Any] = {}
+            hz = st.horizon
+            if new:
+                ledger, hz = core.record(channel, new, now)
+                patch["ledger"] = [e.wire() for e in ledger]
+                delivered = [e for e in new if e.result == DeliveryResult.DELIVERED]
+                if delivered:
+                    patch["delivered"] = st.delivered + len(delivered)
+                    patch["lastDeliveredAt"] = _stamp(now)
+            if horizon is not None and (hz is None or horizon > hz):
+                hz = horizon
+            if hz is not None and hz != st.horizon:
+                patch["horizon"] = _stamp(hz)
+            if since is not None and st.since is None:
+                patch["since"] = _stamp(since)
+            if backlog != st.backlog:
+                patch["backlog"] = backlog
+            if st.observed_generation != generation:
+                patch["observedGeneration"] = generation
+            if not patch and _same(conditions, st.conditions):
+                ch.unwritten.clear()
+                return channel
+            patch["conditions"] = [c.wire() for c in conditions]
             try:
                 obj = await self._in_thread(
+                    term,
                     self.kube.patch_custom_status,
                     PLURAL,
                     namespace,
@@ -674,26 +807,34 @@ class Notifier:
             except ApiException as e:
                 if e.status != 409:
                     raise
-                # Not expected (nothing else writes a channel's status) but a spec change bumps the
-                # version too: read it, and write what ended on top of what is there now.
-                fresh = await self._in_thread(self.kube.get_custom, PLURAL, namespace, name)
-                uid = ch.body.get("metadata", {}).get("uid")
-                if fresh is None or fresh.get("metadata", {}).get("uid") != uid:
+                # A spec or metadata change bumped the version: read it, and write on top of it.
+                fresh = await self._in_thread(term, self.kube.get_custom, PLURAL, namespace, name)
+                if fresh is None or _uid(fresh) != _uid(ch.body):
                     ch.gone = True  # deleted (perhaps re-created: that one is another channel)
                     return None
                 ch.body = fresh
-                if "ledger" in patch:
-                    merged = {e["id"]: e for e in (fresh.get("status") or {}).get("ledger") or []}
-                    merged.update({e["id"]: e for e in patch["ledger"]})
-                    patch["ledger"] = sorted(merged.values(), key=lambda e: e["at"])
                 continue
             if obj is None:
                 ch.gone = True
                 return None
             if _rv(obj) >= _rv(ch.body):
                 ch.body = obj
+            ch.unwritten.clear()
             return NotificationChannel.model_validate(ch.body)
-        return None
+        raise Conflict(f"channel {namespace}/{name} changed under three ledger writes in a row")
+
+
+def _uid(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
+
+
+def _generation(obj: Mapping[str, Any]) -> int:
+    return int((obj.get("metadata") or {}).get("generation") or 0)
+
+
+def _where(channel: NotificationChannel) -> str:
+    ref = channel.spec.url_secret_ref
+    return f"Secret {ref.name} key {ref.key}"
 
 
 def _same(a: list[Condition], b: list[Condition]) -> bool:

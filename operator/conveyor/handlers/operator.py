@@ -111,8 +111,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
         report_pass_failure(kube, ns, name, error, cache=cache)
 
     memo.workers = PipelineWorkers(fenced_pass, executor, report=fenced_report, gate=gate)
-    # Notifications have their own tasks and threads' share: a slow receiver never delays a pass.
-    memo.notifier = Notifier(kube, executor, Sender(memo.notify_allowed_hosts), gate=gate)
+    # Notifications have their own tasks and threads: a slow receiver never delays a pass.
+    memo.notifier = Notifier(kube, Sender(memo.notify_allowed_hosts), gate=gate)
     elector: Elector | NoElection = memo.elector
 
     def started_leading() -> None:
@@ -139,6 +139,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     """Stop writing and free the lease (the standby takes over at once), then stop the workers; a
     pass in flight simply ends (the next leader redoes it safely)."""
+    await memo.notifier.quiesce()  # a message a receiver just accepted is recorded before we stop
     await memo.elector.release(drain=memo.workers.idle)
     memo.elector_task.cancel()
     await memo.workers.stop()

@@ -53,9 +53,10 @@ class Fence:
         """Stop writing now (lease lost, released, or about to be)."""
         self._renewed_at = None
 
-    def bind(self) -> None:
-        """Tie the calling thread's following writes to the current term (a pass calls it first)."""
-        self._local.term = self._term
+    def bind(self, term: int | None = None) -> None:
+        """Tie the calling thread's following writes to the current term (a pass calls it first), or
+        to `term`: the term a longer piece of work began in (the notifier's pass)."""
+        self._local.term = self._term if term is None else term
 
     def check(self, what: str = "write") -> None:
         """Raise NotLeader unless this process may write now (and, on a bound thread, in its term)."""

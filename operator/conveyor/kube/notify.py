@@ -8,7 +8,6 @@ TLSFailed, RequestFailed) and nothing else about it leaves this module.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
 import time
@@ -16,12 +15,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from conveyor import __version__
-from conveyor.core.notifications import allowed, host_port, private_address
+from conveyor.core.notifications import allowed, private_address
 
-# A webhook answers in well under a second; a slow one must not hold a channel (or a leadership
-# handover: a send begun under a valid lease ends before a standby may lead) for long.
+# A webhook answers in well under a second; a slow one must not hold its channel for long. (A send
+# that outlives a lost lease — a paused process — may be repeated by the next leader, with the same
+# idempotency key: the window docs/notifications.md names.)
 CONNECT_SECONDS = 3.0
 TOTAL_SECONDS = 5.0
 USER_AGENT = f"conveyor/{__version__}"
@@ -42,9 +44,40 @@ class Answer:
         return f"HTTP {self.code}" if self.code is not None else self.error or "RequestFailed"
 
 
+class PrivateAddress(OSError):
+    """The name resolved only to addresses a channel may not reach."""
+
+
+class _PublicOnly(AbstractResolver):
+    """DNS answers with private, loopback and link-local addresses removed (unless the host is
+    allowed): judged where aiohttp connects, so the address judged is the address used — no
+    rebinding between a check and the connection, no second parser reading the name differently.
+    (IP literals never reach a resolver: core.notifications.check_url judges those.)"""
+
+    def __init__(self, allowed_hosts: tuple[str, ...]) -> None:
+        self._inner = ThreadedResolver()
+        self._allowed = allowed_hosts
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        if allowed(host.lower().rstrip("."), f"{host.lower().rstrip('.')}:{port}", self._allowed):
+            return found
+        public = [r for r in found if not private_address(str(r["host"]))]
+        if not public:
+            raise PrivateAddress("resolves to a private or loopback address")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 class Sender:
-    """POSTs JSON bodies; one connection pool for every channel. Refuses (HostNotAllowed) a name
-    that resolves to a private or loopback address unless the operator was told it may."""
+    """POSTs JSON bodies; one connection pool for every channel (a few connections per host, no
+    overall cap: one black-holed receiver must not take the slots of the others). A name that
+    resolves only to private or loopback addresses is refused at connect time (HostNotAllowed)
+    unless the operator was told it may be reached."""
 
     def __init__(self, allowed_hosts: Iterable[str] = ()) -> None:
         self.allowed_hosts = tuple(allowed_hosts)
@@ -54,23 +87,15 @@ class Sender:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=TOTAL_SECONDS, connect=CONNECT_SECONDS),
-                connector=aiohttp.TCPConnector(ssl=ssl.create_default_context(), limit=32),
+                connector=aiohttp.TCPConnector(
+                    ssl=ssl.create_default_context(),
+                    limit=0,
+                    limit_per_host=4,
+                    resolver=_PublicOnly(self.allowed_hosts),
+                ),
                 headers={"User-Agent": USER_AGENT},
             )
         return self._session
-
-    async def resolves_private(self, url: str) -> bool:
-        """True when the URL's host (not listed as allowed) resolves to a private, loopback or
-        link-local address — a name pointing into the cluster's own network. Lookup failures are not
-        judged here (the POST then fails with ConnectFailed)."""
-        host, hostport = host_port(url)
-        if allowed(host, hostport, self.allowed_hosts):
-            return False
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError, ValueError):  # no such name, or not one IDNA can encode
-            return False
-        return any(private_address(str(info[4][0])) for info in infos)
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         """POST `body`; redirects are not followed (a 3xx is an answer, and a refusal)."""
@@ -94,8 +119,8 @@ class Sender:
             word = "TLSFailed"
         except aiohttp.ClientSSLError:
             word = "TLSFailed"
-        except aiohttp.ClientConnectorError:
-            word = "ConnectFailed"
+        except aiohttp.ClientConnectorError as e:
+            word = "HostNotAllowed" if isinstance(e.os_error, PrivateAddress) else "ConnectFailed"
         except aiohttp.InvalidURL:
             word = "InvalidURL"
         except (aiohttp.ClientError, ValueError, OSError):
