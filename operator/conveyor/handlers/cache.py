@@ -243,6 +243,26 @@ class Cache:
         cached = self._values("conveyor_rollbacks", (namespace, pipeline))
         return self._many("rollbacks", cached, namespace, _spec_is("pipeline", pipeline))
 
+    def everything(self, plural: str, namespace: str) -> list[Obj]:
+        """Every Pipeline, Release or Rollback of a namespace (the notifier reads a namespace
+        whole). Own writes not yet watched are seen through the overlay, as passes see them."""
+        index = _BY_NAMESPACE[plural]
+        idx = self._indices.get(index)
+        keys: list[tuple[str, ...]] = []
+        for _ in range(5):
+            try:
+                keys = [k for k in list(idx or ()) if k and k[0] == namespace]
+                break
+            except RuntimeError:  # the index changed while being read: read again
+                continue
+        out = []
+        for key in keys:
+            for obj in self._values(index, key):
+                resolved = self.overlay.resolve(plural, namespace, _meta(obj).get("name") or "", obj)
+                if resolved is not None:
+                    out.append(resolved)
+        return out
+
     def approvals(self, namespace: str, releases: Iterable[str]) -> list[Obj]:
         """The Approvals that name one of these Releases."""
         out = []
@@ -259,6 +279,14 @@ class Cache:
             return _job_key(obj) == (namespace, pipeline_namespace, pipeline)
 
         return self._many("jobs", cached, namespace, mine)
+
+
+# The index that holds every object of a kind, keyed by (namespace, …).
+_BY_NAMESPACE = {
+    "pipelines": "conveyor_pipelines",
+    "releases": "conveyor_releases",
+    "rollbacks": "conveyor_rollbacks",
+}
 
 
 def _spec_is(field: str, value: str) -> Predicate:

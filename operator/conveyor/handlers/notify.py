@@ -44,7 +44,7 @@ from conveyor.api.rollback import Rollback
 from conveyor.core import notifications as core
 from conveyor.core.conditions import get_condition, set_condition
 from conveyor.core.notify_render import body as render_body
-from conveyor.handlers.cache import strip
+from conveyor.handlers.cache import Cache
 from conveyor.handlers.metrics import NOTIFICATION_BACKLOG, NOTIFICATION_LATENCY, NOTIFICATIONS
 from conveyor.kube import faults
 from conveyor.kube.client import Kube
@@ -95,60 +95,68 @@ def _rv(obj: Mapping[str, Any] | None) -> int:
 
 
 @dataclass
-class _Seen:
-    """One object as last watched, parsed once per version."""
+class _Parsed:
+    """One object version, parsed once: the model (None: unreadable) and what it tells."""
 
-    body: Obj
-    model: Any = None
-    occurrences: list[core.Occurrence] | None = None
+    model: Any
+    occurrences: list[core.Occurrence]
+
+
+@dataclass
+class Snapshot:
+    """A namespace as a pass sees it: the parsed objects, what they tell, the pipelines' labels."""
+
+    models: dict[tuple[str, str], Any] = field(default_factory=dict)  # (plural, name) -> model
+    occurrences: list[core.Occurrence] = field(default_factory=list)
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def model(self, plural: str, name: str) -> Any:
+        """The parsed object, or None."""
+        return self.models.get((plural, name))
 
 
 class Objects:
-    """The Releases, Rollbacks and Pipelines the notifier knows, per namespace (the watch's copies)."""
+    """The Releases, Rollbacks and Pipelines the notifier tells about: read from the operator's
+    watch-fed cache (kopf lists every kind before any handler runs, so a channel's first pass
+    already sees everything, in order), parsed once per resourceVersion."""
 
-    def __init__(self) -> None:
-        self._by_ns: dict[str, dict[tuple[str, str], _Seen]] = {}
+    def __init__(self, cache: Cache) -> None:
+        self._cache = cache
+        self._parsed: dict[tuple[str, str, str], _Parsed] = {}  # (plural, uid, resourceVersion)
+        self._namespace: dict[tuple[str, str, str], str] = {}  # the same keys -> their namespace
 
-    def put(self, plural: str, body: Obj) -> str:
-        """Keep the newest copy of an object; its namespace."""
-        meta = body.get("metadata") or {}
-        ns = meta.get("namespace") or ""
-        self._by_ns.setdefault(ns, {})[(plural, meta.get("name") or "")] = _Seen(body)
-        return str(ns)
+    def snapshot(self, namespace: str) -> Snapshot:
+        """The namespace now."""
+        snap = Snapshot()
+        seen: set[tuple[str, str, str]] = set()
+        for plural in MODELS:
+            for body in self._cache.everything(plural, namespace):
+                meta = body.get("metadata") or {}
+                key = (plural, str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+                parsed = self._parsed.get(key)
+                if parsed is None:
+                    parsed = self._parsed[key] = self._parse(plural, body)
+                seen.add(key)
+                name = str(meta.get("name") or "")
+                snap.models[(plural, name)] = parsed.model
+                snap.occurrences.extend(parsed.occurrences)
+                if plural == "pipelines":
+                    snap.labels[name] = dict(meta.get("labels") or {})
+        # Versions no longer current in this namespace are dropped: the memo stays one per object.
+        for key in [k for k in self._parsed if k not in seen and self._namespace.get(k) == namespace]:
+            del self._parsed[key]
+            self._namespace.pop(key, None)
+        for key in seen:
+            self._namespace[key] = namespace
+        return snap
 
-    def remove(self, plural: str, namespace: str, name: str) -> None:
-        """Forget a deleted object (what it told and was not sent yet is not sent)."""
-        self._by_ns.get(namespace, {}).pop((plural, name), None)
-
-    def _parsed(self, plural: str, seen: _Seen) -> Any:
-        if seen.model is None:
-            try:
-                seen.model = MODELS[plural].model_validate(seen.body)
-            except ValidationError:
-                seen.model = False  # unreadable: it tells nothing (its pipeline's pass reports it)
-            seen.occurrences = OCCURRENCES[plural](seen.model) if seen.model else []
-        return seen.model or None
-
-    def model(self, plural: str, namespace: str, name: str) -> Any:
-        """The parsed object, or None."""
-        seen = self._by_ns.get(namespace, {}).get((plural, name))
-        return self._parsed(plural, seen) if seen is not None else None
-
-    def occurrences(self, namespace: str) -> list[core.Occurrence]:
-        """Everything worth telling in the namespace."""
-        out: list[core.Occurrence] = []
-        for (plural, _), seen in list(self._by_ns.get(namespace, {}).items()):
-            self._parsed(plural, seen)
-            out.extend(seen.occurrences or [])
-        return out
-
-    def labels(self, namespace: str) -> dict[str, dict[str, str]]:
-        """Pipeline name -> its labels."""
-        return {
-            name: dict(((seen.body.get("metadata") or {}).get("labels")) or {})
-            for (plural, name), seen in list(self._by_ns.get(namespace, {}).items())
-            if plural == "pipelines"
-        }
+    @staticmethod
+    def _parse(plural: str, body: Obj) -> _Parsed:
+        try:
+            model = MODELS[plural].model_validate(body)
+        except ValidationError:
+            return _Parsed(None, [])  # unreadable: it tells nothing (its pipeline's pass reports it)
+        return _Parsed(model, OCCURRENCES[plural](model))
 
 
 @dataclass
@@ -197,13 +205,14 @@ class Notifier:
         self,
         kube: Kube,
         sender: Sender,
+        cache: Cache,
         *,
         gate: asyncio.Event | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.kube = kube
         self.sender = sender
-        self.objects = Objects()
+        self.objects = Objects(cache)
         # Its own threads: Secret reads, ledger writes and Events never queue before pipeline passes.
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="notify")
         self._gate = gate
@@ -217,16 +226,11 @@ class Notifier:
 
     # --- fed by the watches (operator.py)
 
-    def observe(self, plural: str, event_type: str | None, body: Obj) -> None:
-        """A Release, Rollback or Pipeline changed (status included): channels of its namespace look."""
-        meta = body.get("metadata") or {}
-        ns = str(meta.get("namespace") or "")
-        if event_type == "DELETED":
-            self.objects.remove(plural, ns, str(meta.get("name") or ""))
-            return
-        self.objects.put(plural, strip(body))
+    def observe(self, namespace: str) -> None:
+        """A Release, Rollback or Pipeline of the namespace changed (status included: status is what
+        the notifier tells): its channels look again."""
         for key, ch in self._channels.items():
-            if key[0] == ns:
+            if key[0] == namespace:
                 ch.wake.set()
 
     def channel_event(self, event_type: str | None, body: Obj) -> None:
@@ -362,9 +366,8 @@ class Notifier:
             # Just resumed: what happened while suspended (or still waited) is never sent.
             channel.status.horizon = max(channel.status.horizon or resumed, resumed)
         done = {e.id for e in channel.status.ledger} | {e.id for e in ch.unwritten}
-        plan = core.due(
-            channel, self.objects.occurrences(namespace), self.objects.labels(namespace), done, now
-        )
+        snap = self.objects.snapshot(namespace)
+        plan = core.due(channel, snap.occurrences, snap.labels, done, now)
         due_ids = {o.id for o in plan.send} | {o.id for o in plan.expire}
         ch.retries = {k: v for k, v in ch.retries.items() if k in due_ids}  # gone, or ended elsewhere
         if plan.expire or resumed is not None:
@@ -413,7 +416,7 @@ class Notifier:
                 await asyncio.sleep(pace)  # pacing a burst to the receiver's rate, not synchronisation
             self._begin()
             try:
-                result = await self._send_one(ch, channel, occ, term)
+                result = await self._send_one(ch, channel, occ, term, snap)
                 if result == REFUSED:  # the URL itself (its host resolves into the cluster)
                     ch.problem_since = time.monotonic()
                     conditions = self._secret_conditions(ch, conditions, ch.url_problem, generation, now)
@@ -448,13 +451,13 @@ class Notifier:
             self._idle.set()
 
     async def _send_one(
-        self, ch: _Channel, channel: NotificationChannel, occ: core.Occurrence, term: int
+        self, ch: _Channel, channel: NotificationChannel, occ: core.Occurrence, term: int, snap: Snapshot
     ) -> LedgerEntry | str:
         """One attempt at one message: its ledger entry when it ended (delivered, rejected, skipped);
         RETRY when it is to be tried again; REFUSED when the URL itself may not be used."""
         namespace = ch.key[0]
         now = self._clock()
-        release = self.objects.model("releases", namespace, occ.name) if occ.kind == "releases" else None
+        release = snap.model("releases", occ.name) if occ.kind == "releases" else None
         if core.obsolete(occ, release):
             self._count(ch, occ, "skipped")
             return core.ledger_entry(occ, DeliveryResult.SKIPPED, None, 0, now)
@@ -462,10 +465,8 @@ class Notifier:
             occ,
             namespace=namespace,
             release=release,
-            rollback=self.objects.model("rollbacks", namespace, occ.name)
-            if occ.kind == "rollbacks"
-            else None,
-            pipeline=self.objects.model("pipelines", namespace, occ.pipeline),
+            rollback=snap.model("rollbacks", occ.name) if occ.kind == "rollbacks" else None,
+            pipeline=snap.model("pipelines", occ.pipeline),
             dashboard_url=channel.spec.dashboard_url,
         )
         data = render_body(channel.spec.type, message)

@@ -112,7 +112,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
 
     memo.workers = PipelineWorkers(fenced_pass, executor, report=fenced_report, gate=gate)
     # Notifications have their own tasks and threads: a slow receiver never delays a pass.
-    memo.notifier = Notifier(kube, Sender(memo.notify_allowed_hosts), gate=gate)
+    memo.notifier = Notifier(kube, Sender(memo.notify_allowed_hosts), cache, gate=gate)
     elector: Elector | NoElection = memo.elector
 
     def started_leading() -> None:
@@ -150,7 +150,7 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "pipelines")
 async def pipeline_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Pipeline appeared, changed or went away: start, wake or stop its worker."""
-    memo.notifier.observe("pipelines", event["type"], event["object"])
+    memo.notifier.observe(body.metadata.namespace or "")
     if not _news(event, body, memo, "pipelines"):
         return
     key = (body.metadata.namespace or "", body.metadata.name or "")
@@ -267,7 +267,7 @@ async def _wake_or_report_orphan(
 ) -> None:
     """Wake the pipeline named in spec.pipeline, or — when it does not exist — let the object say so.
     (Every event, status echoes included, goes to the notifier first: status is what it tells.)"""
-    memo.notifier.observe(plural, event["type"], event["object"])
+    memo.notifier.observe(body.metadata.namespace or "")
     if not _news(event, body, memo, plural):
         return
     namespace, pipeline = body.metadata.namespace or "", body.spec.get("pipeline", "")
