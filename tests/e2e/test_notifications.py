@@ -414,3 +414,31 @@ def test_the_schema_refuses_a_bad_channel_naming_the_field(story: Story):
         )
     assert err.value.status == 422
     assert "type is immutable" in str(err.value.body)
+
+
+def test_a_suspended_channel_never_sends_what_happened_meanwhile(story: Story):
+    with Receiver() as receiver:
+        # Given a suspended channel on stage verifications
+        path = f"/hook/{secrets.token_hex(4)}"
+        given_secret(story, "hook-url", receiver.url(path))
+        given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified"], suspend=True)
+        story.given_deployments(stages=["staging"])
+        story.given_pipeline(stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}])
+        story.given_operator("--notify-allowed-host", receiver.host)
+        then_channel(story, "hook", "Ready", "False", "Suspended")
+
+        # When a release is verified meanwhile, and the channel is then resumed
+        story.when_release("shop-s1", label="s1")
+        story.then_release_phase("shop-s1", "Succeeded")
+        story.custom.patch_namespaced_custom_object(
+            "conveyor.dev", "v1alpha1", story.ns, "notificationchannels", "hook", {"spec": {"suspend": False}}
+        )
+        then_channel(story, "hook", "Ready", "True", "Ready")
+
+        # Then what happened while suspended is never sent, and what happens next is
+        story.when_release("shop-s2", label="s2")
+        requests = receiver.wait("the next release's stageVerified", lambda rs: len(rs) >= 1)
+        assert [Notification.model_validate(r.json()["data"]).release.release for r in requests] == [
+            "shop-s2"
+        ]
+        assert status(story.get("notificationchannels", "hook"))["horizon"]
