@@ -121,7 +121,7 @@ class NotificationChannelSpec(KubeModel):
         default=None,
         description="Base address of the Conveyor dashboard, for links in messages (not a secret).",
         max_length=512,
-        pattern=r"^https?://[^\s@]+$",
+        pattern=r"^https?://[^\s@<>|\"`\\]+$",
     )
     max_delay_seconds: int = Field(
         default=3600,

@@ -205,16 +205,18 @@ class Due:
     expire: list[Occurrence] = field(default_factory=list)
 
 
-def due(
+def due(  # noqa: PLR0917 (the channel, the world, what ended, now, what stays owed)
     channel: NotificationChannel,
     occurrences: Iterable[Occurrence],
     labels: Mapping[str, Mapping[str, str]],
     done: set[str],
     now: datetime,
+    owed: frozenset[str] | set[str] = frozenset(),
 ) -> Due:
-    """What the channel owes: selected occurrences after it was first seen (and past its horizon),
-    not ended yet (`done`: the ledger's ids and those ended since), split into those still worth
-    sending and those older than maxDelaySeconds. Nothing is due before `since` is recorded."""
+    """What the channel owes: selected occurrences after it was first seen and past its horizon (but
+    `owed`: due before the horizon last moved — an edit moves it — and still selected), not ended
+    yet (`done`: the ledger's ids and those ended since), split into those still worth sending and
+    those older than maxDelaySeconds. Nothing is due before `since` is recorded."""
     st = channel.status
     if st.since is None:
         return Due()
@@ -222,7 +224,8 @@ def due(
     late = now - timedelta(seconds=channel.spec.max_delay_seconds)
     out = Due()
     for occ in sorted(occurrences, key=lambda o: (o.at, o.seq, o.id)):
-        if occ.at <= floor or occ.id in done or not selected(channel, occ, labels.get(occ.pipeline)):
+        behind = occ.at <= st.since or (occ.at <= floor and occ.id not in owed)
+        if behind or occ.id in done or not selected(channel, occ, labels.get(occ.pipeline)):
             continue
         (out.expire if occ.at < late else out.send).append(occ)
     return out
@@ -418,8 +421,13 @@ def check_url(
     if allowed(host, hostport, allowed_hosts):
         return None
     if parts.scheme != "https":
-        return UrlProblem("InvalidURL", f"{where} holds a plain-http URL; only https is used")
-    if host == "localhost" or host.endswith(".localhost") or private_address(host):
+        return UrlProblem(
+            "InvalidURL",
+            f"{where} holds a plain-http URL; only https is used (an in-cluster receiver: list it with "
+            "--notify-allowed-host, chart: notifications.allowedHosts)",
+        )
+    bare = host.rstrip(".")
+    if bare == "localhost" or bare.endswith(".localhost") or private_address(bare):
         return UrlProblem(
             "HostNotAllowed",
             f"{where} points to a private or loopback address; list it with --notify-allowed-host "
@@ -605,6 +613,8 @@ def _rollback_facts(rb: Rollback) -> RollbackFacts:
         reason=rb.spec.reason or None,
         duration_seconds=st.duration_seconds,
     )
+    if rb.spec.to_release:  # what was asked for, even when refused before a plan named it
+        facts.to = Ref(release=rb.spec.to_release)
     if plan is not None:
         facts.plan = plan.action
         facts.plan_reason = plan.reason

@@ -132,8 +132,9 @@ def _facts(n: Notification) -> list[tuple[str, str]]:
         if n.release.requester:
             facts.append(("Requested by", n.release.requester))
     # The actor, unless another fact names them already (the release's requester, the rollback's).
+    # Conveyor itself is no news ("By conveyor"): only a person (an approver, a requester) is named.
     said = {n.release.requester if n.release else None, n.rollback.requester if n.rollback else None}
-    if n.actor and n.actor not in said:
+    if n.actor and n.actor not in said and n.actor != "conveyor":
         facts.append(("By", n.actor))
     return facts
 
@@ -305,7 +306,7 @@ def _slack_trigger_blocks(n: Notification) -> list[dict[str, Any]]:
         lines = [f"*Rollback* {_slack_text(r.name, 253)}"]
         if r.plan:
             lines.append(f"*Plan* `{_slack_text(r.plan, 100)}`")
-        if r.plan_reason:
+        if r.plan_reason and r.plan_reason != n.message:  # a refusal's message is its plan's reason
             lines.append(f"> {_slack_text(_one_line(r.plan_reason))}")
         frm, to = _release_text(r.from_), _release_text(r.to)
         if frm or to:
@@ -418,7 +419,7 @@ def _teams_trigger_blocks(n: Notification) -> list[dict[str, Any]]:
         if r.duration_seconds is not None:
             facts.append(("Took", humanise(r.duration_seconds)))
         blocks.append(_fact_set(facts))
-        if r.plan_reason:
+        if r.plan_reason and r.plan_reason != n.message:  # a refusal's message is its plan's reason
             blocks.append(_text_block(_teams_text(_one_line(r.plan_reason), PIECE_MAX)))
     elif trigger is Trigger.PARITY_LOST and n.differences:
         blocks.append(_text_block("**How the stages differ**", spacing="Medium"))

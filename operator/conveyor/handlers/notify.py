@@ -186,6 +186,7 @@ class _Channel:
     unwritten: list[LedgerEntry] = field(default_factory=list)
     gone: bool = False  # a write found it deleted (its DELETED event may never come: a relist)
     term: int = -1  # the leadership term its copy was last read fresh in
+    owed: set[str] = field(default_factory=set)  # ids due at the last pass (an edit keeps them owed)
 
 
 class Conflict(Exception):
@@ -265,7 +266,7 @@ class Notifier:
         with contextlib.suppress(KeyError):
             NOTIFICATION_BACKLOG.remove(f"{key[0]}/{key[1]}")
 
-    async def quiesce(self, timeout: float = 8.0) -> None:
+    async def quiesce(self, timeout: float = 22.0) -> None:
         """Begin no new send, and let those in flight record what they delivered (operator
         shutdown, before the lease is given up: otherwise a receiver's 2xx would land after this
         replica stopped writing, and the next leader would send the message again)."""
@@ -337,6 +338,11 @@ class Notifier:
             if _rv(fresh) >= _rv(ch.body):
                 ch.body = fresh
             ch.term = term
+            # A receiver failing before a restart or failover is not news again (ChannelFailing).
+            delivering = get_condition(
+                NotificationChannel.model_validate(ch.body).status.conditions, "Delivering"
+            )
+            ch.failing = delivering is not None and delivering.reason in ("ReceiverFailing", "Unreachable")
         channel = NotificationChannel.model_validate(ch.body)
         now = self._clock()
         generation = channel.metadata.generation
@@ -361,23 +367,31 @@ class Notifier:
             )
             await self._finish(ch, term, [], conditions, backlog=0, generation=generation)
             return IDLE_LOOK_SECONDS
-        resumed = now if ready is not None and ready.reason == "Suspended" else None
-        if resumed is not None:
-            # Just resumed: what happened while suspended (or still waited) is never sent.
-            channel.status.horizon = max(channel.status.horizon or resumed, resumed)
+        resumed = ready is not None and ready.reason == "Suspended"
+        edited = channel.status.observed_generation not in (None, generation)
+        owed: set[str] = set()
+        if edited and not resumed:
+            # An edit (a trigger added, the selector widened) applies from now: it does not reach
+            # back for what happened before it — only what was owed already stays owed.
+            owed = ch.owed
+        moved = now if resumed or edited else None
+        if moved is not None:
+            # Just resumed (what happened while suspended, or still waited, is never sent) or edited.
+            channel.status.horizon = max(channel.status.horizon or moved, moved)
         done = {e.id for e in channel.status.ledger} | {e.id for e in ch.unwritten}
         snap = self.objects.snapshot(namespace)
-        plan = core.due(channel, snap.occurrences, snap.labels, done, now)
+        plan = core.due(channel, snap.occurrences, snap.labels, done, now, owed)
+        ch.owed = {o.id for o in plan.send}
         due_ids = {o.id for o in plan.send} | {o.id for o in plan.expire}
         ch.retries = {k: v for k, v in ch.retries.items() if k in due_ids}  # gone, or ended elsewhere
-        if plan.expire or resumed is not None:
+        if plan.expire or moved is not None:
             expired = []
             for occ in plan.expire:
                 gave_up = ch.retries.pop(occ.id, _Retry())
                 code = gave_up.answer.code if gave_up.answer else None
                 expired.append(core.ledger_entry(occ, DeliveryResult.EXPIRED, code, gave_up.attempts, now))
             written = await self._finish(
-                ch, term, expired, conditions, backlog=len(plan.send), generation=generation, horizon=resumed
+                ch, term, expired, conditions, backlog=len(plan.send), generation=generation, horizon=moved
             )
             if written is None:
                 return IDLE_LOOK_SECONDS

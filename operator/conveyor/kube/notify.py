@@ -21,11 +21,14 @@ from aiohttp.resolver import ThreadedResolver
 from conveyor import __version__
 from conveyor.core.notifications import allowed, private_address
 
-# A webhook answers in well under a second; a slow one must not hold its channel for long. (A send
+# A webhook answers in well under a second, but a Teams Workflow can take several: a timeout is
+# ambiguous (the message may have arrived), and each retry after one may be a duplicate (with the
+# same id), so the bound is generous — it holds only its own channel. (A send
 # that outlives a lost lease — a paused process — may be repeated by the next leader, with the same
 # idempotency key: the window docs/notifications.md names.)
-CONNECT_SECONDS = 3.0
-TOTAL_SECONDS = 5.0
+CONNECT_SECONDS = 5.0
+TOTAL_SECONDS = 20.0
+BODY_LIMIT = 64 * 1024
 USER_AGENT = f"conveyor/{__version__}"
 
 
@@ -74,8 +77,8 @@ class _PublicOnly(AbstractResolver):
 
 
 class Sender:
-    """POSTs JSON bodies; one connection pool for every channel (a few connections per host, no
-    overall cap: one black-holed receiver must not take the slots of the others). A name that
+    """POSTs JSON bodies; one connection pool for every channel, uncapped (a channel has one request
+    in flight at most: a black-holed receiver never takes a slot another channel waits for). A name that
     resolves only to private or loopback addresses is refused at connect time (HostNotAllowed)
     unless the operator was told it may be reached."""
 
@@ -89,8 +92,10 @@ class Sender:
                 timeout=aiohttp.ClientTimeout(total=TOTAL_SECONDS, connect=CONNECT_SECONDS),
                 connector=aiohttp.TCPConnector(
                     ssl=ssl.create_default_context(),
+                    # No cap: each channel has one request in flight at most, and one host that hangs
+                    # must not take connection slots another channel waits for.
                     limit=0,
-                    limit_per_host=4,
+                    limit_per_host=0,
                     resolver=_PublicOnly(self.allowed_hosts),
                 ),
                 headers={"User-Agent": USER_AGENT},
@@ -107,7 +112,11 @@ class Sender:
                 headers={"Content-Type": "application/json", **headers},
                 allow_redirects=False,
             ) as response:
-                await response.read()
+                # The status is the answer. A little of the body is read so the connection can be
+                # reused; a receiver streaming gigabytes gets its connection closed, not our memory.
+                await response.content.read(BODY_LIMIT)
+                if not response.content.at_eof():
+                    response.close()
                 return Answer(
                     code=response.status,
                     retry_after=response.headers.get("Retry-After"),
