@@ -442,3 +442,34 @@ def test_a_suspended_channel_never_sends_what_happened_meanwhile(story: Story):
             "shop-s2"
         ]
         assert status(story.get("notificationchannels", "hook"))["horizon"]
+
+        # When the channel is edited to say more (releaseSucceeded too)
+        story.then_release_phase("shop-s2", "Succeeded")
+        story.custom.patch_namespaced_custom_object(
+            "conveyor.dev",
+            "v1alpha1",
+            story.ns,
+            "notificationchannels",
+            "hook",
+            {"spec": {"triggers": ["stageVerified", "releaseSucceeded"]}},
+        )
+        wait_for_object(
+            story.lister("notificationchannels"),
+            "hook",
+            lambda o: (
+                (o or {}).get("status", {}).get("observedGeneration")
+                == (o or {}).get("metadata", {}).get("generation")
+            ),
+            what="the edit seen",
+            timeout=30,
+        )
+        story.when_release("shop-s3", label="s3")
+
+        # Then the edit does not reach back (shop-s1's and shop-s2's success are not sent): only s3's
+        requests = receiver.wait("shop-s3's two messages", lambda rs: len(rs) >= 3)
+        said = [(r.headers["x-conveyor-trigger"], r.json()["data"]["release"]["release"]) for r in requests]
+        assert said == [
+            ("stageVerified", "shop-s2"),
+            ("stageVerified", "shop-s3"),
+            ("releaseSucceeded", "shop-s3"),
+        ]

@@ -387,3 +387,25 @@ def test_allowed_hosts_open_loopback_and_http_for_that_host_only() -> None:
     assert core.check_url(core.ChannelType.SLACK, "http://127.0.0.1:8443/slack/x", "k", allowed) is None
     assert core.check_url(core.ChannelType.WEBHOOK, "http://127.0.0.1:9999/x", "k", allowed) is not None
     assert core.check_url(core.ChannelType.WEBHOOK, "http://127.0.0.1:1/x", "k", ["127.0.0.1"]) is None
+
+
+def test_an_edit_moves_the_horizon_but_what_was_owed_stays_owed() -> None:
+    occs = core.release_occurrences(shipped())
+    ch = channel()
+    ch.status.horizon = T0 + timedelta(seconds=20)  # edited at T0+20
+    now = T0 + timedelta(seconds=30)
+    # Widening does not reach back: only what happened after the edit...
+    assert [o.trigger for o in core.due(ch, occs, {}, set(), now).send] == [
+        Trigger.STAGE_VERIFIED,
+        Trigger.RELEASE_SUCCEEDED,
+    ]
+    # ...and what was already owed before it (still selected) stays owed.
+    owed = {occs[1].id}
+    assert [o.trigger for o in core.due(ch, occs, {}, set(), now, owed).send] == [
+        Trigger.APPROVAL_NEEDED,
+        Trigger.STAGE_VERIFIED,
+        Trigger.RELEASE_SUCCEEDED,
+    ]
+    # Nothing from before the channel was first seen, owed or not.
+    late = channel(status={"since": at(10)})
+    assert core.due(late, occs, {}, set(), now, {occs[0].id}).send[0].at > T0 + timedelta(seconds=10)
