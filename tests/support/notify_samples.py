@@ -10,7 +10,8 @@ operator leaves them — a Pipeline, Releases and Rollbacks with their status, s
 history entries carrying the reasons, messages and actors core/release_step.py and core/rollback.py
 emit (the formats are copied here; the names, short commits, Job names and parity differences come
 from the core's own functions) — and each sample is what the notifier does with them
-(handlers/notify.py `_send_one`): the object's occurrences (core.release_occurrences /
+(handlers/notify.py `_send_one`), at the first moment it could (objects(), SHOWN_BY): the
+object's occurrences (core.release_occurrences /
 rollback_occurrences / pipeline_occurrences), then core.notification with the release only for a
 release's occurrence, the rollback only for a rollback's, always the pipeline, and the channel's
 dashboardUrl. tests/unit/test_notify_render.py checks that again (test_samples_are_what_the_core_
@@ -290,9 +291,10 @@ def _status(
     return Release.model_validate(release)
 
 
-def released() -> Release:
+def released(*, waiting: bool = False) -> Release:
     """shop-3f9c2a1 (commit 3f9c2a1, by dana, built by CI run 8812345678): verified in staging,
-    waited for approval to enter prod, approved by alice, verified in prod: Succeeded."""
+    waited for approval to enter prod, approved by alice, verified in prod: Succeeded. `waiting`: as
+    it was while it waited at prod's gate."""
     obj = _release(
         "shop-3f9c2a1",
         RELEASE_UID,
@@ -307,9 +309,15 @@ def released() -> Release:
     h = _History(obj)
     _accepted(h, obj)
     staging = _stage_run(h, obj, "staging", "shop-staging", 0.0, (12.4, 48.0, 9.2))
-    waiting = 69.6
-    h.emit(at(waiting), "AwaitingApproval", "stage prod needs 1 approval(s) for release shop-3f9c2a1", "prod")
-    approved = waiting + 1840.5
+    gated = 69.6
+    h.emit(at(gated), "AwaitingApproval", "stage prod needs 1 approval(s) for release shop-3f9c2a1", "prod")
+    if waiting:
+        gate = {"name": "prod", "phase": "AwaitingApproval"}
+        msg = f"0 of 1 approval(s) to promote {short_commit(COMMIT)} into prod: create an Approval with "
+        return _status(
+            obj, "AwaitingApproval", h, [staging, gate], message=msg + "release=shop-3f9c2a1 stage=prod"
+        )
+    approved = gated + 1840.5
     h.emit(
         at(approved),
         "ApprovalGranted",
@@ -420,11 +428,12 @@ def _image_only_plan() -> dict[str, Any]:
     }
 
 
-def rolled_back(*, rollout_fails: bool = False) -> Rollback:
+def rolled_back(*, rollout_fails: bool = False, rolling: bool = False) -> Rollback:
     """alice rolls prod back from shop-3f9c2a1 to the release before (ImageOnly, verified by the smoke
     test): RollbackStarted, then RollbackCompleted (shop-prod-rollback, 12:18). `rollout_fails`: her
     attempt ten minutes before (shop-prod-rollback-2), RollbackStarted, then RollbackFailed: the old
-    image's rollout did not finish within the stage's 120 s."""
+    image's rollout did not finish within the stage's 120 s. `rolling`: as it was while prod rolled
+    back (patched, not yet available)."""
     uid, name = (
         (FAILED_ROLLBACK_UID, "shop-prod-rollback-2")
         if rollout_fails
@@ -450,6 +459,10 @@ def rolled_back(*, rollout_fails: bool = False) -> Rollback:
         "plannedAt": at(start).isoformat(),
         "patchedAt": at(start + 0.4).isoformat(),
     }
+    if rolling:
+        st.update(phase="RollingBack", message="waiting for prod's targets to be available")
+        st["history"] = h.entries
+        return _rollback(uid, name, at(start - 1.5), status=st)
     if rollout_fails:
         end = start + 0.4 + 120.0
         msg = "not available within 120s (shop: 1/2 replicas updated, 1 unavailable)"
@@ -540,10 +553,16 @@ def send(
     )
 
 
-def objects() -> tuple[Pipeline, dict[str, Release], dict[str, Rollback]]:
-    """The pipeline, its releases and its rollbacks, by name."""
-    releases = [released(), previous(), failed()]
-    rollbacks = [rolled_back(), rolled_back(rollout_fails=True), refused()]
+World = tuple[Pipeline, dict[str, Release], dict[str, Rollback]]
+
+
+def objects(moment: str = "after") -> World:
+    """The pipeline, its releases and its rollbacks, by name — as they are at the end of the story
+    ("after"), or at a moment a message is sent from an object that has moved on since: "waiting"
+    (shop-3f9c2a1 at prod's gate: once past it, its approval request is obsolete and skipped) and
+    "rolling" (prod rolling back: the message says no duration yet)."""
+    releases = [released(waiting=moment == "waiting"), previous(), failed()]
+    rollbacks = [rolled_back(rolling=moment == "rolling"), rolled_back(rollout_fails=True), refused()]
     return (
         pipeline(),
         {r.metadata.name: r for r in releases},
@@ -551,35 +570,43 @@ def objects() -> tuple[Pipeline, dict[str, Release], dict[str, Rollback]]:
     )
 
 
-def occurrences() -> list[core.Occurrence]:
+def occurrences(world: World) -> list[core.Occurrence]:
     """Every occurrence the objects hold, as the notifier finds them."""
-    p, releases, rollbacks = objects()
+    p, releases, rollbacks = world
     out = [o for r in releases.values() for o in core.release_occurrences(r)]
     out += [o for r in rollbacks.values() for o in core.rollback_occurrences(r)]
     return out + core.pipeline_occurrences(p)
 
 
-# Which object's occurrence shows each trigger (several objects hold one of some triggers).
+# Which object's occurrence shows each trigger (several objects hold one of some triggers), and at
+# which moment the notifier makes the message (the first chance it has: see objects()).
 SHOWN_BY = {
-    Trigger.APPROVAL_NEEDED: "shop-3f9c2a1",
-    Trigger.STAGE_VERIFIED: "shop-3f9c2a1",  # in staging (it has one for prod too)
-    Trigger.RELEASE_SUCCEEDED: "shop-3f9c2a1",
-    Trigger.RELEASE_FAILED: "shop-7e4d9b2",
-    Trigger.ROLLBACK_STARTED: "shop-prod-rollback",
-    Trigger.ROLLBACK_COMPLETED: "shop-prod-rollback",
-    Trigger.ROLLBACK_REFUSED: "shop-prod-rollback-3",
-    Trigger.ROLLBACK_FAILED: "shop-prod-rollback-2",
-    Trigger.PARITY_LOST: "shop",
+    Trigger.APPROVAL_NEEDED: ("waiting", "shop-3f9c2a1"),
+    Trigger.STAGE_VERIFIED: ("after", "shop-3f9c2a1"),  # in staging (it has one for prod too)
+    Trigger.RELEASE_SUCCEEDED: ("after", "shop-3f9c2a1"),
+    Trigger.RELEASE_FAILED: ("after", "shop-7e4d9b2"),
+    Trigger.ROLLBACK_STARTED: ("rolling", "shop-prod-rollback"),
+    Trigger.ROLLBACK_COMPLETED: ("after", "shop-prod-rollback"),
+    Trigger.ROLLBACK_REFUSED: ("after", "shop-prod-rollback-3"),
+    Trigger.ROLLBACK_FAILED: ("after", "shop-prod-rollback-2"),
+    Trigger.PARITY_LOST: ("after", "shop"),
 }
 
 
+def source(trigger: str) -> tuple[core.Occurrence, World]:
+    """The occurrence a trigger's sample tells, and the objects its message is made from."""
+    moment, name = SHOWN_BY[Trigger(trigger)]
+    world = objects(moment)
+    occ = next(o for o in occurrences(world) if o.trigger == trigger and o.name == name)  # staging first
+    return occ, world
+
+
 def _samples() -> dict[str, Notification]:
-    p, releases, rollbacks = objects()
-    out: dict[str, Notification] = {}
-    for occ in occurrences():
-        if SHOWN_BY[occ.trigger] == occ.name and occ.trigger.value not in out:  # the first: staging
-            out[occ.trigger.value] = send(occ, p, releases, rollbacks)
-    return {t.value: out[t.value] for t in Trigger if t.value in out}
+    out = {}
+    for trigger in Trigger:
+        occ, (p, releases, rollbacks) = source(trigger.value)
+        out[trigger.value] = send(occ, p, releases, rollbacks)
+    return out
 
 
 SAMPLES: dict[str, Notification] = _samples()
