@@ -1,58 +1,102 @@
 """The sample objects of tests/support/notify_samples.py are what the operator records: the same
 release, driven through the real reconciler (core/promotion.py) over the same instants and an
-observed world in which its Jobs and rollout finish, ends with the same history and stage records.
+observed world in which its Jobs and rollouts finish, ends with the same history and stage records.
 (The samples' messages are made by the core from those objects: test_notify_render.py.)"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from conveyor.api.approval import Approval
 from conveyor.api.release import Release
 from conveyor.core.jobs import JobKind, job_name
 from conveyor.core.promotion import reconcile
-from conveyor.core.world import World
+from conveyor.core.world import JobView, World
 from support import notify_samples as ns
-from support.builders import deployment_view, job, world
+from support.builders import approval, deployment_view, job, world
+
+Step = tuple[float, World]
 
 
-def drive(sample: Release, steps: list[tuple[float, World]]) -> Release:
-    """`sample`'s spec, as CI created it, through one reconcile pass per (seconds after AT, world)."""
+def drive(sample: Release, steps: list[Step], approvals: dict[int, list[Approval]] | None = None) -> Release:
+    """`sample`'s spec, as CI created it, through one reconcile pass per (seconds after AT, world);
+    `approvals`: those that exist from the pass of that index on."""
     release = Release.model_validate({**sample.model_dump(by_alias=True, exclude_none=True), "status": {}})
-    for seconds, observed in steps:
-        plan = reconcile(ns.pipeline(), [release], [], observed, ns.at(seconds))
+    given: list[Approval] = []
+    for i, (seconds, observed) in enumerate(steps):
+        given += (approvals or {}).get(i, [])
+        plan = reconcile(ns.pipeline(), [release], given, observed, ns.at(seconds))
         release = release.model_copy(update={"status": plan.releases[release.metadata.name]})
     return release
 
 
-def staging(sample: Release, smoke_failed: bool = False) -> tuple[World, World, World, World]:
-    """The staging world at each pass: nothing yet; the migration done; the rollout done; the smoke
-    test done (or failed)."""
+def stage_run(  # noqa: PLR0917 (one stage's run)
+    sample: Release,
+    stage: str,
+    start: float,
+    seconds: tuple[float, float, float],
+    before: dict[str, Any],
+    smoke_failed: bool = False,
+) -> list[Step]:
+    """The passes of one stage run, and the world each sees: nothing yet; the migration done; the
+    rollout done; the smoke test done (or failed). `seconds`: migration, rollout, smoke test;
+    `before`: the world of the stages run already (deployments and jobs)."""
     name, uid = sample.metadata.name, sample.metadata.uid
-    migration = job_name(name, uid, "staging", JobKind.MIGRATION)
-    smoke = job_name(name, uid, "staging", JobKind.SMOKE_TEST)
-    migrated = {migration: job(migration, complete=True)}
-    rolled = deployment_view(f"{ns.REPOSITORY}@{sample.spec.digest}", release_name=name)
+    migration = job_name(name, uid, stage, JobKind.MIGRATION)
+    smoke = job_name(name, uid, stage, JobKind.SMOKE_TEST)
+    jobs: dict[str, JobView] = {**before.get("jobs", {}), migration: job(migration, complete=True)}
+    rolled = {**before, stage: deployment_view(f"{ns.REPOSITORY}@{sample.spec.digest}", release_name=name)}
+    rolled.pop("jobs", None)
     tested = job(smoke, complete=not smoke_failed, failed=smoke_failed, reason="BackoffLimitExceeded")
-    return (
-        world(),
-        world(jobs=migrated),
-        world(staging=rolled, jobs=migrated),
-        world(staging=rolled, jobs={**migrated, smoke: tested}),
-    )
+    migrate, roll, test = seconds
+    return [
+        (start, world(**before)),
+        (start + migrate, world(**{**before, "jobs": jobs})),
+        (start + migrate + roll, world(**rolled, jobs=jobs)),
+        (start + migrate + roll + test, world(**rolled, jobs={**jobs, smoke: tested})),
+    ]
+
+
+def done(sample: Release, stage: str) -> dict[str, Any]:
+    """The world once `sample` ran in `stage`: its image there, its Jobs complete."""
+    name, uid = sample.metadata.name, sample.metadata.uid
+    jobs = [job_name(name, uid, stage, kind) for kind in (JobKind.MIGRATION, JobKind.SMOKE_TEST)]
+    return {
+        stage: deployment_view(f"{ns.REPOSITORY}@{sample.spec.digest}", release_name=name),
+        "jobs": {j: job(j, complete=True) for j in jobs},
+    }
+
+
+def same(driven: Release, sample: Release) -> None:
+    assert driven.status.history == sample.status.history
+    assert driven.status.stages == sample.status.stages
+    assert (driven.status.phase, driven.status.message) == (sample.status.phase, sample.status.message)
+
+
+# The sample's runs (notify_samples.released): staging from AT, approved 1840.5 s after the gate.
+STAGING = (0.0, (12.4, 48.0, 9.2))
+APPROVED = 69.6 + 1840.5
+PROD = (APPROVED, (10.1, 52.3, 8.8))
 
 
 def test_the_release_waiting_at_prods_gate_is_what_the_reconciler_records() -> None:
     sample = ns.released(waiting=True)
-    at = [0.0, 12.4, 60.4, 69.6]  # the sample's staging run: migration 12.4 s, rollout 48, smoke 9.2
-    driven = drive(sample, list(zip(at, staging(sample), strict=True)))
-    assert driven.status.history == sample.status.history
-    assert driven.status.stages[0] == sample.status.stages[0]
-    assert (driven.status.phase, driven.status.message) == (sample.status.phase, sample.status.message)
+    same(drive(sample, stage_run(sample, "staging", *STAGING, before={})), sample)
+
+
+def test_the_released_release_is_what_the_reconciler_records() -> None:
+    sample = ns.released()
+    a = approval("shop-3f9c2a1-prod", "shop-3f9c2a1", "prod", created=ns.at(APPROVED - 0.8))
+    a.metadata.namespace = ns.NAMESPACE
+    steps = stage_run(sample, "staging", *STAGING, before={})
+    steps += stage_run(sample, "prod", *PROD, before=done(sample, "staging"))
+    driven = drive(sample, steps, approvals={4: [a]})
+    same(driven, sample)
+    assert driven.status.approved_by == sample.status.approved_by == "alice"
 
 
 def test_the_failed_release_is_what_the_reconciler_records() -> None:
     sample = ns.failed()
     start = (sample.metadata.creation_timestamp - ns.AT).total_seconds()
-    at = [start, start + 11.8, start + 59.0, start + 80.5]  # migration 11.8 s, rollout 47.2, smoke 21.5
-    driven = drive(sample, list(zip(at, staging(sample, smoke_failed=True), strict=True)))
-    assert driven.status.history == sample.status.history
-    assert driven.status.stages == sample.status.stages
-    assert (driven.status.phase, driven.status.message) == (sample.status.phase, sample.status.message)
+    steps = stage_run(sample, "staging", start, (11.8, 47.2, 21.5), before={}, smoke_failed=True)
+    same(drive(sample, steps), sample)
