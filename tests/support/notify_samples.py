@@ -6,16 +6,20 @@ docs/notifications.md and of the Slack screenshots (hack/notification-shots).
     SAMPLES["approvalNeeded"]   # a Notification
 
 True by construction: no sample is written by hand. This module builds the API objects as the
-operator leaves them — a Pipeline, Releases and Rollbacks with their status, stage records and
-history entries carrying the reasons, messages and actors core/release_step.py and core/rollback.py
-emit (the formats are copied here; the names, short commits, Job names and parity differences come
-from the core's own functions) — and each sample is what the notifier does with them
-(handlers/notify.py `_send_one`), at the first moment it could (objects(), SHOWN_BY): the
-object's occurrences (core.release_occurrences /
-rollback_occurrences / pipeline_occurrences), then core.notification with the release only for a
-release's occurrence, the rollback only for a rollback's, always the pipeline, and the channel's
-dashboardUrl. tests/unit/test_notify_render.py checks that again (test_samples_are_what_the_core_
-produces), so a change in the core shows up in the goldens, the docs and the screenshots.
+operator leaves them — a Pipeline, Releases and Rollbacks with their status: stage records, plans
+and history entries with the reasons, messages and actors core/release_step.py and core/rollback.py
+record (the Job names, short commits, parity differences and the InParity condition come from the
+core's own functions) — and each sample is what the notifier makes of them (handlers/notify.py
+`_send_one`), at the first moment it could (objects(), SHOWN_BY): the object's occurrences
+(core.release_occurrences / rollback_occurrences / pipeline_occurrences), then core.notification
+with the release only for a release's occurrence, the rollback only for a rollback's, always the
+pipeline, and the channel's dashboardUrl.
+
+Two tests keep it so: tests/unit/test_notify_render.py (test_samples_are_what_the_core_produces)
+makes every sample again from the objects; tests/unit/test_notify_samples.py drives each release's
+and rollback's spec through the real reconciler over the same instants and checks that it ends
+with the very status built here. A change in what the core records or says shows up in the
+goldens, the docs and the screenshots (regenerate them), never as a silent drift.
 
 Everything is fixed (uids, times), so the output is deterministic.
 """
@@ -27,6 +31,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from conveyor.api.notification import Notification, Trigger
@@ -34,11 +39,10 @@ from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import Release
 from conveyor.api.rollback import Rollback
 from conveyor.core import notifications as core
-from conveyor.core.conditions import set_condition
 from conveyor.core.jobs import JobKind, job_name, short_commit
 from conveyor.core.notify_render import cloudevent, slack, teams
 from conveyor.core.parity import StageObjects, compare
-from conveyor.core.parity import summary as parity_summary
+from conveyor.core.pipeline_status import set_parity
 from conveyor.core.plan import CONVEYOR
 from support.builders import pipeline_dict, release_dict
 
@@ -50,6 +54,7 @@ SOURCE = "https://github.com/acme/shop"
 PIPELINE_UID = "c27a95e4-6b18-4d03-a9f5-71e3b0d8c246"
 RELEASE_UID = "5b0c7a3e-1d2f-4e8a-9c61-2f7d0e4b9a10"  # shop-3f9c2a1: the release that reached prod
 OLD_RELEASE_UID = "0f8e2d61-7c4b-4a95-8e13-6b2a9d5c3e70"  # shop-a1b2c3d: the one before it
+UNVERIFIED_RELEASE_UID = "a6d2e8f0-4b71-4c3e-9f85-0e7b1d6c2a49"  # shop-9e1b0c2: never reached prod
 FAILED_RELEASE_UID = "e4a7c1d9-5b3f-4c28-96e0-8d1f2a7b3c54"  # shop-7e4d9b2: fails its smoke test
 ROLLBACK_UID = "9d41f0b2-3a6c-4e57-b812-c4e0a7f95d23"  # back to shop-a1b2c3d: started, completed
 FAILED_ROLLBACK_UID = "3b8e6f14-0c9a-4d72-a5e1-f6d2c8b04a97"  # the same, whose rollout fails
@@ -60,6 +65,7 @@ FAILED_COMMIT = "7e4d9b2c1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d"
 UNVERIFIED_COMMIT = "9e1b0c2d3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c"
 DIGEST = "sha256:7d2f1c0b9a8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4"
 OLD_DIGEST = "sha256:19e8f7a6b5c4d3e2f10a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e"
+UNVERIFIED_DIGEST = "sha256:5a4f3e2d1c0b9a8f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5c4b3a291807"
 FAILED_DIGEST = "sha256:c0ffee0b9a8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4"
 # The morning of the quickstart: shop-3f9c2a1 is accepted at AT and reaches prod after approval.
 AT = datetime(2026, 11, 27, 10, 3, 24, 364318, tzinfo=UTC)
@@ -103,7 +109,7 @@ def _pod_spec(*, feature_flag: bool = False, sidecar: bool = False) -> dict[str,
 def pipeline() -> Pipeline:
     """The quickstart's pipeline: staging, then prod behind a four-eyes approval by
     conveyor:approvers; a migration and a smoke test in every stage. Its InParity condition turned
-    False when prod drifted from staging (set as core/pipeline_status.py's set_parity does)."""
+    False when prod drifted from staging."""
     obj = pipeline_dict(
         PIPELINE,
         NAMESPACE,
@@ -129,29 +135,11 @@ def pipeline() -> Pipeline:
             StageObjects("prod", "shop-prod", {"shop": _pod_spec(feature_flag=True, sidecar=True)}),
         ],
     )
-    lost = at(3 * 3600 + 4 * 60)
-    status = p.status
-    status.conditions = set_condition(
-        status.conditions,
-        "InParity",
-        "True",
-        "InParity",
-        "2 stages have the same shape",
-        generation=1,
-        now=at(-86400),
-    )
-    status.parity = status.parity.model_copy(
-        update={"in_parity": False, "checked_at": lost, "differences": diffs}
-    )
-    status.conditions = set_condition(
-        status.conditions,
-        "InParity",
-        "False",
-        "StagesDiffer",
-        f"{len(diffs)} difference(s): {parity_summary(diffs)}",
-        generation=1,
-        now=lost,
-    )
+    # InParity as core/pipeline_status.py's set_parity keeps it: True since the day before, False
+    # since the check found prod's drift. (A pass's context, for the two things it reads there.)
+    for when, found in ((at(-86400), []), (at(3 * 3600 + 4 * 60), diffs)):
+        ctx = SimpleNamespace(parity=found, emit=lambda *_, **__: None)
+        set_parity(p.status, p, ctx, when)  # type: ignore[arg-type]
     return p
 
 
@@ -354,6 +342,20 @@ def previous() -> Release:
     return Release.model_validate(obj)
 
 
+def unverified() -> Release:
+    """shop-9e1b0c2, the commit before shop-3f9c2a1: verified in staging, superseded there before it
+    reached prod (so no rollback may go back to it)."""
+    obj = _release(
+        "shop-9e1b0c2", UNVERIFIED_RELEASE_UID, UNVERIFIED_COMMIT, UNVERIFIED_DIGEST, at(-3600), author="dana"
+    )
+    obj["status"] = {
+        "phase": "Superseded",
+        "currentStage": "prod",
+        "stages": [{"name": "staging", "phase": "Verified", "verifiedAt": at(-3500).isoformat()}],
+    }
+    return Release.model_validate(obj)
+
+
 def failed() -> Release:
     """shop-7e4d9b2, the next commit: its smoke test fails in staging (the Job's pod exits non-zero
     once: BackoffLimitExceeded)."""
@@ -460,7 +462,7 @@ def rolled_back(*, rollout_fails: bool = False, rolling: bool = False) -> Rollba
         "patchedAt": at(start + 0.4).isoformat(),
     }
     if rolling:
-        st.update(phase="RollingBack", message="waiting for prod's targets to be available")
+        st.update(phase="RollingBack", message="rolling prod back to shop-a1b2c3d")
         st["history"] = h.entries
         return _rollback(uid, name, at(start - 1.5), status=st)
     if rollout_fails:
@@ -561,7 +563,7 @@ def objects(moment: str = "after") -> World:
     ("after"), or at a moment a message is sent from an object that has moved on since: "waiting"
     (shop-3f9c2a1 at prod's gate: once past it, its approval request is obsolete and skipped) and
     "rolling" (prod rolling back: the message says no duration yet)."""
-    releases = [released(waiting=moment == "waiting"), previous(), failed()]
+    releases = [released(waiting=moment == "waiting"), previous(), unverified(), failed()]
     rollbacks = [rolled_back(rolling=moment == "rolling"), rolled_back(rollout_fails=True), refused()]
     return (
         pipeline(),

@@ -1,14 +1,19 @@
 """The sample objects of tests/support/notify_samples.py are what the operator records: the same
-release, driven through the real reconciler (core/promotion.py) over the same instants and an
-observed world in which its Jobs and rollouts finish, ends with the same history and stage records.
+release or rollback, driven through the real reconciler (core/promotion.py, core/rollback.py) over
+the same instants and an observed world in which its Jobs and rollouts finish (or fail), ends with
+the same status — history, stage records, plan and all.
 (The samples' messages are made by the core from those objects: test_notify_render.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+
+import pytest
 
 from conveyor.api.approval import Approval
 from conveyor.api.release import Release
+from conveyor.api.rollback import Rollback
 from conveyor.core.jobs import JobKind, job_name
 from conveyor.core.promotion import reconcile
 from conveyor.core.world import JobView, World
@@ -100,3 +105,54 @@ def test_the_failed_release_is_what_the_reconciler_records() -> None:
     start = (sample.metadata.creation_timestamp - ns.AT).total_seconds()
     steps = stage_run(sample, "staging", start, (11.8, 47.2, 21.5), before={}, smoke_failed=True)
     same(drive(sample, steps), sample)
+
+
+# --- rollbacks (core/rollback.py, through the same reconciler)
+
+CURRENT = deployment_view(f"{ns.REPOSITORY}@{ns.DIGEST}", release_name="shop-3f9c2a1")
+BACK = deployment_view(f"{ns.REPOSITORY}@{ns.OLD_DIGEST}", release_name="shop-a1b2c3d")
+# Patched, one of two replicas updated and available: a rollout that never finishes.
+HALF = dataclasses.replace(
+    BACK, updated_replicas=1, available_replicas=1, ready_replicas=1, unavailable_replicas=1
+)
+
+
+def status(rollback: Rollback) -> dict[str, Any]:
+    """Its status but the conditions (the samples leave them out: no message reads them)."""
+    return rollback.status.model_dump(exclude={"conditions"})
+
+
+def drive_rollback(sample: Rollback, steps: list[tuple[float, World]]) -> Rollback:
+    """`sample`'s spec, as alice created it, through one reconcile pass per (seconds, world)."""
+    rollback = Rollback.model_validate({**sample.model_dump(by_alias=True, exclude_none=True), "status": {}})
+    releases = [ns.released(), ns.previous(), ns.unverified()]
+    for seconds, observed in steps:
+        plan = reconcile(ns.pipeline(), releases, [], observed, ns.at(seconds), rollbacks=[rollback])
+        rollback = rollback.model_copy(update={"status": plan.rollbacks[rollback.metadata.name]})
+    return rollback
+
+
+@pytest.mark.parametrize("rolling", [True, False])
+def test_the_rollback_is_what_the_reconciler_records(rolling: bool) -> None:
+    sample = ns.rolled_back(rolling=rolling)
+    smoke = job_name(sample.metadata.name, sample.metadata.uid, "prod", JobKind.SMOKE_TEST)
+    start = 2 * 3600.0 + 900
+    steps = [(start, world(prod=CURRENT)), (start + 0.4, world(prod=HALF))]
+    if not rolling:
+        steps += [
+            (start + 31.6, world(prod=BACK)),
+            (start + 41.3, world(prod=BACK, jobs={smoke: job(smoke, complete=True)})),
+        ]
+    assert status(drive_rollback(sample, steps)) == status(sample)
+
+
+def test_the_failed_rollback_is_what_the_reconciler_records() -> None:
+    sample = ns.rolled_back(rollout_fails=True)
+    start = 2 * 3600.0 + 300
+    steps = [(start, world(prod=CURRENT)), (start + 0.4, world(prod=HALF)), (start + 120.4, world(prod=HALF))]
+    assert status(drive_rollback(sample, steps)) == status(sample)
+
+
+def test_the_refused_rollback_is_what_the_reconciler_records() -> None:
+    sample = ns.refused()
+    assert status(drive_rollback(sample, [(2 * 3600.0, world(prod=CURRENT))])) == status(sample)
