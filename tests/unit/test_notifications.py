@@ -210,6 +210,28 @@ def test_rollback_occurrences_and_facts() -> None:
     assert n.title == "shop: prod rolled back: bbbbbbb → aaaaaaa"
 
 
+def test_a_refused_rollback_names_the_asked_for_target_in_its_title() -> None:
+    # Refused before a plan named the target: only spec.toRelease is known (no commit).
+    rb = rollback(
+        "rb-1",
+        to="shop-9",
+        status={
+            "plan": {
+                "action": "Refused",
+                "reason": "release shop-9 was never verified in prod",
+                "stage": "prod",
+                "fromRelease": "shop-2",
+                "fromCommit": "b" * 40,
+            },
+            "fromShortCommit": "bbbbbbb",
+            "history": [entry("RollbackRefused", 30)],
+        },
+    )
+    (occ,) = core.rollback_occurrences(rb)
+    n = core.notification(occ, namespace="apps", rollback=rb, pipeline=pipeline())
+    assert n.title == "shop: prod rollback refused: bbbbbbb → shop-9"
+
+
 def test_parity_lost_once_per_transition() -> None:
     p = pipeline()
     p.status.conditions = []

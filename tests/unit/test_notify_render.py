@@ -24,7 +24,9 @@ import pytest
 import yaml
 
 from conveyor.api.notification import ChannelType, Links, Notification, NotificationChannel, Trigger
+from conveyor.core import notifications as core
 from conveyor.core import notify_render as render
+from support import notify_samples
 from support.notify_samples import SAMPLES, docs_sections, hostile, notification_id, pretty, with_sections
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,6 +106,49 @@ def test_body_is_the_rendering_as_compact_utf8_json(kind: str) -> None:
     assert sent == json.dumps(rendered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     assert b"\\u" not in sent
     assert "→ shop-a1b2c3d, zurück".encode() in sent
+
+
+# --- the samples are what the operator sends
+
+
+@pytest.mark.parametrize("trigger", TRIGGERS)
+def test_samples_are_what_the_core_produces(trigger: str) -> None:
+    # Each sample is core.notification of an occurrence core finds in the sample objects, made as
+    # the notifier makes it — so the goldens, the docs and the screenshots cannot drift from it.
+    occ, (pipeline, releases, rollbacks) = notify_samples.source(trigger)
+    sample = SAMPLES[trigger]
+    assert (occ.id, occ.trigger) == (sample.id, trigger)
+    release = releases.get(occ.name) if occ.kind == "releases" else None
+    rollback = rollbacks.get(occ.name) if occ.kind == "rollbacks" else None
+    assert not core.obsolete(occ, release)  # the notifier would send it, not skip it
+    assert sample == core.notification(
+        occ,
+        namespace="default",
+        release=release,
+        rollback=rollback,
+        pipeline=pipeline,
+        dashboard_url="https://conveyor.example.com",
+    )
+    # What the operator really says: "<pipeline>: <short commit> …" titles, the dashboard's own
+    # routes, Conveyor (or the rollback's requester) as the actor.
+    assert sample.title.startswith("shop: ")
+    assert "None" not in sample.title
+    page = f"#/release/default/{occ.name}" if release is not None else "#/pipeline/default/shop"
+    assert sample.links.dashboard == f"https://conveyor.example.com/{page}"
+    assert sample.actor == {"releases": "conveyor", "rollbacks": "alice", "pipelines": None}[occ.kind]
+
+
+def test_every_sample_object_is_a_valid_api_object() -> None:
+    # Built through the models' validation (pipeline, releases, rollbacks), at every moment the
+    # samples are taken; histories in time order; the parity differences all in the message.
+    for moment in ("waiting", "rolling", "after"):
+        _, releases, rollbacks = notify_samples.objects(moment)
+        for obj in [*releases.values(), *rollbacks.values()]:
+            times = [h.time for h in obj.status.history]
+            assert times == sorted(times), obj.metadata.name
+    pipeline = notify_samples.objects()[0]
+    assert pipeline.status.parity.in_parity is False
+    assert len(pipeline.status.parity.differences) == len(SAMPLES["parityLost"].differences or [])
 
 
 # --- the idempotency key
@@ -364,9 +409,10 @@ def test_approval_request_says_who_and_how() -> None:
 
 
 def test_failure_names_the_object_and_the_hint() -> None:
+    job = "shop-7e4d9b2-staging-smoke-2c7a30"  # job_name(): <release>-<stage>-smoke-<uid tag>
     text = "\n".join(mrkdwn_texts(render.slack(SAMPLES["releaseFailed"])))
-    assert "Job `shop-staging/shop-3f9c2a1-smoke-staging`" in text
-    assert "kubectl logs -n shop-staging job/shop-3f9c2a1-smoke-staging" in text
+    assert f"Job `shop-staging/{job}`" in text
+    assert f"kubectl logs -n shop-staging job/{job}" in text
 
 
 def test_rollback_says_from_and_to() -> None:

@@ -286,7 +286,10 @@ class RollbackFacts(KubeModel):
 class Links(KubeModel):
     """Where to look next (only addresses that are not secret)."""
 
-    dashboard: str | None = Field(default=None, description="The release's page on the dashboard.")
+    dashboard: str | None = Field(
+        default=None,
+        description="The release's page on the dashboard (a rollback's or parity's: the pipeline's).",
+    )
     ci_run: str | None = Field(default=None, description="The CI run (declared by CI).")
 
 

@@ -591,7 +591,9 @@ def notification(
         }.get(trigger, "rollback")
         path = ""
         if n.rollback.from_ and n.rollback.to:
-            path = f": {n.rollback.from_.short_commit} → {n.rollback.to.short_commit}"
+            # A refused rollback's asked-for target may be known by name only (no plan named it).
+            ends = [ref.short_commit or ref.release for ref in (n.rollback.from_, n.rollback.to)]
+            path = f": {ends[0]} → {ends[1]}"
         n.title = f"{occ.pipeline}: {occ.stage or 'stage'} {verb}{path}"
     elif trigger == Trigger.PARITY_LOST and pipeline is not None:
         parity = pipeline.status.parity
