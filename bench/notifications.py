@@ -204,9 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 plural="notificationchannels",
             )
 
-        for rnd in range(args.rounds):
-            run_wave("none")
-            # healthy
+        def healthy(rnd: int) -> None:
+            nonlocal duplicates, delivered, channel_requests
             path = f"/ok/{rnd}"
             channels(path)
             before = api_requests(scrape(op.metrics_port), "notificationchannels")
@@ -226,13 +225,24 @@ def main(argv: list[str] | None = None) -> int:
                 duplicates += len(ids) - len(set(ids))
                 delivered += len(set(ids))
                 if type_ == "webhook":
-                    latency += [r.at - ts(r.json()["time"]) for r in got]
+                    latency.extend(r.at - ts(r.json()["time"]) for r in got)
             no_channels()
             channel_requests += api_requests(scrape(op.metrics_port), "notificationchannels") - before
-            # dead
+
+        def dead(rnd: int) -> None:
             channels(f"/dead/{rnd}", hold)
             run_wave("dead")
             no_channels()
+
+        def none(_rnd: int) -> None:
+            run_wave("none")
+
+        phases = [none, healthy, dead]
+        for rnd in range(args.rounds):
+            # Each round in another order: the namespace fills with releases as waves pass, so a
+            # fixed order would give the last phase the most.
+            for i in range(len(phases)):
+                phases[(i + rnd) % len(phases)](rnd)
         hold.released.set()
 
         base = median(promotion["none"])

@@ -67,6 +67,7 @@ SECRET_PROBLEM_FAST_FOR_SECONDS = 120.0
 # Time-based ends (maxDelaySeconds passing) need no event: each channel looks at least this often.
 IDLE_LOOK_SECONDS = 30.0
 ERROR_BACKOFF_SECONDS = 5.0
+COALESCE_SECONDS = 0.1
 
 Key = tuple[str, str]  # (namespace, channel name)
 Obj = dict[str, Any]
@@ -306,6 +307,11 @@ class Notifier:
                 delay = ERROR_BACKOFF_SECONDS
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ch.wake.wait(), timeout=max(0.05, min(delay, IDLE_LOOK_SECONDS)))
+            if ch.wake.is_set():
+                # Woken by the watches: a promotion is a burst of status writes, and one look after
+                # it costs the event loop (shared with every pipeline's watch) far less than one per
+                # write. A debounce, not synchronisation.
+                await asyncio.sleep(COALESCE_SECONDS)
 
     async def _in_thread(self, term: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """A blocking call on the notifier's threads, its writes fenced to the pass's term."""
