@@ -145,6 +145,18 @@ def main(argv: list[str] | None = None) -> int:
                     promotion[phase].append(ts(end) - created[name])
             return names
 
+        def channels_until(predicate: Any, what: str) -> None:
+            wait_for_list(
+                bench.custom.list_namespaced_custom_object,
+                predicate,
+                what=what,
+                timeout=min(60.0, left()),
+                group=GROUP,
+                version=VERSION,
+                namespace=ns,
+                plural="notificationchannels",
+            )
+
         def channels(path: str, *answers: Any) -> None:
             for type_ in ("webhook", "slack"):
                 url = receiver.url(f"{path}/{type_}", *answers)
@@ -167,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                         "spec": {"type": type_, "urlSecretRef": {"name": type_}, "triggers": TRIGGERS},
                     },
                 )
-            wait_for_list(
-                bench.custom.list_namespaced_custom_object,
+            channels_until(
                 lambda items: (
                     len(items) == 2
                     and all(
@@ -179,12 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                         for i in items
                     )
                 ),
-                what="both channels Ready",
-                timeout=min(60.0, left()),
-                group=GROUP,
-                version=VERSION,
-                namespace=ns,
-                plural="notificationchannels",
+                "both channels Ready",
             )
 
         def no_channels() -> None:
@@ -193,16 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                     GROUP, VERSION, ns, "notificationchannels", type_
                 )
                 bench.core.delete_namespaced_secret(type_, ns)
-            wait_for_list(
-                bench.custom.list_namespaced_custom_object,
-                lambda items: not items,
-                what="the channels gone",
-                timeout=min(60.0, left()),
-                group=GROUP,
-                version=VERSION,
-                namespace=ns,
-                plural="notificationchannels",
-            )
+            channels_until(lambda items: not items, "the channels gone")
 
         def healthy(rnd: int) -> None:
             nonlocal duplicates, delivered, channel_requests

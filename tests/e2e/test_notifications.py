@@ -79,6 +79,13 @@ def ledger(story: Story, name: str) -> list[dict[str, Any]]:
     return list(status(story.get("notificationchannels", name)).get("ledger") or [])
 
 
+def given_one_stage_and_operator(story: Story, receiver: Receiver, *, fault: str | None = None) -> None:
+    """A one-stage pipeline (staging) and the operator, allowed to reach the receiver."""
+    story.given_deployments(stages=["staging"])
+    story.given_pipeline(stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}])
+    story.given_operator("--notify-allowed-host", receiver.host, fault=fault)
+
+
 def delivered(receiver: Receiver, path: str) -> list[Request]:
     return [r for r in receiver.at(path) if r.answered is not None and 200 <= r.answered < 300]
 
@@ -283,9 +290,7 @@ def test_a_message_in_flight_when_the_operator_dies_is_delivered_once_with_its_i
         path = f"/hook/{secrets.token_hex(4)}"
         given_secret(story, "hook-url", receiver.url(path, hold, 200))
         given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified"])
-        story.given_deployments(stages=["staging"])
-        story.given_pipeline(stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}])
-        story.given_operator("--notify-allowed-host", receiver.host)
+        given_one_stage_and_operator(story, receiver)
         then_channel(story, "hook", "Ready", "True", "Ready")
         story.when_release("shop-k", label="k")
         receiver.wait("the stageVerified request to arrive", lambda rs: len(rs) == 1)
@@ -314,9 +319,7 @@ def test_killed_after_the_receiver_accepted_before_recording_it_goes_again_with_
         path = f"/hook/{secrets.token_hex(4)}"
         given_secret(story, "hook-url", receiver.url(path))
         given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified", "releaseSucceeded"])
-        story.given_deployments(stages=["staging"])
-        story.given_pipeline(stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}])
-        story.given_operator("--notify-allowed-host", receiver.host, fault="after-notification-send")
+        given_one_stage_and_operator(story, receiver, fault="after-notification-send")
         story.when_release("shop-f", label="f")
         story.then_operator_dies_at("after-notification-send")
         first = receiver.wait("one delivery", lambda rs: len(rs) == 1)[0]
@@ -356,9 +359,7 @@ def test_a_receiver_that_refuses_is_recorded_rejected_and_not_retried(story: Sto
         # and a channel that points at the cluster's own network without being allowed to
         given_secret(story, "metadata-url", "https://169.254.169.254/latest/meta-data")
         given_channel(story, "inside", "webhook", "metadata-url", triggers=["stageVerified"])
-        story.given_deployments(stages=["staging"])
-        story.given_pipeline(stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}])
-        story.given_operator("--notify-allowed-host", receiver.host)
+        given_one_stage_and_operator(story, receiver)
         then_channel(story, "inside", "Ready", "False", "HostNotAllowed")
         story.when_release("shop-r", label="r")
 
@@ -422,9 +423,7 @@ def test_a_suspended_channel_never_sends_what_happened_meanwhile(story: Story):
         path = f"/hook/{secrets.token_hex(4)}"
         given_secret(story, "hook-url", receiver.url(path))
         given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified"], suspend=True)
-        story.given_deployments(stages=["staging"])
-        story.given_pipeline(stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}])
-        story.given_operator("--notify-allowed-host", receiver.host)
+        given_one_stage_and_operator(story, receiver)
         then_channel(story, "hook", "Ready", "False", "Suspended")
 
         # When a release is verified meanwhile, and the channel is then resumed
