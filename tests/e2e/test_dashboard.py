@@ -130,7 +130,7 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     admin, alice, carol = dashboards["admin"], dashboards["alice"], dashboards["carol"]
 
     # The board, open before anything happens
-    browser.open(admin.url)
+    admin.open_in(browser)
     browser.wait_for(f'[data-pipeline="{story.ns}/shop"]', what="the shop pipeline's row on the board")
     _no_reload_marker(browser)
 
@@ -147,7 +147,7 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     _assert_not_reloaded(browser)
 
     # Carol (a developer: RBAC lets her create Approvals) is told why her approval would not count
-    browser.open(carol.url)
+    carol.open_in(browser)
     browser.open(carol.base + "/#/waiting")
     browser.wait_for(
         '.waiting[data-release="shop-v1"] .why[data-reason="NotAnApprover"]',
@@ -174,7 +174,7 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     assert "carol is not an approver of prod" in body["error"], body
 
     # Alice approves from the page: the Approval is hers, stamped by the API server, bound to the uid
-    browser.open(alice.url)
+    alice.open_in(browser)
     browser.open(alice.base + "/#/waiting")
     browser.wait_for(
         '.waiting[data-release="shop-v1"] .why[data-reason="MayApprove"]', what="alice may approve"
@@ -200,7 +200,7 @@ def test_dashboard_story(story: Story, dashboards: dict[str, DashboardProcess], 
     assert browser.console_errors() == []
 
     # The admin's board, still open on the same page, shows the prod commit once it is verified
-    browser.open(admin.url)
+    admin.open_in(browser)
     browser.wait_for(f'[data-pipeline="{story.ns}/shop"]', what="the board")
     _no_reload_marker(browser)
     verified = _pipeline_stage(
@@ -313,7 +313,7 @@ def test_dashboard_hostile_values_and_requests(
     }
     story.create("releases", body, as_user="ci-bot")
     # When anyone looks at it (no operator needed: the release page shows what is stored)
-    browser.open(admin.url)  # the printed address: the page keeps its token
+    admin.open_in(browser)  # the printed address: the page keeps its token
     browser.open(admin.base + f"/#/release/{story.ns}/shop-evil")
     browser.wait_for("#release-name", text="shop-evil", what="the hostile release's page")
     # Then nothing runs, no script link exists, and the markup is shown as text
@@ -415,7 +415,7 @@ def test_the_page_says_when_the_api_server_hangs_and_heals_by_itself(story: Stor
     story.given_pipeline()
     admin = DashboardProcess(story.kubeconfig, story.ns).start()
     try:
-        browser.open(admin.url)
+        admin.open_in(browser)
         browser.wait_for(f'[data-pipeline="{story.ns}/shop"]', what="the board")
         browser.wait_until(
             lambda: "on" in (browser.find("#live").get_attribute("class") or ""), what="the live dot green"

@@ -82,6 +82,22 @@ class DashboardProcess:
         """http://127.0.0.1:PORT, without the token."""
         return self.url.split("#", 1)[0].rstrip("/")
 
+    def open_in(self, browser: Any) -> None:
+        """Open the printed address in `browser` (tests/support/browser.py) and wait until the page
+        has taken its token and shown its first view: the address no longer carries the token, the
+        header names the viewer, and the view has loaded. A test that navigates on at once raced
+        the page's own start (seen in a fresh-clone run: the next address was left showing the
+        board)."""
+        browser.open(self.url)
+        browser.wait_until(
+            lambda: browser.driver.execute_script(
+                "return !location.hash.startsWith('#token=')"
+                " && document.getElementById('viewer').textContent !== ''"
+                " && !!document.getElementById('view').dataset.loaded;"
+            ),
+            what="the dashboard took its token and showed its first view",
+        )
+
     @property
     def token(self) -> str:
         """The session token the printed address carries ('' when it needs none)."""
