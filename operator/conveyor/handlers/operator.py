@@ -137,8 +137,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
 
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
-    """Stop writing and free the lease (the standby takes over at once), then stop the workers; a
-    pass in flight simply ends (the next leader redoes it safely)."""
+    """Let a notification in flight record its answer, stop writing and free the lease (the
+    standby takes over at once), then stop the workers; a pass in flight simply ends (the next
+    leader redoes it safely)."""
     await memo.notifier.quiesce()  # a message a receiver just accepted is recorded before we stop
     await memo.elector.release(drain=memo.workers.idle)
     memo.elector_task.cancel()
