@@ -431,3 +431,23 @@ def test_an_edit_moves_the_horizon_but_what_was_owed_stays_owed() -> None:
     # Nothing from before the channel was first seen, owed or not.
     late = channel(status={"since": at(10)})
     assert core.due(late, occs, {}, set(), now, {occs[0].id}).send[0].at > T0 + timedelta(seconds=10)
+
+
+def test_where_a_channel_starts_over() -> None:
+    now = T0 + timedelta(minutes=5)
+    steady = channel(status={"since": at(-60), "observedGeneration": 1})
+    assert core.horizon_moves(steady, now) == (None, True)
+    edited = channel(status={"since": at(-60), "observedGeneration": 1})
+    edited.metadata.generation = 2
+    assert core.horizon_moves(edited, now) == (now, True)  # from now; what was owed stays owed
+    resumed = channel(
+        status={
+            "since": at(-60),
+            "observedGeneration": 1,
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "Suspended", "lastTransitionTime": at(0)}
+            ],
+        }
+    )
+    resumed.metadata.generation = 2
+    assert core.horizon_moves(resumed, now) == (now, False)  # nothing of the suspension, nothing owed

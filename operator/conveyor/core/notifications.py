@@ -231,6 +231,21 @@ def due(  # noqa: PLR0917 (the channel, the world, what ended, now, what stays o
     return out
 
 
+def horizon_moves(channel: NotificationChannel, now: datetime) -> tuple[datetime | None, bool]:
+    """Where a channel starts over, and whether what it owed stays owed. Resumed (its Ready
+    condition still says Suspended): from now, owing nothing — what happened while suspended, or
+    still waited, is never sent. Edited (a generation it has not acted on: a trigger added, the
+    selector widened): from now, but what it already owed stays owed — an edit does not reach back.
+    Otherwise: nothing moves."""
+    st = channel.status
+    ready = get_condition(st.conditions, "Ready")
+    if ready is not None and ready.reason == "Suspended":
+        return now, False
+    if st.observed_generation not in (None, channel.metadata.generation):
+        return now, True
+    return None, True
+
+
 def obsolete(occ: Occurrence, release: Release | None) -> bool:
     """An approval request whose gate is no longer waiting (approved, superseded, cancelled) by the
     time it could be sent: telling approvers now would send them to a gate that is not there."""

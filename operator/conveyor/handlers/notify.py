@@ -360,7 +360,6 @@ class Notifier:
             conditions = self._secret_conditions(ch, conditions, problem, generation, now)
             await self._finish(ch, term, [], conditions, backlog=0, generation=generation, since=now)
             return 0.0
-        ready = get_condition(conditions, "Ready")
         if channel.spec.suspend:
             conditions = set_condition(
                 conditions,
@@ -373,16 +372,9 @@ class Notifier:
             )
             await self._finish(ch, term, [], conditions, backlog=0, generation=generation)
             return IDLE_LOOK_SECONDS
-        resumed = ready is not None and ready.reason == "Suspended"
-        edited = channel.status.observed_generation not in (None, generation)
-        owed: set[str] = set()
-        if edited and not resumed:
-            # An edit (a trigger added, the selector widened) applies from now: it does not reach
-            # back for what happened before it — only what was owed already stays owed.
-            owed = ch.owed
-        moved = now if resumed or edited else None
+        moved, keep_owed = core.horizon_moves(channel, now)
+        owed = ch.owed if keep_owed else set()
         if moved is not None:
-            # Just resumed (what happened while suspended, or still waited, is never sent) or edited.
             channel.status.horizon = max(channel.status.horizon or moved, moved)
         done = {e.id for e in channel.status.ledger} | {e.id for e in ch.unwritten}
         snap = self.objects.snapshot(namespace)
