@@ -478,6 +478,10 @@ VIEWS.board = {
     if (ns) params.set("ns", ns);
     if (team) params.set("team", team);
     const hash = `#/${params.toString() ? "?" + params : ""}`;
+    // Only while the address still names the board: a navigation elsewhere may have changed it
+    // already, its hashchange not yet dispatched (the board's data arriving in between would
+    // otherwise write "#/" over it, and the page stayed on the board).
+    if (parseHash().name !== "board") return;
     if (location.hash !== hash && (location.hash || hash !== "#/")) history.replaceState(null, "", hash);
   },
 };
