@@ -15,6 +15,7 @@ import pytest
 from support.invariants import audit_log_events, check_creates_once
 from support.operator import OperatorProcess
 from support.story import OLD_IMAGE, Story, image_of, stage_record, status
+from support.wait import wait_for_object
 
 pytestmark = pytest.mark.cluster
 
@@ -106,7 +107,17 @@ def test_kill_9_the_leader_mid_promotion_and_the_standby_finishes_it_once(story:
     story.when_release("shop-f", label="failover")
     story.then_release("shop-f", in_phase("Migrating"), "staging Migrating")
     migrate = story.job("shop-f", "staging", "migrate")
-    uids = {migrate: story.batch.read_namespaced_job(migrate, story.stage_ns["staging"]).metadata.uid}
+    # The migration is recorded before its Job is created (so a crash between the two cannot run it
+    # twice): wait for the Job itself (a fresh-clone run under load read it a moment too soon).
+    job = wait_for_object(
+        story.batch.list_namespaced_job,
+        migrate,
+        lambda j: j is not None,
+        what=f"the migration Job {migrate}",
+        timeout=30,
+        namespace=story.stage_ns["staging"],
+    )
+    uids = {migrate: job.metadata.uid}
     killed = datetime.now(UTC)
     # (up to here the standby ran no reconcile pass at all)
     assert "controller_runtime_reconcile_total{" not in b.probe("/metrics")[1]
