@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import subprocess
+import threading
 import urllib.request
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 from kubernetes import client
 
 from conveyor.api.notification import Notification
-from support.operator import REPO
+from support.operator import REPO, OperatorProcess
 from support.receiver import Hold, Receiver, Request
 from support.story import Story, status
 from support.wait import has_condition, wait_for_object
@@ -472,3 +473,48 @@ def test_a_suspended_channel_never_sends_what_happened_meanwhile(story: Story):
             ("stageVerified", "shop-s3"),
             ("releaseSucceeded", "shop-s3"),
         ]
+
+
+def test_a_leader_stepping_down_records_the_message_in_flight_and_the_standby_never_repeats_it(story: Story):
+    with Receiver() as receiver:
+        # Given two replicas on one Lease (a leads, b stands by), a channel whose receiver holds the
+        # first request unanswered
+        hold = Hold(200)
+        path = f"/hook/{secrets.token_hex(4)}"
+        given_secret(story, "hook-url", receiver.url(path, hold, 200))
+        given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified"])
+        story.given_deployments(stages=["staging"])
+        story.given_pipeline(stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}])
+        lease = f"notify-{secrets.token_hex(3)}"
+        args = [a for ns in (story.ns, *story.stage_ns.values()) for a in ("-n", ns)]
+        args += ["--notify-allowed-host", receiver.host]
+        a = OperatorProcess(story.kubeconfig, *args, lease_name=lease, identity="replica-a").start()
+        story.others.append(a)
+        a.wait_for_log("is the leader now")
+        b = OperatorProcess(story.kubeconfig, *args, lease_name=lease, identity="replica-b").start()
+        story.others.append(b)
+        b.wait_probe("/readyz")
+        story.when_release("shop-g1", label="g1")
+        first = receiver.wait("the held stageVerified request", lambda rs: len(rs) == 1)[0]
+
+        # When the leader is told to stop (a rolling update) while that request is in flight, and the
+        # receiver then accepts it
+        stopping = threading.Thread(target=a.stop, daemon=True)
+        stopping.start()
+        a.wait_for_log(r"waiting for 1 notification\(s\) in flight to be recorded before stepping down")
+        hold.released.set()
+        stopping.join(timeout=60)
+        b.wait_for_log("is the leader now", timeout=30)
+
+        # Then the old leader recorded it before letting go, and the new one never sends it again
+        story.when_release("shop-g2", label="g2")
+        requests = receiver.wait("shop-g2's stageVerified from the new leader", lambda rs: len(rs) >= 2)
+        assert [r.id for r in requests].count(first.id) == 1, [(r.id, r.answered) for r in requests]
+        entries = wait_for_object(
+            story.lister("notificationchannels"),
+            "hook",
+            lambda o: len((o or {}).get("status", {}).get("ledger") or []) == 2,
+            what="two ledger entries",
+            timeout=30,
+        )["status"]["ledger"]
+        assert sorted(e["id"] for e in entries) == sorted({first.id, requests[1].id})

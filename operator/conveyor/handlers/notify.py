@@ -272,6 +272,11 @@ class Notifier:
         shutdown, before the lease is given up: otherwise a receiver's 2xx would land after this
         replica stopped writing, and the next leader would send the message again)."""
         self._quiescing = True
+        if self._in_flight:
+            log.info(
+                "waiting for %d notification(s) in flight to be recorded before stepping down",
+                self._in_flight,
+            )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout=timeout)
 
