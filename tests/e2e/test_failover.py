@@ -5,7 +5,6 @@ nothing."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,33 +12,15 @@ from typing import Any
 import pytest
 
 from support.invariants import audit_log_events, check_creates_once
-from support.operator import OperatorProcess
-from support.story import OLD_IMAGE, Story, image_of, stage_record, status
+from support.story import LEADS, OLD_IMAGE, Story, image_of, stage_record, status
 from support.wait import wait_for_object
 
 pytestmark = pytest.mark.cluster
 
 MIGRATION = {"command": ["/app/migrate"]}
 SMOKE = {"command": ["/app/smoke"]}
-LEADS = r"is the leader now"
+
 FAILOVER_GOAL_SECONDS = 15.0
-
-
-def pair(story: Story) -> tuple[OperatorProcess, OperatorProcess]:
-    """Two replicas on one Lease: `a` leads, `b` stands by with its caches synced."""
-    lease = f"failover-{uuid.uuid4().hex[:6]}"
-    args = [a for ns in (story.ns, *story.stage_ns.values()) for a in ("-n", ns)]
-    a = OperatorProcess(story.kubeconfig, *args, lease_name=lease, identity="replica-a").start()
-    story.others.append(a)
-    a.wait_for_log(LEADS)
-    b = OperatorProcess(story.kubeconfig, *args, lease_name=lease, identity="replica-b").start()
-    story.others.append(b)
-    b.wait_for_log(r"campaigns for lease")
-    body = b.wait_probe("/readyz")  # the standby is ready too: caches synced, the Lease read
-    assert body.startswith("ok: standby"), body
-    assert b.probe("/metrics")[1].count("conveyor_leader 0.0") == 1
-    assert not any("is the leader now" in line for line in b.lines)
-    return a, b
 
 
 def in_phase(phase: str):
@@ -101,7 +82,7 @@ def test_kill_9_the_leader_mid_promotion_and_the_standby_finishes_it_once(story:
     # Given a pipeline with migrations and smoke tests, and two replicas: a leads, b stands by
     story.given_deployments()
     story.given_pipeline(migration=MIGRATION, smoke_test=SMOKE)
-    a, b = pair(story)
+    a, b = story.given_two_replicas()
     story.operator = b  # the fixture stops (and on failure prints) the survivor
     # When the leader is SIGKILLed as soon as the staging migration runs
     story.when_release("shop-f", label="failover")
@@ -161,7 +142,7 @@ def test_a_paused_leader_resumed_after_losing_its_lease_writes_nothing(story: St
     # Given two replicas, a leading, and a promotion under way
     story.given_deployments()
     story.given_pipeline(migration=MIGRATION, smoke_test=SMOKE)
-    a, b = pair(story)
+    a, b = story.given_two_replicas()
     story.operator = b
     story.when_release("shop-p", label="paused")
     story.then_release("shop-p", in_phase("Migrating"), "staging Migrating")

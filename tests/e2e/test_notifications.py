@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client
 
 from conveyor.api.notification import Notification
-from support.operator import REPO, OperatorProcess
+from support.operator import REPO
 from support.receiver import Hold, Receiver, Request
 from support.story import Story, status
 from support.wait import has_condition, wait_for_object
@@ -78,6 +78,15 @@ def then_channel(
 
 def ledger(story: Story, name: str) -> list[dict[str, Any]]:
     return list(status(story.get("notificationchannels", name)).get("ledger") or [])
+
+
+def given_hook(story: Story, receiver: Receiver, *answers: int | Hold, **spec: Any) -> str:
+    """A webhook channel "hook" (its Secret labelled) to a fresh path of the receiver answering
+    `answers`; the path."""
+    path = f"/hook/{secrets.token_hex(4)}"
+    given_secret(story, "hook-url", receiver.url(path, *answers))
+    given_channel(story, "hook", "webhook", "hook-url", **spec)
+    return path
 
 
 def given_one_stage_and_operator(story: Story, receiver: Receiver, *, fault: str | None = None) -> None:
@@ -288,9 +297,7 @@ def test_a_message_in_flight_when_the_operator_dies_is_delivered_once_with_its_i
     with Receiver() as receiver:
         # Given a channel on stage verifications whose receiver holds the first request unanswered
         hold = Hold(200)
-        path = f"/hook/{secrets.token_hex(4)}"
-        given_secret(story, "hook-url", receiver.url(path, hold, 200))
-        given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified"])
+        given_hook(story, receiver, hold, 200, triggers=["stageVerified"])
         given_one_stage_and_operator(story, receiver)
         then_channel(story, "hook", "Ready", "True", "Ready")
         story.when_release("shop-k", label="k")
@@ -317,9 +324,7 @@ def test_a_message_in_flight_when_the_operator_dies_is_delivered_once_with_its_i
 def test_killed_after_the_receiver_accepted_before_recording_it_goes_again_with_the_same_id(story: Story):
     with Receiver() as receiver:
         # Given an operator that dies right after a receiver accepts a message, before its ledger write
-        path = f"/hook/{secrets.token_hex(4)}"
-        given_secret(story, "hook-url", receiver.url(path))
-        given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified", "releaseSucceeded"])
+        given_hook(story, receiver, triggers=["stageVerified", "releaseSucceeded"])
         given_one_stage_and_operator(story, receiver, fault="after-notification-send")
         story.when_release("shop-f", label="f")
         story.then_operator_dies_at("after-notification-send")
@@ -354,9 +359,7 @@ def test_killed_after_the_receiver_accepted_before_recording_it_goes_again_with_
 def test_a_receiver_that_refuses_is_recorded_rejected_and_not_retried(story: Story):
     with Receiver() as receiver:
         # Given a webhook whose URL answers 404 (a deleted Slack webhook, say)
-        path = f"/gone/{secrets.token_hex(4)}"
-        given_secret(story, "hook-url", receiver.url(path, 404))
-        given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified"])
+        path = given_hook(story, receiver, 404, triggers=["stageVerified"])
         # and a channel that points at the cluster's own network without being allowed to
         given_secret(story, "metadata-url", "https://169.254.169.254/latest/meta-data")
         given_channel(story, "inside", "webhook", "metadata-url", triggers=["stageVerified"])
@@ -421,9 +424,7 @@ def test_the_schema_refuses_a_bad_channel_naming_the_field(story: Story):
 def test_a_suspended_channel_never_sends_what_happened_meanwhile(story: Story):
     with Receiver() as receiver:
         # Given a suspended channel on stage verifications
-        path = f"/hook/{secrets.token_hex(4)}"
-        given_secret(story, "hook-url", receiver.url(path))
-        given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified"], suspend=True)
+        given_hook(story, receiver, triggers=["stageVerified"], suspend=True)
         given_one_stage_and_operator(story, receiver)
         then_channel(story, "hook", "Ready", "False", "Suspended")
 
@@ -480,20 +481,10 @@ def test_a_leader_stepping_down_records_the_message_in_flight_and_the_standby_ne
         # Given two replicas on one Lease (a leads, b stands by), a channel whose receiver holds the
         # first request unanswered
         hold = Hold(200)
-        path = f"/hook/{secrets.token_hex(4)}"
-        given_secret(story, "hook-url", receiver.url(path, hold, 200))
-        given_channel(story, "hook", "webhook", "hook-url", triggers=["stageVerified"])
+        given_hook(story, receiver, hold, 200, triggers=["stageVerified"])
         story.given_deployments(stages=["staging"])
         story.given_pipeline(stages=[{"name": "staging", "namespace": story.stage_ns["staging"]}])
-        lease = f"notify-{secrets.token_hex(3)}"
-        args = [a for ns in (story.ns, *story.stage_ns.values()) for a in ("-n", ns)]
-        args += ["--notify-allowed-host", receiver.host]
-        a = OperatorProcess(story.kubeconfig, *args, lease_name=lease, identity="replica-a").start()
-        story.others.append(a)
-        a.wait_for_log("is the leader now")
-        b = OperatorProcess(story.kubeconfig, *args, lease_name=lease, identity="replica-b").start()
-        story.others.append(b)
-        b.wait_probe("/readyz")
+        a, b = story.given_two_replicas("--notify-allowed-host", receiver.host)
         story.when_release("shop-g1", label="g1")
         first = receiver.wait("the held stageVerified request", lambda rs: len(rs) == 1)[0]
 

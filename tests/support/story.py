@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from support.operator import OperatorProcess
 from support.wait import has_condition, wait_for_list, wait_for_object
 
 OLD_IMAGE = f"{REPO}@{digest_of('initial')}"
+LEADS = r"is the leader now"  # the elector's line when a replica takes the Lease
 
 
 class Story:
@@ -200,6 +202,23 @@ class Story:
         self.operator.wait_for_log(r"is alive")
         self.operator.wait_healthy()
         return self.operator
+
+    def given_two_replicas(self, *args: str) -> tuple[OperatorProcess, OperatorProcess]:
+        """Two replicas on one Lease, scoped to this story's namespaces (`args`: more flags): `a`
+        leads, `b` stands by with its caches synced. Both are stopped with the story."""
+        lease = f"failover-{uuid.uuid4().hex[:6]}"
+        scope = [a for ns in (self.ns, *self.stage_ns.values()) for a in ("-n", ns)]
+        a = OperatorProcess(self.kubeconfig, *scope, *args, lease_name=lease, identity="replica-a").start()
+        self.others.append(a)
+        a.wait_for_log(LEADS)
+        b = OperatorProcess(self.kubeconfig, *scope, *args, lease_name=lease, identity="replica-b").start()
+        self.others.append(b)
+        b.wait_for_log(r"campaigns for lease")
+        body = b.wait_probe("/readyz")  # the standby is ready too: caches synced, the Lease read
+        assert body.startswith("ok: standby"), body
+        assert b.probe("/metrics")[1].count("conveyor_leader 0.0") == 1
+        assert not any("is the leader now" in line for line in b.lines)
+        return a, b
 
     def then_operator_dies_at(self, fault: str, timeout: float = 60) -> None:
         """Wait for the operator's "fault point reached" line for `fault`, then for its exit by SIGKILL."""
