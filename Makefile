@@ -19,7 +19,7 @@ BIN := $(VENV)/bin
 # benchmarks .cluster/bench/ (bench/harness.py), so all of them can run at once. hack/cluster is
 # the one place that resolves the folder (`hack/cluster env`, `hack/cluster dir`).
 
-.PHONY: help venv binaries browser lint validate unit fuzz soak integration e2e test demo cluster-up cluster-down cluster-status crds bench clean
+.PHONY: help venv binaries browser lint validate unit fuzz soak integration e2e gitops argocd-up test demo cluster-up cluster-down cluster-status crds bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,7 +59,13 @@ integration: venv binaries ## integration tests against the local control plane
 e2e: venv binaries browser ## end-to-end tests: the operator as users run it, on the local control plane
 	@$(BIN)/pytest tests/e2e -q
 
-test: ## everything, in fail-fast stages: validate -> unit -> binaries -> browser -> cluster -> integration -> e2e
+gitops: venv binaries ## the gitops stories: a real Argo CD (built from the Go proxy) syncs Releases from Git
+	@hack/build-binaries argocd && $(BIN)/pytest tests/gitops -q
+
+argocd-up: binaries ## build (or reuse) Argo CD and start it beside the local cluster (hack/argocd)
+	@hack/argocd up
+
+test: ## everything, in fail-fast stages: validate -> unit -> binaries -> browser -> cluster -> integration -> e2e -> gitops
 	@hack/test-stages
 
 demo: venv binaries ## local cluster + CRDs + demo pipeline + the operator in the foreground

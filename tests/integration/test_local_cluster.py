@@ -255,3 +255,26 @@ def test_an_image_digest_starting_0bad_fails_jobs_but_runs_deployments(apps, bat
         namespace=namespace,
         what="Deployment runs (image 0bad…) Available",
     )
+
+
+def test_an_image_digest_starting_5bad_fails_the_smoke_test_only(batch, namespace):
+    bad = "registry.example/app@sha256:5bad" + "0" * 60
+    for name, container in (("smoke", "smoke-test"), ("migrate", "migration")):
+        j = job(name)
+        j.spec.template.spec.containers[0].image = bad
+        j.spec.template.spec.containers[0].name = container  # the names Conveyor's Jobs use
+        batch.create_namespaced_job(namespace, j)
+    wait_for_object(
+        batch.list_namespaced_job,
+        "smoke",
+        has_condition("Failed"),
+        namespace=namespace,
+        what="Job smoke (container smoke-test, image 5bad…) Failed",
+    )
+    wait_for_object(
+        batch.list_namespaced_job,
+        "migrate",
+        has_condition("Complete"),
+        namespace=namespace,
+        what="Job migrate (container migration, image 5bad…) Complete",
+    )

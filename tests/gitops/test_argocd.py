@@ -1,0 +1,226 @@
+"""GitOps for real: a real Argo CD (hack/argocd) syncs the examples/gitops layout from a Git
+repository, Conveyor promotes what it syncs, and the two stay at peace.
+
+One story, in the order a team lives it:
+1. Argo CD syncs the Pipeline and the apps' Deployments (examples/argocd/application.yaml); a commit
+   adding a Release -> Conveyor promotes it to staging and waits for approval; Argo CD's health for
+   the Release (Conveyor's Lua check, run by Argo CD) reads Suspended; approved -> Healthy.
+2. A release whose smoke test fails -> Degraded in Argo CD.
+3. A person rolls production back (a Rollback, not in Git): production goes back, Argo CD's
+   self-heal does not undo it, the vetoed Release still in Git stays vetoed.
+4. The next commit's Release proceeds normally.
+Throughout, neither Application ever goes OutOfSync except for a commit not yet synced, and Argo
+CD syncs once per commit (a self-heal that fought Conveyor would be a sync more).
+
+With CONVEYOR_CAPTURE_DIR set, the Conveyor objects Argo CD judged are written there with Argo CD's
+verdict (tests/fixtures/argocd/: what tests/unit/test_argocd_health.py replays under lupa).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from support.argocd import (
+    ArgoCD,
+    GitRepo,
+    argocd_up,
+    captured,
+    example_applications,
+    gitops_layout,
+    have_git,
+    lua_health,
+    rename,
+    resource,
+    sync_of,
+)
+from support.builders import release_dict
+from support.cluster import REPO, Cluster
+from support.story import Story, stage_record, status
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def argocd(cluster: Cluster, story: Story) -> Iterator[ArgoCD]:
+    """Argo CD running beside the local control plane; the story's Applications deleted after."""
+    if not cluster.local or cluster.cluster_dir is None:
+        pytest.skip("the gitops stage runs Argo CD beside the local control plane (hack/argocd)")
+    if not have_git():
+        pytest.fail("git is required: Argo CD's repo-server clones with it (apt-get install git)")
+    argocd_up(cluster.cluster_dir)
+    a = ArgoCD(story.api)
+    yield a
+    a.stop()
+
+
+def release_file(name: str, namespace_free: dict[str, Any]) -> str:
+    """A Release as CI commits it: no namespace (the Application's destination decides)."""
+    body = dict(namespace_free)
+    body["metadata"] = {"name": name}
+    return json.dumps(body, indent=2) + "\n"
+
+
+def ci_release(name: str, label: str, digest_prefix: str = "") -> str:
+    """A Release file for a build (commit and digest derived from `label`)."""
+    return release_file(name, release_dict(name, label=label, digest_prefix=digest_prefix))
+
+
+class Judged:
+    """Argo CD's verdict on Conveyor's objects, checked against the same Lua run under lupa (what
+    tests/unit/test_argocd_health.py replays); with CONVEYOR_CAPTURE_DIR set, each object and its
+    verdict are written there (tests/fixtures/argocd/argocd-*.json and argocd-verdicts.json)."""
+
+    def __init__(self) -> None:
+        folder = os.environ.get("CONVEYOR_CAPTURE_DIR")
+        self.folder = Path(folder) if folder else None
+
+    def check(self, story: Story, plural: str, name: str, app: dict[str, Any], tag: str) -> dict[str, str]:
+        """Argo CD's health for the object in `app`; the object as it is now must get the same
+        status and message from the Lua check (read at a moment the object is at rest)."""
+        obj = story.get(plural, name)
+        entry = resource(app, obj["kind"], name)
+        assert entry is not None, f"{obj['kind']} {name} is not among the Application's resources"
+        verdict: dict[str, str] = {k: entry["health"].get(k, "") for k in ("status", "message")}
+        assert lua_health(obj["kind"], obj) == verdict, f"lupa disagrees with Argo CD on {name}"
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fixture = f"argocd-{obj['kind'].lower()}-{tag}.json"
+            (self.folder / fixture).write_text(json.dumps(captured(obj), indent=2, sort_keys=True) + "\n")
+            verdicts = self.folder / "argocd-verdicts.json"
+            known = json.loads(verdicts.read_text()) if verdicts.exists() else {}
+            known[fixture] = verdict
+            verdicts.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+        return verdict
+
+
+def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
+    story: Story, argocd: ArgoCD, tmp_path: Path
+) -> None:
+    staging, prod = story.stage_ns["staging"], story.stage_ns["prod"]
+    judged = Judged()
+    # The migration's Secret (never in Git), as a platform team provides it in each stage.
+    for ns in (staging, prod):
+        story.core.create_namespaced_secret(
+            ns, {"metadata": {"name": "shop-db"}, "stringData": {"url": "postgres://shop@db/shop"}}
+        )
+    story.given_operator()
+
+    # Given the examples/gitops layout in a Git repository, and the example Applications over it
+    git = GitRepo(tmp_path)
+    for path, text in gitops_layout(staging, prod).items():
+        git.write(path, text)
+    first = git.push("shop: pipeline and apps")
+    delivery, app = (a for a in example_applications(git.url, story.ns, uuid.uuid4().hex[:5]))
+    for a in (delivery, app):
+        argocd.create(a)
+    d, s = delivery["metadata"]["name"], app["metadata"]["name"]
+    argocd.wait_synced(d, first)
+    shop_app = argocd.wait_synced(s, first)
+    argocd.wait_health(s, "Deployment", "shop", "Healthy")
+    # Argo CD, not a person, created the Pipeline: it is Ready once Conveyor has looked at it
+    story.then_condition("pipelines", "shop", "Ready")
+    assert sync_of(shop_app)[0] == "Synced"
+
+    # 1. CI commits a Release: Argo CD creates it (as its ServiceAccount), Conveyor promotes it to
+    # staging and stops at prod's gate; Argo CD's health for it reads Suspended
+    r1 = "shop-3f9c2a1"
+    example = (REPO / "examples" / "gitops" / "releases" / f"{r1}.yaml").read_text()
+    git.write(f"examples/gitops/releases/{r1}.yaml", rename(example, staging, prod))
+    pushed = time.monotonic()
+    c2 = git.push(f"release {r1}")
+    argocd.refresh(d)  # what Argo CD's Git webhook does on a push
+    accepted = story.then_release(r1, lambda o: o is not None and bool(status(o).get("phase")), "accepted")
+    commit_to_accepted = time.monotonic() - pushed
+    assert (
+        accepted["spec"]["requester"]["username"]
+        == "system:serviceaccount:argocd:argocd-application-controller"
+    )
+    story.then_release_phase(r1, "AwaitingApproval", timeout=90)
+    waiting = argocd.wait_health(d, "Release", r1, "Suspended")
+    assert "approval" in judged.check(story, "releases", r1, waiting, "awaiting-approval")["message"]
+    argocd.wait_synced(d, c2)
+
+    story.when_approved(r1, "prod")
+    story.then_condition("releases", r1, "Ready", timeout=90)
+    verified = argocd.wait_health(d, "Release", r1, "Healthy")
+    judged.check(story, "releases", r1, verified, "succeeded")
+    r1_digest = yaml.safe_load(example)["spec"]["digest"]
+    assert story.deployment_image("prod").endswith(r1_digest)
+
+    # 2. The next build reaches prod; the one after it fails its smoke test in staging: Degraded
+    r2, r3 = "shop-v2", "shop-v3"
+    git.write(f"examples/gitops/releases/{r2}.yaml", ci_release(r2, "gitops-v2"))
+    c3 = git.push(f"release {r2}")
+    argocd.refresh(d)
+    story.then_release_phase(r2, "AwaitingApproval", timeout=90)
+    story.when_approved(r2, "prod")
+    story.then_condition("releases", r2, "Ready", timeout=90)
+    argocd.wait_health(d, "Release", r2, "Healthy")
+    git.write(f"examples/gitops/releases/{r3}.yaml", ci_release(r3, "gitops-v3", digest_prefix="5bad"))
+    c4 = git.push(f"release {r3}")
+    argocd.refresh(d)
+    story.then_release_phase(r3, "Failed", timeout=90)
+    failed = argocd.wait_health(d, "Release", r3, "Degraded")
+    assert "smoke" in judged.check(story, "releases", r3, failed, "failed-smoke-test")["message"]
+
+    # 3. A person rolls prod back (a Rollback, not in Git): prod runs r1 again, r2 is vetoed
+    story.when_rollback("shop-prod-back", stage="prod", reason="checkout errors after shop-v2")
+    story.then_rollback_phase("shop-prod-back", "Succeeded")
+    assert story.deployment_image("prod").endswith(r1_digest)
+    assert status(story.get("releases", r2))["vetoed"] is True
+    # Argo CD compares everything with Git again, after the rollback: it finds nothing to undo
+    for name in (s, d):
+        after = argocd.reconciled(name)
+        assert sync_of(after)[0] == "Synced", (name, after["status"].get("sync"))
+    vetoed = argocd.wait_health(d, "Release", r2, "Degraded")
+    assert "vetoed" in judged.check(story, "releases", r2, vetoed, "vetoed")["message"]
+    assert story.deployment_image("prod").endswith(r1_digest), "self-heal put the vetoed image back"
+    assert status(story.get("releases", r2))["vetoed"] is True, "the Release in Git was un-vetoed"
+
+    # 4. The next commit's Release goes through as any other
+    r4 = "shop-v4"
+    git.write(f"examples/gitops/releases/{r4}.yaml", ci_release(r4, "gitops-v4"))
+    c5 = git.push(f"release {r4}")
+    argocd.refresh(d)
+    story.then_release_phase(r4, "AwaitingApproval", timeout=90)
+    story.when_approved(r4, "prod")
+    story.then_condition("releases", r4, "Ready", timeout=90)
+    argocd.wait_health(d, "Release", r4, "Healthy")
+    assert stage_record(story.get("releases", r4), "prod").get("verifiedAt")
+    pipeline = argocd.wait_synced(d, c5)
+    judged.check(story, "pipelines", "shop", pipeline, "ready-in-parity")
+    final = argocd.reconciled(s)
+    assert sync_of(final)[0] == "Synced"
+
+    # Throughout: OutOfSync only for a commit Argo CD had not synced yet, and one sync per commit
+    # (a self-heal that fought Conveyor's image patches, labels or status would be one more)
+    commits = [first, c2, c3, c4, c5]
+    for name, expected in ((d, commits), (s, [first])):
+        seen = argocd.seen[name]
+        synced: set[str] = set()
+        for state in seen:
+            if state.sync == "OutOfSync":
+                assert state.revision not in synced, (
+                    f"{name} OutOfSync at {state.revision[:7]}, synced before"
+                )
+            if state.sync == "Synced":
+                synced.add(state.revision)
+        history = argocd.get(name)["status"].get("history") or []
+        assert [h["revision"] for h in history] == expected, f"{name}: syncs {history}"
+    write_timings({"commit_to_release_accepted_s": round(commit_to_accepted, 2)})
+
+
+def write_timings(values: dict[str, float]) -> None:
+    """What the story measured, for docs/argocd.md (the gitops stage prints it)."""
+    folder = Path(os.environ.get("CONVEYOR_ARTIFACTS", REPO / ".artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "gitops-timings.json").write_text(json.dumps(values, indent=2) + "\n")

@@ -1,0 +1,300 @@
+"""A real Argo CD (hack/argocd) and a Git repository it syncs from, for the gitops stories.
+
+`GitRepo` is a bare repository on disk, served to Argo CD as a file:// URL, with a work tree the
+test commits to (as CI or a person would push). `ArgoCD` creates Applications, tells Argo CD a
+commit landed (the refresh annotation a Git webhook sets), reads what Argo CD decided (sync status,
+each resource's health as Argo CD's own Lua runtime judged it), and keeps every Application status
+it saw through a watch, so a story can prove what never happened (no OutOfSync, no extra sync).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from support.cluster import REPO
+from support.wait import wait_for_object
+
+GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
+NAMESPACE = "argocd"
+
+
+def argocd_up(cluster_dir: Path) -> None:
+    """Start (or reuse) Argo CD beside the local control plane in `cluster_dir`."""
+    env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(cluster_dir)}
+    status = subprocess.run([REPO / "hack" / "argocd", "status"], env=env, capture_output=True, check=False)
+    if status.returncode != 0:
+        subprocess.run([REPO / "hack" / "argocd", "up"], env=env, check=True)
+
+
+class GitRepo:
+    """A bare repository (what Argo CD reads, file://) and a work tree the test pushes from."""
+
+    def __init__(self, root: Path) -> None:
+        self.bare = root / "delivery.git"
+        self.work = root / "work"
+        self.url = f"file://{self.bare}"
+        self._git("init", "--quiet", "--bare", "--initial-branch=main", str(self.bare), cwd=root)
+        self._git("clone", "--quiet", str(self.bare), str(self.work), cwd=root)
+        self._git("config", "user.email", "ci@acme.example")
+        self._git("config", "user.name", "CI")
+        self._git("checkout", "--quiet", "-b", "main")
+
+    def _git(self, *args: str, cwd: Path | None = None) -> str:
+        env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd or self.work)}
+        out = subprocess.run(
+            ["git", *args], cwd=cwd or self.work, env=env, capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+
+    def write(self, path: str, text: str) -> None:
+        """Put a file in the work tree (not yet committed)."""
+        target = self.work / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+    def push(self, message: str) -> str:
+        """Commit everything in the work tree and push it to main; the new commit's SHA."""
+        self._git("add", "--all")
+        self._git("commit", "--quiet", "-m", message)
+        self._git("push", "--quiet", "origin", "main")
+        return self._git("rev-parse", "HEAD")
+
+
+@dataclass
+class Seen:
+    """One Application status as the watch saw it."""
+
+    at: float
+    sync: str
+    revision: str
+    health: str
+    operation_phase: str
+    history: list[str]
+
+
+@dataclass
+class ArgoCD:
+    """Applications in Argo CD's namespace, and what Argo CD said about them."""
+
+    api: client.ApiClient
+    custom: client.CustomObjectsApi = field(init=False)
+    seen: dict[str, list[Seen]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.custom = client.CustomObjectsApi(self.api)
+
+    def create(self, body: dict[str, Any]) -> None:
+        """Create an Application and record every status it goes through from now on."""
+        name = body["metadata"]["name"]
+        self.seen[name] = []
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+        t = threading.Thread(target=self._record, args=(name,), daemon=True, name=f"watch-{name}")
+        t.start()
+        self._threads.append(t)
+
+    def _record(self, name: str) -> None:
+        while not self._stop.is_set():
+            w = watch.Watch()
+            try:
+                for event in w.stream(
+                    self.custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    NAMESPACE,
+                    PLURAL,
+                    field_selector=f"metadata.name={name}",
+                    timeout_seconds=5,
+                ):
+                    status = event["object"].get("status") or {}
+                    self.seen[name].append(
+                        Seen(
+                            at=time.time(),
+                            sync=(status.get("sync") or {}).get("status", ""),
+                            revision=(status.get("sync") or {}).get("revision", ""),
+                            health=(status.get("health") or {}).get("status", ""),
+                            operation_phase=(status.get("operationState") or {}).get("phase", ""),
+                            history=[h.get("revision", "") for h in status.get("history") or []],
+                        )
+                    )
+                    if self._stop.is_set():
+                        break
+            except ApiException:
+                continue  # the watch expired (410) or the API server blinked: watch again
+            finally:
+                w.stop()
+
+    def stop(self) -> None:
+        """Stop recording and delete the Applications (their synced objects are left in place:
+        the story's namespaces go with the story)."""
+        self._stop.set()
+        for name in self.seen:
+            try:
+                self.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def get(self, name: str) -> dict[str, Any]:
+        """The Application as it is now."""
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, name
+        )
+        return obj
+
+    def refresh(self, name: str, kind: str = "normal") -> None:
+        """Tell Argo CD to compare with Git now, as its Git webhook handler does (the annotation
+        the controller removes once it has done so)."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": {"argocd.argoproj.io/refresh": kind}}},
+        )
+
+    def wait(
+        self, name: str, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 90
+    ) -> dict[str, Any]:
+        """Wait (on a watch) until the Application satisfies `predicate`."""
+        obj: dict[str, Any] = wait_for_object(
+            lambda **kw: self.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, **kw),
+            name,
+            lambda o: o is not None and predicate(o),
+            what=f"Application {name}: {what}",
+            timeout=timeout,
+        )
+        return obj
+
+    def wait_synced(self, name: str, revision: str, timeout: float = 90) -> dict[str, Any]:
+        """Wait until Argo CD synced `revision` and reports it Synced with the sync Succeeded."""
+        return self.wait(
+            name,
+            lambda o: (
+                sync_of(o) == ("Synced", revision)
+                and ((o.get("status") or {}).get("operationState") or {}).get("phase") == "Succeeded"
+                and ((o.get("status") or {}).get("operationState") or {})
+                .get("syncResult", {})
+                .get("revision")
+                == revision
+            ),
+            f"Synced at {revision[:7]}",
+            timeout,
+        )
+
+    def wait_health(
+        self, name: str, kind: str, obj_name: str, health: str, timeout: float = 90
+    ) -> dict[str, Any]:
+        """Wait until Argo CD judges the resource `kind/obj_name` of the Application `health`."""
+        return self.wait(
+            name,
+            lambda o: (resource(o, kind, obj_name) or {}).get("health", {}).get("status") == health,
+            f"{kind} {obj_name} {health}",
+            timeout,
+        )
+
+    def reconciled(self, name: str, timeout: float = 90) -> dict[str, Any]:
+        """Ask for a hard refresh and wait until Argo CD has compared the live state with Git again:
+        what it decided then is its verdict on the world as it is now. (The controller reads the
+        refresh annotation when a reconciliation starts, and removes it after writing that
+        reconciliation's status: the annotation gone means a full comparison began after it was set.)"""
+        self.refresh(name, "hard")
+        return self.wait(
+            name,
+            lambda o: "argocd.argoproj.io/refresh" not in (o["metadata"].get("annotations") or {}),
+            "compared with Git after a hard refresh",
+            timeout,
+        )
+
+
+def sync_of(app: dict[str, Any]) -> tuple[str, str]:
+    """(sync status, revision) of an Application."""
+    sync = (app.get("status") or {}).get("sync") or {}
+    return sync.get("status", ""), sync.get("revision", "")
+
+
+def resource(app: dict[str, Any], kind: str, name: str) -> dict[str, Any] | None:
+    """The Application's status entry for one of its resources."""
+    for r in (app.get("status") or {}).get("resources") or []:
+        if r.get("kind") == kind and r.get("name") == name:
+            return dict(r)
+    return None
+
+
+def gitops_layout(staging: str, prod: str) -> dict[str, str]:
+    """examples/gitops as files for a test repository, its stage namespaces renamed to the
+    story's (path under examples/gitops -> text); releases/ left out (the story commits them)."""
+    root = REPO / "examples" / "gitops"
+    files = {}
+    for path in sorted(root.rglob("*.yaml")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("releases/"):
+            continue
+        files[f"examples/gitops/{rel}"] = rename(path.read_text(), staging, prod)
+    return files
+
+
+def rename(text: str, staging: str, prod: str) -> str:
+    """The example's namespaces (shop-staging, shop-prod) as the story's."""
+    return re.sub(r"\bshop-prod\b", prod, re.sub(r"\bshop-staging\b", staging, text))
+
+
+def example_applications(repo_url: str, pipeline_ns: str, suffix: str) -> list[dict[str, Any]]:
+    """examples/argocd/application.yaml, aimed at the test repository and namespace, the names
+    made unique per story."""
+    import yaml
+
+    docs = list(yaml.safe_load_all((REPO / "examples" / "argocd" / "application.yaml").read_text()))
+    for app in docs:
+        app["metadata"]["name"] += f"-{suffix}"
+        app["spec"]["source"]["repoURL"] = repo_url
+        dest = app["spec"]["destination"]
+        if dest.get("namespace") == "default":
+            dest["namespace"] = pipeline_ns
+    return docs
+
+
+def captured(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object without server-managed noise, as a fixture."""
+    obj = json.loads(json.dumps(obj))
+    for noise in ("managedFields", "uid", "resourceVersion", "namespace", "creationTimestamp"):
+        obj["metadata"].pop(noise, None)
+    (obj["metadata"].get("annotations") or {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    return obj
+
+
+HEALTH = REPO / "examples" / "argocd" / "health"
+
+
+def lua_health(kind: str, obj: dict[str, Any]) -> dict[str, str]:
+    """Conveyor's health check for `kind` (examples/argocd/health) run as Argo CD runs it — `obj`
+    a global, the script returns hs — in a real Lua 5.1 (lupa; Argo CD embeds gopher-lua, a Lua
+    5.1): {"status", "message"}."""
+    from lupa import lua51
+
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    hs = lua.execute((HEALTH / f"conveyor.dev_{kind}.lua").read_text())
+    return {"status": hs["status"], "message": hs["message"]}
+
+
+def have_git() -> bool:
+    """True when the git command is installed (the repo-server needs it too)."""
+    return shutil.which("git") is not None
