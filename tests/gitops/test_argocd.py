@@ -186,26 +186,44 @@ def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
     assert story.deployment_image("prod").endswith(r1_digest), "self-heal put the vetoed image back"
     assert status(story.get("releases", r2))["vetoed"] is True, "the Release in Git was un-vetoed"
 
+    # A later change to the app in Git (prod scaled out) is synced, and the sync leaves the image
+    # alone (RespectIgnoreDifferences): prod still runs what the rollback put back
+    apps = "examples/gitops/apps/shop/deployments.yaml"
+    manifests = (git.work / apps).read_text()
+    scaled = manifests.replace("replicas: 3", "replicas: 4")
+    assert scaled != manifests
+    git.write(apps, scaled)
+    c5 = git.push("shop: prod scaled to 4")
+    argocd.refresh(s)
+    argocd.wait_synced(s, c5)
+    scaled_out = story.apps.read_namespaced_deployment("shop", prod)
+    assert scaled_out.spec.replicas == 4
+    assert scaled_out.spec.template.spec.containers[0].image.endswith(r1_digest), (
+        "a sync put Git's image back"
+    )
+
     # 4. The next commit's Release goes through as any other
     r4 = "shop-v4"
     git.write(f"examples/gitops/releases/{r4}.yaml", ci_release(r4, "gitops-v4"))
-    c5 = git.push(f"release {r4}")
+    c6 = git.push(f"release {r4}")
     argocd.refresh(d)
     story.then_release_phase(r4, "AwaitingApproval", timeout=90)
     story.when_approved(r4, "prod")
     story.then_condition("releases", r4, "Ready", timeout=90)
     argocd.wait_health(d, "Release", r4, "Healthy")
     assert stage_record(story.get("releases", r4), "prod").get("verifiedAt")
-    pipeline = argocd.wait_synced(d, c5)
+    pipeline = argocd.wait_synced(d, c6)
     judged.check(story, "pipelines", "shop", pipeline, "ready-in-parity")
     final = argocd.reconciled(s)
     assert sync_of(final)[0] == "Synced"
 
     # Throughout: OutOfSync only for a commit Argo CD had not synced yet, and one sync per commit
     # (a self-heal that fought Conveyor's image patches, labels or status would be one more)
-    commits = [first, c2, c3, c4, c5]
-    for name, expected in ((d, commits), (s, [first])):
-        seen = argocd.seen[name]
+    # (the delivery Application syncs every commit: each changed its folder, but for c5, which it
+    # has nothing to apply for — Synced at once, no sync; the apps' only at the two that changed them)
+    for name, expected in ((d, [first, c2, c3, c4, c6]), (s, [first, c5])):
+        seen = argocd.recorded(name)
+        assert seen, f"nothing recorded for {name}"
         synced: set[str] = set()
         for state in seen:
             if state.sync == "OutOfSync":

@@ -92,6 +92,7 @@ class ArgoCD:
     api: client.ApiClient
     custom: client.CustomObjectsApi = field(init=False)
     seen: dict[str, list[Seen]] = field(default_factory=dict)
+    gaps: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -99,15 +100,18 @@ class ArgoCD:
         self.custom = client.CustomObjectsApi(self.api)
 
     def create(self, body: dict[str, Any]) -> None:
-        """Create an Application and record every status it goes through from now on."""
+        """Create an Application and record every status it goes through from its creation on."""
         name = body["metadata"]["name"]
         self.seen[name] = []
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
-        t = threading.Thread(target=self._record, args=(name,), daemon=True, name=f"watch-{name}")
+        created = self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+        rv = created["metadata"]["resourceVersion"]
+        t = threading.Thread(target=self._record, args=(name, rv), daemon=True, name=f"watch-{name}")
         t.start()
         self._threads.append(t)
 
-    def _record(self, name: str) -> None:
+    def _record(self, name: str, rv: str) -> None:
+        """Append every version of the Application after `rv` to `seen[name]` (a watch resumed
+        from the last version seen, so nothing between two watch requests is missed)."""
         while not self._stop.is_set():
             w = watch.Watch()
             try:
@@ -118,9 +122,13 @@ class ArgoCD:
                     NAMESPACE,
                     PLURAL,
                     field_selector=f"metadata.name={name}",
+                    resource_version=rv,
                     timeout_seconds=5,
                 ):
-                    status = event["object"].get("status") or {}
+                    obj = event["object"]
+                    rv = obj["metadata"]["resourceVersion"]
+                    status = obj.get("status") or {}
+                    # list.append is atomic under the GIL; the test reads the list after stop()
                     self.seen[name].append(
                         Seen(
                             at=time.time(),
@@ -133,10 +141,19 @@ class ArgoCD:
                     )
                     if self._stop.is_set():
                         break
-            except ApiException:
-                continue  # the watch expired (410) or the API server blinked: watch again
+            except ApiException as e:
+                if e.status == 410:  # too old to resume from (not within a story's minute): say so
+                    self.gaps.append(name)
+                    rv = self.get(name)["metadata"]["resourceVersion"]
             finally:
                 w.stop()
+
+    def recorded(self, name: str) -> list[Seen]:
+        """Every status of the Application seen so far; fails if the record has a gap."""
+        assert name not in self.gaps, (
+            f"the watch on {name} lost versions (410 Gone): the record is incomplete"
+        )
+        return list(self.seen[name])
 
     def stop(self) -> None:
         """Stop recording and delete the Applications (their synced objects are left in place:
