@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -75,30 +76,41 @@ def ci_release(name: str, label: str, digest_prefix: str = "") -> str:
 
 
 class Judged:
-    """Argo CD's verdict on Conveyor's objects, checked against the same Lua run under lupa (what
-    tests/unit/test_argocd_health.py replays); with CONVEYOR_CAPTURE_DIR set, each object and its
-    verdict are written there (tests/fixtures/argocd/argocd-*.json and argocd-verdicts.json)."""
+    """Argo CD's verdict on Conveyor's objects in one Application, checked against the same Lua
+    run under lupa (what tests/unit/test_argocd_health.py replays); with CONVEYOR_CAPTURE_DIR set,
+    each object and its verdict are written there (tests/fixtures/argocd/argocd-*.json and
+    argocd-verdicts.json)."""
 
-    def __init__(self) -> None:
+    def __init__(self, story: Story, argocd: ArgoCD, app: str) -> None:
+        self.story, self.argocd, self.app = story, argocd, app
         folder = os.environ.get("CONVEYOR_CAPTURE_DIR")
         self.folder = Path(folder) if folder else None
 
-    def check(self, story: Story, plural: str, name: str, app: dict[str, Any], tag: str) -> dict[str, str]:
-        """Argo CD's health for the object in `app`; the object as it is now must get the same
-        status and message from the Lua check (read at a moment the object is at rest)."""
-        obj = story.get(plural, name)
-        entry = resource(app, obj["kind"], name)
-        assert entry is not None, f"{obj['kind']} {name} is not among the Application's resources"
-        verdict: dict[str, str] = {k: entry["health"].get(k, "") for k in ("status", "message")}
-        assert lua_health(obj["kind"], obj) == verdict, f"lupa disagrees with Argo CD on {name}"
+    def check(self, plural: str, name: str, tag: str) -> dict[str, str]:
+        """Argo CD's health for the object, judged in a reconciliation that began after this call
+        (its default config leaves status-only changes unjudged until something else changes), must
+        equal — status and message — what the Lua gives under lupa for the object as it is."""
+        kind = self.story.get(plural, name)["kind"]
+        latest: dict[str, Any] = {}
+
+        def agree(app: dict[str, Any]) -> bool:
+            latest["object"] = self.story.get(plural, name)
+            latest["lua"] = lua_health(kind, latest["object"])
+            return (resource(app, kind, name) or {}).get("health") == latest["lua"]
+
+        self.argocd.reconciled(self.app)
+        judged = self.argocd.wait(self.app, agree, f"{kind} {name} judged as the Lua judges it", timeout=15)
+        verdict: dict[str, str] = latest["lua"]
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fixture = f"argocd-{obj['kind'].lower()}-{tag}.json"
-            (self.folder / fixture).write_text(json.dumps(captured(obj), indent=2, sort_keys=True) + "\n")
+            fixture = f"argocd-{kind.lower()}-{tag}.json"
+            obj = captured(latest["object"])
+            (self.folder / fixture).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
             verdicts = self.folder / "argocd-verdicts.json"
             known = json.loads(verdicts.read_text()) if verdicts.exists() else {}
             known[fixture] = verdict
             verdicts.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+        assert resource(judged, kind, name) is not None
         return verdict
 
 
@@ -106,7 +118,6 @@ def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
     story: Story, argocd: ArgoCD, tmp_path: Path
 ) -> None:
     staging, prod = story.stage_ns["staging"], story.stage_ns["prod"]
-    judged = Judged()
     # The migration's Secret (never in Git), as a platform team provides it in each stage.
     for ns in (staging, prod):
         story.core.create_namespaced_secret(
@@ -123,6 +134,7 @@ def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
     for a in (delivery, app):
         argocd.create(a)
     d, s = delivery["metadata"]["name"], app["metadata"]["name"]
+    judged = Judged(story, argocd, d)
     argocd.wait_synced(d, first)
     shop_app = argocd.wait_synced(s, first)
     argocd.wait_health(s, "Deployment", "shop", "Healthy")
@@ -145,14 +157,14 @@ def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
         == "system:serviceaccount:argocd:argocd-application-controller"
     )
     story.then_release_phase(r1, "AwaitingApproval", timeout=90)
-    waiting = argocd.wait_health(d, "Release", r1, "Suspended")
-    assert "approval" in judged.check(story, "releases", r1, waiting, "awaiting-approval")["message"]
+    argocd.wait_health(d, "Release", r1, "Suspended")
+    assert "approval" in judged.check("releases", r1, "awaiting-approval")["message"]
     argocd.wait_synced(d, c2)
 
     story.when_approved(r1, "prod")
     story.then_condition("releases", r1, "Ready", timeout=90)
-    verified = argocd.wait_health(d, "Release", r1, "Healthy")
-    judged.check(story, "releases", r1, verified, "succeeded")
+    argocd.wait_health(d, "Release", r1, "Healthy")
+    judged.check("releases", r1, "succeeded")
     r1_digest = yaml.safe_load(example)["spec"]["digest"]
     assert story.deployment_image("prod").endswith(r1_digest)
 
@@ -169,8 +181,8 @@ def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
     c4 = git.push(f"release {r3}")
     argocd.refresh(d)
     story.then_release_phase(r3, "Failed", timeout=90)
-    failed = argocd.wait_health(d, "Release", r3, "Degraded")
-    assert "smoke" in judged.check(story, "releases", r3, failed, "failed-smoke-test")["message"]
+    argocd.wait_health(d, "Release", r3, "Degraded")
+    assert "smoke" in judged.check("releases", r3, "failed-smoke-test")["message"]
 
     # 3. A person rolls prod back (a Rollback, not in Git): prod runs r1 again, r2 is vetoed
     story.when_rollback("shop-prod-back", stage="prod", reason="checkout errors after shop-v2")
@@ -181,8 +193,8 @@ def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
     for name in (s, d):
         after = argocd.reconciled(name)
         assert sync_of(after)[0] == "Synced", (name, after["status"].get("sync"))
-    vetoed = argocd.wait_health(d, "Release", r2, "Degraded")
-    assert "vetoed" in judged.check(story, "releases", r2, vetoed, "vetoed")["message"]
+    argocd.wait_health(d, "Release", r2, "Degraded")
+    assert "vetoed" in judged.check("releases", r2, "vetoed")["message"]
     assert story.deployment_image("prod").endswith(r1_digest), "self-heal put the vetoed image back"
     assert status(story.get("releases", r2))["vetoed"] is True, "the Release in Git was un-vetoed"
 
@@ -212,10 +224,10 @@ def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
     story.then_condition("releases", r4, "Ready", timeout=90)
     argocd.wait_health(d, "Release", r4, "Healthy")
     assert stage_record(story.get("releases", r4), "prod").get("verifiedAt")
-    pipeline = argocd.wait_synced(d, c6)
-    judged.check(story, "pipelines", "shop", pipeline, "ready-in-parity")
-    final = argocd.reconciled(s)
-    assert sync_of(final)[0] == "Synced"
+    argocd.wait_synced(d, c6)
+    judged.check("pipelines", "shop", "ready-in-parity")
+    for name in (s, d):  # a last comparison after every write of the story
+        assert sync_of(argocd.reconciled(name))[0] == "Synced", name
 
     # Throughout: OutOfSync only for a commit Argo CD had not synced yet, and one sync per commit
     # (a self-heal that fought Conveyor's image patches, labels or status would be one more)
@@ -242,3 +254,41 @@ def write_timings(values: dict[str, float]) -> None:
     folder = Path(os.environ.get("CONVEYOR_ARTIFACTS", REPO / ".artifacts"))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "gitops-timings.json").write_text(json.dumps(values, indent=2) + "\n")
+
+
+def test_hack_argocd_up_is_idempotent_and_down_leaves_nothing_running(cluster: Cluster) -> None:
+    if not cluster.local or cluster.cluster_dir is None:
+        pytest.skip("hack/argocd runs beside the local control plane")
+    env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(cluster.cluster_dir)}
+    state = cluster.cluster_dir / "argocd" / "state.json"
+
+    def hack(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [REPO / "hack" / "argocd", *args], env=env, capture_output=True, text=True, check=False
+        )
+
+    argocd_up(cluster.cluster_dir)
+    pids = json.loads(state.read_text())["pids"]
+    again = hack("up")
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stdout, again.stdout
+    assert json.loads(state.read_text())["pids"] == pids, "a second `up` started another Argo CD"
+
+    down = hack("down")
+    assert down.returncode == 0, down.stderr
+    assert not state.exists()
+    assert hack("status").returncode == 1
+    left = [pid for pid in pids.values() if Path(f"/proc/{pid}").exists() and not zombie(pid)]
+    assert not left, f"still running after `down`: {left}"
+    assert hack("down").returncode == 0  # nothing to stop: still fine
+
+    argocd_up(cluster.cluster_dir)  # as it was, for whatever runs next
+    assert hack("status").returncode == 0
+
+
+def zombie(pid: int) -> bool:
+    """True when the process has exited and only waits to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from support.wait import wait_for_object
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
 NAMESPACE = "argocd"
+REFRESH_TIMESTAMP = "argocd.argoproj.io/refresh-timestamp"
 
 
 def argocd_up(cluster_dir: Path) -> None:
@@ -77,12 +79,9 @@ class GitRepo:
 class Seen:
     """One Application status as the watch saw it."""
 
-    at: float
+    resource_version: str
     sync: str
     revision: str
-    health: str
-    operation_phase: str
-    history: list[str]
 
 
 @dataclass
@@ -93,6 +92,8 @@ class ArgoCD:
     custom: client.CustomObjectsApi = field(init=False)
     seen: dict[str, list[Seen]] = field(default_factory=dict)
     gaps: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    _lock: threading.Condition = field(default_factory=threading.Condition)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -128,32 +129,40 @@ class ArgoCD:
                     obj = event["object"]
                     rv = obj["metadata"]["resourceVersion"]
                     status = obj.get("status") or {}
-                    # list.append is atomic under the GIL; the test reads the list after stop()
-                    self.seen[name].append(
-                        Seen(
-                            at=time.time(),
-                            sync=(status.get("sync") or {}).get("status", ""),
-                            revision=(status.get("sync") or {}).get("revision", ""),
-                            health=(status.get("health") or {}).get("status", ""),
-                            operation_phase=(status.get("operationState") or {}).get("phase", ""),
-                            history=[h.get("revision", "") for h in status.get("history") or []],
+                    with self._lock:
+                        self.seen[name].append(
+                            Seen(
+                                resource_version=rv,
+                                sync=(status.get("sync") or {}).get("status", ""),
+                                revision=(status.get("sync") or {}).get("revision", ""),
+                            )
                         )
-                    )
+                        self._lock.notify_all()
                     if self._stop.is_set():
                         break
             except ApiException as e:
                 if e.status == 410:  # too old to resume from (not within a story's minute): say so
                     self.gaps.append(name)
                     rv = self.get(name)["metadata"]["resourceVersion"]
+                self._stop.wait(0.5)  # the API server refused or blinked: watch again, not in a spin
+            except Exception as e:  # a dropped connection: resume from rv, once calm
+                self.errors.append(f"{name}: {e!r}")
+                self._stop.wait(0.5)
             finally:
                 w.stop()
 
-    def recorded(self, name: str) -> list[Seen]:
-        """Every status of the Application seen so far; fails if the record has a gap."""
-        assert name not in self.gaps, (
-            f"the watch on {name} lost versions (410 Gone): the record is incomplete"
-        )
-        return list(self.seen[name])
+    def recorded(self, name: str, timeout: float = 30) -> list[Seen]:
+        """Every version of the Application from its creation to now: waits until the recording
+        watch has seen the version the API server has now, and fails if the record has a gap."""
+        now = self.get(name)["metadata"]["resourceVersion"]
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not any(v.resource_version == now for v in self.seen[name]):
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"the watch on {name} never saw version {now} ({self.errors})"
+                self._lock.wait(remaining)
+            assert name not in self.gaps, f"the watch on {name} lost versions (410 Gone): incomplete"
+            return list(self.seen[name])
 
     def stop(self) -> None:
         """Stop recording and delete the Applications (their synced objects are left in place:
@@ -175,17 +184,17 @@ class ArgoCD:
         )
         return obj
 
-    def refresh(self, name: str, kind: str = "normal") -> None:
-        """Tell Argo CD to compare with Git now, as its Git webhook handler does (the annotation
-        the controller removes once it has done so)."""
+    def refresh(self, name: str, kind: str = "normal") -> str:
+        """Tell Argo CD to compare with Git now, as its Git webhook handler does (util/argo
+        RefreshApp: the refresh annotation and a timestamp; the controller removes both once a
+        reconciliation that started after them is written, and keeps them if they changed under
+        it). Returns the timestamp."""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        annotations = {"argocd.argoproj.io/refresh": kind, REFRESH_TIMESTAMP: stamp}
         self.custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            PLURAL,
-            name,
-            {"metadata": {"annotations": {"argocd.argoproj.io/refresh": kind}}},
+            GROUP, VERSION, NAMESPACE, PLURAL, name, {"metadata": {"annotations": annotations}}
         )
+        return stamp
 
     def wait(
         self, name: str, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 90
@@ -207,9 +216,9 @@ class ArgoCD:
             lambda o: (
                 sync_of(o) == ("Synced", revision)
                 and ((o.get("status") or {}).get("operationState") or {}).get("phase") == "Succeeded"
-                and ((o.get("status") or {}).get("operationState") or {})
-                .get("syncResult", {})
-                .get("revision")
+                and (((o.get("status") or {}).get("operationState") or {}).get("syncResult") or {}).get(
+                    "revision"
+                )
                 == revision
             ),
             f"Synced at {revision[:7]}",
@@ -228,14 +237,14 @@ class ArgoCD:
         )
 
     def reconciled(self, name: str, timeout: float = 90) -> dict[str, Any]:
-        """Ask for a hard refresh and wait until Argo CD has compared the live state with Git again:
-        what it decided then is its verdict on the world as it is now. (The controller reads the
-        refresh annotation when a reconciliation starts, and removes it after writing that
-        reconciliation's status: the annotation gone means a full comparison began after it was set.)"""
-        self.refresh(name, "hard")
+        """Ask for a hard refresh and wait until Argo CD has compared the live state with Git
+        again: what it decided then is its verdict on the world as it is now. (The controller
+        removes the refresh annotations only after writing the status of a reconciliation that
+        began with them — a JSON-patch test on the timestamp — so our timestamp gone means that.)"""
+        stamp = self.refresh(name, "hard")
         return self.wait(
             name,
-            lambda o: "argocd.argoproj.io/refresh" not in (o["metadata"].get("annotations") or {}),
+            lambda o: (o["metadata"].get("annotations") or {}).get(REFRESH_TIMESTAMP) != stamp,
             "compared with Git after a hard refresh",
             timeout,
         )

@@ -12,14 +12,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from support.argocd import HEALTH, REPO
 from support.argocd import lua_health as health
 
-REPO = Path(__file__).resolve().parents[2]
-HEALTH = REPO / "examples" / "argocd" / "health"
 FIXTURES = REPO / "tests" / "fixtures" / "argocd"
 EXPECTED: dict[str, str] = json.loads((FIXTURES / "expected.json").read_text())
 JUDGED: dict[str, dict[str, str]] = json.loads((FIXTURES / "argocd-verdicts.json").read_text())
