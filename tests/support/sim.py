@@ -142,7 +142,7 @@ class Applied:
 
     action: Any
     owner_uid: str | None  # uid of the release/rollback named by action.owner, at the pass's read
-    result: str  # "ok", "exists", "not-found"
+    result: str  # "ok", "exists", "not-found", "conflict" (a uid precondition failed)
     meant: str | None = None  # uid of the object the pass decided a write by name for
     landed_on: str | None = None  # uid of the object the API server applied it to
 
@@ -1173,10 +1173,13 @@ class SimKube:
         self.sim._collect_garbage(plural, name)
         return answer
 
-    def delete_custom(self, plural: str, _namespace: str, name: str) -> None:
+    def delete_custom(self, plural: str, _namespace: str, name: str, uid: str = "") -> None:
         action = self._match("DeleteRelease", lambda a: a.release == name)
         meant = self._meant(plural, name)
         landed = self.sim.uid_of(plural, name)
+        if uid and landed != uid:  # the API server's uid precondition: 409, nothing deleted
+            self._did(action, "conflict", meant=meant)  # nothing reached
+            return
         gone = self.sim.delete(plural, name)
         self._did(action, "ok" if gone else "not-found", meant=meant, landed_on=landed)
 

@@ -117,6 +117,29 @@ def test_a_deletion_by_uid_does_not_hide_a_new_object_of_the_same_name():
     assert overlay.resolve("releases", "apps", "r", recreated) is recreated
 
 
+def test_a_deletion_by_name_recorded_after_the_watch_said_gone_does_not_hide_a_recreation_for_ever():
+    # Found by the adversarial round on Argo CD's self-heal: the DELETED event was handled before
+    # the entry was made, so nothing ended it, and the Release re-created under the name stayed
+    # invisible until a restart. By name only, the entry now ends with the time limit.
+    clock = Clock()
+    overlay = Overlay(clock=clock)
+    overlay.gone("releases", "apps", "r", "u1")  # the watch was first
+    overlay.deleted("releases", "apps", "r")
+    recreated = obj("r", 30, uid="u2")
+    assert overlay.resolve("releases", "apps", "r", recreated) is None  # not yet trusted
+    clock.now = OVERLAY_SECONDS + 1
+    assert overlay.resolve("releases", "apps", "r", recreated) is recreated
+
+
+def test_retention_hides_the_release_it_deleted_by_uid_whatever_the_order_of_events():
+    overlay = Overlay()
+    overlay.gone("releases", "apps", "r", "u1")
+    overlay.deleted("releases", "apps", "r", uid="u1")  # as _perform records a DeleteRelease
+    assert overlay.resolve("releases", "apps", "r", obj("r", 10, uid="u1")) is None  # a stale copy
+    recreated = obj("r", 30, uid="u2")
+    assert overlay.resolve("releases", "apps", "r", recreated) is recreated
+
+
 def test_a_write_the_watch_never_confirms_is_forgotten():
     clock = Clock()
     overlay = Overlay(clock=clock)

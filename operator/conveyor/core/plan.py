@@ -62,10 +62,12 @@ class LabelRelease:
 
 @dataclass(frozen=True)
 class DeleteRelease:
-    """Delete an old, finished Release (retention)."""
+    """Delete an old, finished Release (retention) — that object only (`uid`): one re-created under
+    the same name since is another Release."""
 
     owner: str
     release: str
+    uid: str = ""
 
 
 @dataclass(frozen=True)

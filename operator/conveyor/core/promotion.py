@@ -184,8 +184,8 @@ def reconcile(
         plan.refresh = True
         doomed = []
     for name, why in doomed:
-        plan.actions.append(DeleteRelease(owner=name, release=name))
         release = working[name]
+        plan.actions.append(DeleteRelease(owner=name, release=name, uid=release.metadata.uid or ""))
         ctx.emit(
             "Pipeline",
             pipeline.metadata.name,

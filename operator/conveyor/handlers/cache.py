@@ -140,6 +140,10 @@ class Overlay:
         if entry.obj is None:  # a deletion
             if cached is None or (entry.uid and cached_uid != entry.uid):
                 return cached, True  # gone, or a new object under the same name
+            if not entry.uid and self._clock() - entry.at > OVERLAY_SECONDS:
+                # By name only: the DELETED event may have come before the entry, and what the
+                # cache holds now may be an object re-created since. Trust the watch, in time.
+                return cached, True
             return None, False
         expired = self._clock() - entry.at > OVERLAY_SECONDS
         if cached is None:

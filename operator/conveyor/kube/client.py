@@ -228,12 +228,16 @@ class Kube:
         return self.request("POST", _custom(namespace, plural), body=body)
 
     @instrumented("delete")
-    def delete_custom(self, plural: str, namespace: str, name: str) -> None:
-        """Delete a Conveyor object (already gone: fine)."""
+    def delete_custom(self, plural: str, namespace: str, name: str, uid: str = "") -> None:
+        """Delete a Conveyor object (already gone: fine); with `uid`, only that object (409: the
+        name now holds another one, which is left alone)."""
         self.fence.check("delete")
+        body = {"preconditions": {"uid": uid}} if uid else None
         try:
-            self.request("DELETE", _custom(namespace, plural, name))
+            self.request("DELETE", _custom(namespace, plural, name), body=body)
         except ApiException as e:
+            if e.status == 409 and uid:
+                return
             if e.status != 404:
                 raise
 
