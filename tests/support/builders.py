@@ -264,3 +264,18 @@ def rollback(
     if status:
         obj["status"] = status
     return Rollback.model_validate(obj)
+
+
+def retention_pass(
+    pipeline_: Pipeline, releases: list[Release], approvals: list[Approval], w: World, now: datetime
+):  # type: ignore[no-untyped-def]
+    """Retention takes two passes: the first records what it will delete (the Pipeline's
+    status.retired, so a re-creation is recognised), the next deletes it. The second pass's plan."""
+    from conveyor.core.promotion import reconcile
+
+    first = reconcile(pipeline_, releases, approvals, w, now)
+    assert not [a for a in first.actions if type(a).__name__ == "DeleteRelease"], "deleted before recorded"
+    recorded = pipeline_.model_copy(
+        update={"status": pipeline_.status.model_copy(update={"retired": first.pipeline.retired})}
+    )
+    return reconcile(recorded, releases, approvals, w, now)

@@ -24,7 +24,7 @@ from conveyor.core.parity import path_matches
 from conveyor.core.plan import DeleteRelease
 from conveyor.core.promotion import reconcile
 from conveyor.handlers.reconcile import _parse
-from support.builders import T0, approval, later, pipeline, release, release_dict, world
+from support.builders import T0, approval, later, pipeline, release, release_dict, retention_pass, world
 
 
 def test_an_approval_of_a_release_whose_pipeline_is_missing_says_so():
@@ -254,7 +254,7 @@ def test_a_release_is_answered_before_retention_deletes_it():
     assert all(st.conditions for st in plan.releases.values())
     # the next pass, with those ends on the record: now they go
     recorded = [r.model_copy(update={"status": plan.releases[r.metadata.name]}) for r in burst]
-    again = reconcile(p, recorded, [], world(), later(20))
+    again = retention_pass(p, recorded, [], world(), later(20))
     deleted = sorted(a.release for a in again.actions if isinstance(a, DeleteRelease))
     assert deleted == ["r0", "r1", "r2"]
 

@@ -6,7 +6,17 @@ from __future__ import annotations
 from conveyor.api.release import Phase
 from conveyor.core.plan import DeleteRelease
 from conveyor.core.promotion import reconcile
-from support.builders import REPO, deployment_view, digest_of, later, pipeline, release, verified_in, world
+from support.builders import (
+    REPO,
+    deployment_view,
+    digest_of,
+    later,
+    pipeline,
+    release,
+    retention_pass,
+    verified_in,
+    world,
+)
 
 
 def test_old_finished_releases_beyond_the_count_are_deleted_and_the_deletion_is_logged():
@@ -28,7 +38,7 @@ def test_old_finished_releases_beyond_the_count_are_deleted_and_the_deletion_is_
     rs[2] = rs[2].model_copy(update={"status": rs[2].status.model_copy(update={"phase": Phase.FAILED})})
     live = release("r6", created=later(70))  # newest, still on its way
     w = world(prod=deployment_view(f"{REPO}@{digest_of('r5')}", release_name="r5"))
-    plan = reconcile(p, [*rs, live], [], w, later(100))
+    plan = retention_pass(p, [*rs, live], [], w, later(100))
     deleted = [a.release for a in plan.actions if isinstance(a, DeleteRelease)]
     # kept: r6 (newest, live), r5 (newest, runs in prod), r4 (prod's rollback target), r2 (vetoed, young)
     assert deleted == ["r1", "r3"]
@@ -60,7 +70,7 @@ def test_retention_deletes_only_on_live_reads():
     assert plan.refresh
     assert not [a for a in plan.actions if isinstance(a, DeleteRelease)]
     assert "ReleaseDeleted" not in [e.reason for e in plan.events]
-    plan = reconcile(p, rs, [], on_r4(), later(100))
+    plan = retention_pass(p, rs, [], on_r4(), later(100))
     assert not plan.refresh
     assert [a.release for a in plan.actions if isinstance(a, DeleteRelease)] == ["r1", "r2"]
 
@@ -87,7 +97,67 @@ def test_a_vetoed_release_older_than_the_window_goes_too():
         release("a", created=later(10), status=verified_in("prod", at=10)),
         release("b", created=later(20), status=verified_in("prod", at=20)),
     ]
-    plan = reconcile(
+    plan = retention_pass(
         p, rs, [], world(prod=deployment_view(f"{REPO}@{digest_of('b')}", release_name="b")), later(1000)
     )
     assert [a.release for a in plan.actions if isinstance(a, DeleteRelease)] == ["old"]
+
+
+def keep_one():
+    p = pipeline(stages=[{"name": "prod", "namespace": "shop-prod"}])
+    return p.model_copy(
+        update={
+            "spec": p.spec.model_copy(
+                update={"retention": p.spec.retention.model_copy(update={"keep_releases": 1})}
+            )
+        }
+    )
+
+
+def test_retention_records_what_it_deletes_before_deleting_it():
+    # Found by the adversarial round on Argo CD: retention deleted a Release still in Git, self-heal
+    # created it again, and Conveyor promoted that old build anew. The record comes first (a pass
+    # that dies between the two writes must not forget it), the deletion at the next pass.
+    p = keep_one()
+    rs = [release(f"r{i}", created=later(i * 10), status=verified_in("prod", at=i * 10)) for i in range(1, 4)]
+    w = world(prod=deployment_view(f"{REPO}@{digest_of('r3')}", release_name="r3"))
+    first = reconcile(p, rs, [], w, later(100))
+    assert not [a for a in first.actions if isinstance(a, DeleteRelease)]
+    assert {(r.release, r.digest, r.uid) for r in first.pipeline.retired} == {
+        ("r1", digest_of("r1"), "uid-r1")
+    }
+    second = retention_pass(p, rs, [], w, later(100))
+    assert [(a.release, a.uid) for a in second.actions if isinstance(a, DeleteRelease)] == [("r1", "uid-r1")]
+
+
+def test_a_release_retention_deleted_and_created_again_is_never_promoted_nor_deleted_again():
+    p = keep_one()
+    rs = [release(f"r{i}", created=later(i * 10), status=verified_in("prod", at=i * 10)) for i in range(1, 4)]
+    w = world(prod=deployment_view(f"{REPO}@{digest_of('r3')}", release_name="r3"))
+    first = reconcile(p, rs, [], w, later(100))
+    retired = p.model_copy(update={"status": p.status.model_copy(update={"retired": first.pipeline.retired})})
+    # Argo CD's self-heal creates r1 again from Git: a new uid, the newest creation time
+    again = release("r1", created=later(200))
+    again.metadata.uid = "uid-r1-again"
+    plan = reconcile(retired, [again, *rs[1:]], [], w, later(210))
+    status = plan.releases["r1"]
+    assert status.phase == Phase.SUPERSEDED
+    assert any(c.reason == "Retired" for c in status.conditions)
+    assert not [a for a in plan.actions if type(a).__name__ in ("CreateJob", "SetImage")]
+    assert [e.reason for e in plan.events if e.name == "r1"].count("ReleaseRetired") == 1
+    # terminal now — and retention leaves it alone: deleting it again would only see it re-created
+    done = again.model_copy(update={"status": status})
+    later_plan = retention_pass(retired, [done, *rs[1:]], [], w, later(300))
+    assert "r1" not in [a.release for a in later_plan.actions if isinstance(a, DeleteRelease)]
+    assert later_plan.pipeline.retired[0].uid == "uid-r1"
+
+
+def test_a_new_release_that_only_shares_the_name_of_a_retired_one_is_promoted():
+    p = keep_one()
+    rs = [release(f"r{i}", created=later(i * 10), status=verified_in("prod", at=i * 10)) for i in range(1, 4)]
+    w = world(prod=deployment_view(f"{REPO}@{digest_of('r3')}", release_name="r3"))
+    first = reconcile(p, rs, [], w, later(100))
+    retired = p.model_copy(update={"status": p.status.model_copy(update={"retired": first.pipeline.retired})})
+    fresh = release("r1", created=later(200), label="a-new-build")  # another digest under the name
+    plan = reconcile(retired, [fresh, *rs[1:]], [], w, later(210))
+    assert plan.releases["r1"].phase != Phase.SUPERSEDED

@@ -22,6 +22,7 @@ from conveyor.api.common import (
 )
 
 VETO_LIMIT = 100
+RETIRED_LIMIT = 100
 IMAGE_REPOSITORY = r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
 
 # Bounds of what a Pipeline may carry (one object must never be big enough to wedge a pass).
@@ -496,6 +497,16 @@ class VetoRecord(KubeModel):
     at: datetime = Field(description="When.")
 
 
+class RetiredRecord(KubeModel):
+    """A Release retention deleted. The same release (name and digest) created again — Argo CD's
+    self-heal re-creating it from Git, a restore from backup — is an old build: never promoted."""
+
+    release: str = Field(description="Release deleted.")
+    digest: str = Field(description="Its image digest.")
+    uid: str = Field(description="The deleted object's uid (one re-created under the name has another).")
+    at: datetime = Field(description="When retention chose to delete it.")
+
+
 class ParityDifference(KubeModel):
     """One way two stages differ."""
 
@@ -532,6 +543,12 @@ class PipelineStatus(KubeModel):
         default_factory=list,
         max_length=VETO_LIMIT,
         description=f"Artifacts rolled away from: never promoted again (the latest {VETO_LIMIT}).",
+    )
+    retired: Annotated[list[RetiredRecord], latest(RETIRED_LIMIT)] = Field(
+        default_factory=list,
+        max_length=RETIRED_LIMIT,
+        description=f"Releases retention deleted (the latest {RETIRED_LIMIT}): re-created, they are "
+        "Superseded at once (reason Retired), never promoted again.",
     )
     conditions: list[Condition] = Field(
         default_factory=list,

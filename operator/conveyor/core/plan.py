@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from conveyor.api.approval import Approval, ApprovalStatus
-from conveyor.api.pipeline import ParityDifference, Pipeline, PipelineStatus, Stage, VetoRecord
+from conveyor.api.pipeline import ParityDifference, Pipeline, PipelineStatus, RetiredRecord, Stage, VetoRecord
 from conveyor.api.release import HISTORY_LIMIT, HistoryEntry, Release, StagePhase
 from conveyor.api.rollback import Rollback, RollbackStatus
 from conveyor.core.conditions import truncate
@@ -232,6 +232,7 @@ class Pass:
     holds: dict[str, str] = field(default_factory=dict)  # stage -> active rollback
     pins: dict[str, Pin] = field(default_factory=dict)  # stage -> completed rollback
     vetoed: dict[str, VetoRecord] = field(default_factory=dict)  # digest -> veto
+    retired: dict[str, RetiredRecord] = field(default_factory=dict)  # release -> what retention deleted
     parity: list[ParityDifference] = field(default_factory=list)  # differences between stages now
     effects: list[Effect] = field(default_factory=list)  # cross-object effects, applied in one place
 

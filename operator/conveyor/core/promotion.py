@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from conveyor.api.approval import Approval
-from conveyor.api.pipeline import Pipeline, Stage
+from conveyor.api.pipeline import RETIRED_LIMIT, Pipeline, RetiredRecord, Stage
 from conveyor.api.release import TERMINAL_PHASES, Phase, Release, ReleaseStatus, StagePhase
 from conveyor.api.rollback import ROLLBACK_TERMINAL, PlanAction, Rollback, RollbackPhase
 from conveyor.core.approval_views import (
@@ -128,6 +128,7 @@ def reconcile(
         holds=_acting(rbs),
     )
     ctx.pins, ctx.vetoed = pins_and_vetoes(pipeline, rbs)
+    ctx.retired = {r.release: r for r in pipeline.status.retired}
     if pipeline.spec.parity.policy != "off":
         ctx.parity = compare(pipeline, stage_objects(pipeline, world))
         plan.requeue(float(pipeline.spec.parity.interval_seconds))
@@ -183,9 +184,17 @@ def reconcile(
         # (a cache may not have delivered an image set a moment ago).
         plan.refresh = True
         doomed = []
+    # On the record first, deleted at the next pass: a re-creation of a deleted release (Argo CD's
+    # self-heal) must be recognised even when the operator died between the two writes.
+    recorded = {(r.release, r.uid) for r in pipeline.status.retired}
     for name, why in doomed:
         release = working[name]
-        plan.actions.append(DeleteRelease(owner=name, release=name, uid=release.metadata.uid or ""))
+        uid = release.metadata.uid or ""
+        if (name, uid) not in recorded:
+            ctx.retired[name] = RetiredRecord(release=name, digest=release.spec.digest, uid=uid, at=now)
+            plan.requeue(1.0)  # retention is in no hurry: the next pass deletes what this one records
+            continue
+        plan.actions.append(DeleteRelease(owner=name, release=name, uid=uid))
         ctx.emit(
             "Pipeline",
             pipeline.metadata.name,
@@ -193,6 +202,7 @@ def reconcile(
             f"deleted release {name}: {why}",
             subject=release,
         )
+    plan.pipeline.retired = sorted(ctx.retired.values(), key=lambda r: r.at)[-RETIRED_LIMIT:]
     deletions, due = jobs_to_delete(pipeline, list(working.values()), rbs, world, now)
     plan.actions.extend(deletions)
     plan.requeue(due)

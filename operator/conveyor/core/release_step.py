@@ -158,6 +158,20 @@ class ReleaseStep:
             status.vetoed, status.vetoed_by = True, veto.rollback
             self.emit("ReleaseVetoed", msg)
             return Verdict(Phase.VETOED, "Vetoed", msg)
+        retired = ctx.retired.get(self.name)
+        if (
+            retired is not None
+            and retired.digest == self.release.spec.digest
+            and retired.uid != (self.release.metadata.uid or "")
+        ):
+            msg = (
+                f"release {self.name} ({short_commit(self.commit)}) was deleted by retention at "
+                f"{retired.at:%Y-%m-%dT%H:%M:%SZ} and created again: an old build, never promoted again "
+                "(kept; if Argo CD re-creates it, delete its file from Git)"
+            )
+            if status.phase is None:
+                self.emit("ReleaseRetired", msg)
+            return Verdict(Phase.SUPERSEDED, "Retired", msg)
         path = path_of(ctx.pipeline, self.release)
         if path is None:
             names = ", ".join(s.name for s in ctx.pipeline.spec.stages)

@@ -82,11 +82,14 @@ def to_delete(
     keep = protected(pipeline, status, releases, rollbacks, world=world)
     vetoed_floor = now - timedelta(seconds=policy.vetoed_seconds)
     vetoed_at = {v.release: v.at for v in status.vetoed}
+    retired_uid = {r.release: r.uid for r in status.retired}
     out = []
     for r in newest_first[policy.keep_releases :]:
         name = r.metadata.name
         if r.status.phase not in TERMINAL_PHASES or name in keep:
             continue
+        if retired_uid.get(name, r.metadata.uid) != r.metadata.uid:
+            continue  # deleted once and created again (by Argo CD's self-heal?): again would loop
         # The veto's own time; for a veto the list no longer holds, when Conveyor accepted the release.
         if r.status.vetoed and vetoed_at.get(name, r.status.accepted_at or now) > vetoed_floor:
             continue
