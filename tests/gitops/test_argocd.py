@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conveyor.core.jobs import RELEASE_LABEL, RELEASE_UID_ANNOTATION
 from support.argocd import (
     ArgoCD,
     GitRepo,
@@ -46,9 +47,11 @@ from support.argocd import (
 )
 from support.builders import release_dict
 from support.cluster import REPO, Cluster
+from support.invariants import audit_writes_by
 from support.story import Story, stage_record, status
 
 pytestmark = pytest.mark.cluster
+ARGOCD_USER = "system:serviceaccount:argocd:argocd-application-controller"
 
 
 @pytest.fixture
@@ -65,9 +68,11 @@ def argocd(cluster: Cluster, story: Story) -> Iterator[ArgoCD]:
 
 
 def release_file(name: str, namespace_free: dict[str, Any]) -> str:
-    """A Release as CI commits it: no namespace (the Application's destination decides)."""
+    """A Release as CI commits it: the example's annotations for Argo CD, no namespace (the
+    Application's destination decides)."""
+    example = yaml.safe_load((REPO / "examples" / "gitops" / "releases" / "shop-3f9c2a1.yaml").read_text())
     body = dict(namespace_free)
-    body["metadata"] = {"name": name}
+    body["metadata"] = {"name": name, "annotations": example["metadata"]["annotations"]}
     return json.dumps(body, indent=2) + "\n"
 
 
@@ -116,7 +121,7 @@ class Judged:
 
 
 def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
-    story: Story, argocd: ArgoCD, tmp_path: Path
+    story: Story, argocd: ArgoCD, tmp_path: Path, audit: Path | None
 ) -> None:
     staging, prod = story.stage_ns["staging"], story.stage_ns["prod"]
     # The migration's Secret (never in Git), as a platform team provides it in each stage.
@@ -131,7 +136,8 @@ def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
     for path, text in gitops_layout(staging, prod).items():
         git.write(path, text)
     first = git.push("shop: pipeline and apps")
-    delivery, app = (a for a in example_applications(git.url, story.ns, uuid.uuid4().hex[:5]))
+    project, delivery, app = example_applications(git.url, story.ns, uuid.uuid4().hex[:5])
+    argocd.create_project(project)
     for a in (delivery, app):
         argocd.create(a)
     d, s = delivery["metadata"]["name"], app["metadata"]["name"]
@@ -175,6 +181,7 @@ def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
     c3 = git.push(f"release {r2}")
     argocd.refresh(d)
     story.then_release_phase(r2, "AwaitingApproval", timeout=90)
+    argocd.wait_synced(d, c3)
     story.when_approved(r2, "prod")
     story.then_condition("releases", r2, "Ready", timeout=90)
     argocd.wait_health(d, "Release", r2, "Healthy")
@@ -183,6 +190,7 @@ def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
     c4 = git.push(f"release {r3}")
     argocd.refresh(d)
     story.then_release_phase(r3, "Failed", timeout=90)
+    argocd.wait_synced(d, c4)
     argocd.wait_health(d, "Release", r3, "Degraded")
     assert "smoke" in judged.check("releases", r3, "failed-smoke-test")["message"]
 
@@ -232,23 +240,69 @@ def test_argo_cd_syncs_releases_from_git_and_keeps_the_peace(
     for name in (s, d):  # a last comparison after every write of the story
         assert sync_of(argocd.reconciled(name))[0] == "Synced", name
 
-    # Throughout: OutOfSync only for a commit Argo CD had not synced yet, and one sync per commit
-    # (a self-heal that fought Conveyor's image patches, labels or status would be one more)
-    # (the delivery Application syncs every commit: each changed its folder, but for c5, which it
-    # has nothing to apply for — Synced at once, no sync; the apps' only at the two that changed them)
-    for name, expected in ((d, [first, c2, c3, c4, c6]), (s, [first, c5])):
+    # 5. Retention set in Git deletes the failed r3; self-heal creates it again from its file: an old
+    # build Conveyor never promotes again (Superseded, Retired) nor deletes again
+    r3_uid = story.get("releases", r3)["metadata"]["uid"]
+    pipeline_file = "examples/gitops/pipelines/shop.yaml"
+    spec = (git.work / pipeline_file).read_text()
+    git.write(pipeline_file, spec.replace("spec:\n", "spec:\n  retention: {keepReleases: 1}\n", 1))
+    c7 = git.push("shop: keep one release")
+    argocd.refresh(d)
+    recreated = story.then_release(
+        r3,
+        lambda o: o is not None and o["metadata"]["uid"] != r3_uid and bool(status(o).get("phase")),
+        "deleted by retention, created again by Argo CD and answered",
+        timeout=90,
+    )
+    assert status(recreated)["phase"] == "Superseded"
+    assert any(c["reason"] == "Retired" for c in status(recreated)["conditions"]), status(recreated)
+    retired = story.get("pipelines", "shop")["status"]["retired"]
+    assert [(r["release"], r["uid"]) for r in retired] == [(r3, r3_uid)]
+    for stage in ("staging", "prod"):  # no Job ran for the re-created one
+        jobs = story.batch.list_namespaced_job(story.stage_ns[stage], label_selector=f"{RELEASE_LABEL}={r3}")
+        owners = {(j.metadata.annotations or {}).get(RELEASE_UID_ANNOTATION) for j in jobs.items}
+        assert recreated["metadata"]["uid"] not in owners, f"a Job ran in {stage} for the re-created {r3}"
+    r4_digest = story.get("releases", r4)["spec"]["digest"]
+    for stage in ("staging", "prod"):
+        assert story.deployment_image(stage).endswith(r4_digest), f"{stage} left {r4}"
+    argocd.wait_health(d, "Release", r3, "Healthy")
+    judged.check("releases", r3, "retired")
+    # ... and its file leaves Git: the Release stays (the record), the Application Synced
+    git.remove(f"examples/gitops/releases/{r3}.yaml")
+    c8 = git.push(f"drop {r3} from Git")
+    argocd.refresh(d)
+    argocd.wait(d, lambda o: sync_of(o) == ("Synced", c8), f"Synced at {c8[:7]}, {r3}'s file gone")
+    assert story.get("releases", r3)["metadata"]["uid"] == recreated["metadata"]["uid"]
+
+    # Throughout, OutOfSync only for a commit Argo CD had not synced yet — but once: at c7, when
+    # retention deleted r3, whose file Git still held.
+    for name, drifted in ((d, {c7}), (s, set())):
         seen = argocd.recorded(name)
         assert seen, f"nothing recorded for {name}"
         synced: set[str] = set()
+        out_after_sync: set[str] = set()
         for state in seen:
-            if state.sync == "OutOfSync":
-                assert state.revision not in synced, (
-                    f"{name} OutOfSync at {state.revision[:7]}, synced before"
-                )
+            if state.sync == "OutOfSync" and state.revision in synced:
+                out_after_sync.add(state.revision)
             if state.sync == "Synced":
                 synced.add(state.revision)
-        history = argocd.get(name)["status"].get("history") or []
-        assert [h["revision"] for h in history] == expected, f"{name}: syncs {history}"
+        assert out_after_sync == drifted, f"{name} went OutOfSync after syncing {sorted(out_after_sync)}"
+    # And what Argo CD wrote (the API server's audit log): each Release created once (r3 twice:
+    # self-heal after retention) and never changed; the Deployments created, then patched once, at
+    # the scale-out commit (both: Argo CD rewrites its last-applied record with the live image,
+    # which the story saw stay). A self-heal that fought Conveyor's image patches, labels or status
+    # would be a patch more.
+    assert audit is not None  # the local control plane runs with its audit log of writes
+    wrote = audit_writes_by(audit, ARGOCD_USER, [*story.stage_ns.values(), story.ns])
+    deployments = {f"{ns}/shop" for ns in (staging, prod)}
+    assert {k: n for k, n in wrote.items() if k[1] == "deployments"} == {
+        **{("create", "deployments", dep): 1 for dep in deployments},
+        **{("patch", "deployments", dep): 1 for dep in deployments},
+    }, wrote
+    releases = {k: n for k, n in wrote.items() if k[1] == "releases"}
+    assert releases == {
+        ("create", "releases", f"{story.ns}/{r}"): 2 if r == r3 else 1 for r in (r1, r2, r3, r4)
+    }, f"Argo CD changed a Release: {releases}"
     accepted = {
         name: (datetime.fromisoformat(status(story.get("releases", name))["acceptedAt"]) - at).total_seconds()
         for name, at in pushed.items()

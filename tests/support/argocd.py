@@ -67,6 +67,10 @@ class GitRepo:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
 
+    def remove(self, path: str) -> None:
+        """Delete a file from the work tree (not yet committed)."""
+        (self.work / path).unlink()
+
     def push(self, message: str) -> str:
         """Commit everything in the work tree and push it to main; the new commit's SHA."""
         self._git("add", "--all")
@@ -82,6 +86,8 @@ class Seen:
     resource_version: str
     sync: str
     revision: str
+    operation: tuple[str, str]  # (startedAt, revision) of the last sync operation: one per sync
+    results: tuple[str, ...]  # what its sync did to each resource ("… unchanged", "… configured")
 
 
 @dataclass
@@ -93,6 +99,7 @@ class ArgoCD:
     seen: dict[str, list[Seen]] = field(default_factory=dict)
     gaps: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    projects: list[str] = field(default_factory=list)
     _lock: threading.Condition = field(default_factory=threading.Condition)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -109,6 +116,11 @@ class ArgoCD:
         t = threading.Thread(target=self._record, args=(name, rv), daemon=True, name=f"watch-{name}")
         t.start()
         self._threads.append(t)
+
+    def create_project(self, body: dict[str, Any]) -> None:
+        """Create an AppProject (deleted with the story's Applications)."""
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "appprojects", body)
+        self.projects.append(body["metadata"]["name"])
 
     def _record(self, name: str, rv: str) -> None:
         """Append every version of the Application after `rv` to `seen[name]` (a watch resumed
@@ -135,6 +147,21 @@ class ArgoCD:
                                 resource_version=rv,
                                 sync=(status.get("sync") or {}).get("status", ""),
                                 revision=(status.get("sync") or {}).get("revision", ""),
+                                operation=(
+                                    (status.get("operationState") or {}).get("startedAt", ""),
+                                    ((status.get("operationState") or {}).get("operation") or {})
+                                    .get("sync", {})
+                                    .get("revision", ""),
+                                ),
+                                results=tuple(
+                                    r.get("message", "")
+                                    for r in (
+                                        ((status.get("operationState") or {}).get("syncResult") or {}).get(
+                                            "resources"
+                                        )
+                                        or []
+                                    )
+                                ),
                             )
                         )
                         self._lock.notify_all()
@@ -176,6 +203,12 @@ class ArgoCD:
                     raise
         for t in self._threads:
             t.join(timeout=10)
+        for name in self.projects:
+            try:
+                self.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "appprojects", name)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
 
     def get(self, name: str) -> dict[str, Any]:
         """The Application as it is now."""
@@ -283,15 +316,25 @@ def rename(text: str, staging: str, prod: str) -> str:
 
 
 def example_applications(repo_url: str, pipeline_ns: str, suffix: str) -> list[dict[str, Any]]:
-    """examples/argocd/application.yaml, aimed at the test repository and namespace, the names
-    made unique per story."""
+    """examples/argocd/application.yaml (the delivery AppProject, then the two Applications), aimed
+    at the test repository and namespace, the names made unique per story."""
     import yaml
 
     docs = list(yaml.safe_load_all((REPO / "examples" / "argocd" / "application.yaml").read_text()))
-    for app in docs:
-        app["metadata"]["name"] += f"-{suffix}"
-        app["spec"]["source"]["repoURL"] = repo_url
-        dest = app["spec"]["destination"]
+    projects = {d["metadata"]["name"] for d in docs if d["kind"] == "AppProject"}
+    for doc in docs:
+        doc["metadata"]["name"] += f"-{suffix}"
+        spec = doc["spec"]
+        if doc["kind"] == "AppProject":
+            spec["sourceRepos"] = [repo_url]
+            for dest in spec["destinations"]:
+                if dest.get("namespace") == "default":
+                    dest["namespace"] = pipeline_ns
+            continue
+        if spec["project"] in projects:
+            spec["project"] += f"-{suffix}"
+        spec["source"]["repoURL"] = repo_url
+        dest = spec["destination"]
         if dest.get("namespace") == "default":
             dest["namespace"] = pipeline_ns
     return docs

@@ -672,6 +672,21 @@ def audit_job_creates(log: Path, namespaces: Iterable[str]) -> Counter[tuple[str
     return out
 
 
+def audit_writes_by(log: Path, username: str, namespaces: Iterable[str]) -> Counter[tuple[str, str, str]]:
+    """Writes `username` made in `namespaces` that the API server carried out (2xx), per (verb,
+    resource, namespace/name), from the audit log and its rotated backups."""
+    wanted = set(namespaces)
+    out: Counter[tuple[str, str, str]] = Counter()
+    for ev in audit_log_events(log, f'"{username}"'):
+        ref = ev.get("objectRef") or {}
+        code = int((ev.get("responseStatus") or {}).get("code") or 0)
+        if (ev.get("user") or {}).get("username") != username or ref.get("namespace") not in wanted:
+            continue
+        if 200 <= code < 300 and not ref.get("subresource"):
+            out[ev.get("verb", ""), ref.get("resource", ""), f"{ref['namespace']}/{ref.get('name', '')}"] += 1
+    return out
+
+
 def foreign_images(apps: Any, namespaces: Iterable[str], released: set[str]) -> list[str]:
     """Images in the namespaces' ReplicaSet history (every template ever rolled out) that no
     Release named and that are not in `released` (which holds the initial images too)."""

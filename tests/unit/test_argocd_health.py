@@ -64,3 +64,20 @@ def test_every_kind_with_a_health_check_has_captured_fixtures():
 def test_a_refused_rollback_is_degraded():
     obj = {"kind": "Rollback", "metadata": {"name": "x"}, "status": {"phase": "Refused", "message": "no"}}
     assert health("Rollback", obj)["status"] == "Degraded"
+
+
+def test_a_pipeline_whose_stage_runs_an_untracked_image_is_degraded():
+    # Found by the adversarial round: prod set by hand (`kubectl set image`) read Healthy.
+    obj = {
+        "kind": "Pipeline",
+        "metadata": {"name": "shop"},
+        "status": {
+            "summary": "staging=7e26413 prod=7e26413",
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "TargetsResolved"},
+                {"type": "InParity", "status": "True", "reason": "InParity"},
+                {"type": "Tracked", "status": "False", "reason": "UntrackedImage", "message": "prod runs x"},
+            ],
+        },
+    }
+    assert health("Pipeline", obj) == {"status": "Degraded", "message": "untracked image: prod runs x"}

@@ -1,13 +1,15 @@
 -- Argo CD health check for conveyor.dev/Pipeline (resource.customizations.health.conveyor.dev_Pipeline).
--- Degraded when a stage's targets do not resolve, or when the stages are not in parity.
+-- Degraded when a stage's targets do not resolve, when the stages are not in parity, or when a
+-- stage runs an image no live Release names (set by hand, or its release deleted mid-rollout).
 local hs = {status = "Progressing", message = "Waiting for Conveyor to check the pipeline"}
 if obj.status == nil or obj.status.conditions == nil then
   return hs
 end
-local ready, parity = nil, nil
+local ready, parity, tracked = nil, nil, nil
 for _, c in ipairs(obj.status.conditions) do
   if c.type == "Ready" then ready = c end
   if c.type == "InParity" then parity = c end
+  if c.type == "Tracked" then tracked = c end
 end
 if ready == nil then
   return hs
@@ -20,6 +22,11 @@ end
 if parity ~= nil and parity.status == "False" then
   hs.status = "Degraded"
   hs.message = "stages differ: " .. (parity.message or parity.reason)
+  return hs
+end
+if tracked ~= nil and tracked.status == "False" then
+  hs.status = "Degraded"
+  hs.message = "untracked image: " .. (tracked.message or tracked.reason)
   return hs
 end
 hs.status = "Healthy"

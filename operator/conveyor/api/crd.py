@@ -232,7 +232,11 @@ def crd(kind: Kind) -> dict[str, Any]:
     spec_schema["description"] = (kind.spec.__doc__ or "").strip()
     if kind.immutable_spec:
         spec_schema.setdefault("x-kubernetes-validations", []).append(
-            cel("self == oldSelf", f"spec is immutable: a {kind.kind} is a record; create a new one instead")
+            cel(
+                "self == oldSelf",
+                f"spec is immutable: {'an' if kind.kind[0] in 'AEIOU' else 'a'} {kind.kind} is a record; "
+                "create a new one instead",
+            )
         )
     status_schema = schema_of(kind.status)
     status_schema["description"] = (kind.status.__doc__ or "").strip()
