@@ -1177,7 +1177,7 @@ class SimKube:
         action = self._match("DeleteRelease", lambda a: a.release == name)
         meant = self._meant(plural, name)
         landed = self.sim.uid_of(plural, name)
-        if uid and landed != uid:  # the API server's uid precondition: 409, nothing deleted
+        if uid and landed is not None and landed != uid:  # the uid precondition: 409, nothing deleted
             self._did(action, "conflict", meant=meant)  # nothing reached
             return
         gone = self.sim.delete(plural, name)

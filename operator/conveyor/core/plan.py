@@ -178,6 +178,13 @@ def order_key(obj: Release | Rollback) -> tuple[datetime, datetime, str]:
     return (created, accepted, obj.metadata.name)
 
 
+def recreated(release: Release, retired: dict[str, RetiredRecord]) -> bool:
+    """A release retention deleted, created again (Argo CD's self-heal, a re-apply): the same name
+    and digest under another uid — an old build, never promoted again."""
+    rec = retired.get(release.metadata.name)
+    return rec is not None and rec.digest == release.spec.digest and rec.uid != (release.metadata.uid or "")
+
+
 def accepted_by(release: Release, moment: datetime) -> bool:
     """True when Conveyor had accepted the release by `moment` — both on the operator's clock (the API
     server's creationTimestamp is never compared with the operator's time)."""

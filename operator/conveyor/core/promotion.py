@@ -94,6 +94,49 @@ def _acting(rollbacks: list[Rollback]) -> dict[str, str]:
     return holds
 
 
+def retire(ctx: Pass, doomed: list[tuple[str, str]], due: set[str]) -> list[RetiredRecord]:
+    """Retention's deletions, each on the record (Pipeline status.retired) before it happens: a
+    release is deleted only once a stored record names its uid, so one created again afterwards
+    (Argo CD's self-heal, a re-apply) is known for the old build it is, even if the operator died
+    between the two writes. `doomed`: (release, why) to delete now; `due`: every release the policy
+    would delete (including those held back for live reads). Returns the records to store.
+
+    A record stays while its name exists in the cluster (waiting for its deletion, or created
+    again); only records of names that are gone make room, the oldest first. With no room, nothing
+    new is recorded, so nothing more is deleted: retention waits rather than forget."""
+    pipeline, working, plan, now = ctx.pipeline, ctx.releases, ctx.plan, ctx.now
+    stored = {r.release: r for r in pipeline.status.retired}
+    records: dict[str, RetiredRecord] = {}
+    for name, rec in stored.items():
+        live = working.get(name)
+        if live is not None and live.metadata.uid == rec.uid and name not in due:
+            continue  # recorded for deletion, no longer due (the policy changed): withdrawn
+        records[name] = rec
+    present = sum(1 for name in records if name in working)
+    for name, why in doomed:
+        release = working[name]
+        uid = release.metadata.uid or ""
+        if name in stored and stored[name].uid == uid:
+            plan.actions.append(DeleteRelease(owner=name, release=name, uid=uid))
+            ctx.emit(
+                "Pipeline",
+                pipeline.metadata.name,
+                "ReleaseDeleted",
+                f"deleted release {name}: {why}",
+                subject=release,
+            )
+            continue
+        if present >= RETIRED_LIMIT:
+            continue  # no room on the record: not deleted (see the docstring)
+        records[name] = RetiredRecord(release=name, digest=release.spec.digest, uid=uid, at=now)
+        present += 1
+        plan.requeue(1.0)  # retention is in no hurry: the next pass deletes what this one records
+    kept = [r for r in records.values() if r.release in working]
+    gone = sorted((r for r in records.values() if r.release not in working), key=lambda r: r.at)
+    room = RETIRED_LIMIT - len(kept)
+    return sorted([*(gone[-room:] if room > 0 else []), *kept], key=lambda r: r.at)
+
+
 def _failed(kind: str, name: str, error: Exception) -> str:
     return truncate(f"{kind} {name}: {type(error).__name__}: {error}", 300)
 
@@ -179,30 +222,13 @@ def reconcile(
     # answered first, and deleted at a later pass (found by the hostile-input fuzzing: such releases
     # vanished without a word; the status write of a release deleted in the same pass is a 404).
     doomed = [(n, why) for n, why in doomed if originals[n].phase in TERMINAL_PHASES]
+    due_now = {n for n, _ in doomed}
     if doomed and not all(sw.fresh for sw in world.stages.values()):
         # A deletion is for good: that no stage runs the release's image is judged on live reads
         # (a cache may not have delivered an image set a moment ago).
         plan.refresh = True
         doomed = []
-    # On the record first, deleted at the next pass: a re-creation of a deleted release (Argo CD's
-    # self-heal) must be recognised even when the operator died between the two writes.
-    recorded = {(r.release, r.uid) for r in pipeline.status.retired}
-    for name, why in doomed:
-        release = working[name]
-        uid = release.metadata.uid or ""
-        if (name, uid) not in recorded:
-            ctx.retired[name] = RetiredRecord(release=name, digest=release.spec.digest, uid=uid, at=now)
-            plan.requeue(1.0)  # retention is in no hurry: the next pass deletes what this one records
-            continue
-        plan.actions.append(DeleteRelease(owner=name, release=name, uid=uid))
-        ctx.emit(
-            "Pipeline",
-            pipeline.metadata.name,
-            "ReleaseDeleted",
-            f"deleted release {name}: {why}",
-            subject=release,
-        )
-    plan.pipeline.retired = sorted(ctx.retired.values(), key=lambda r: r.at)[-RETIRED_LIMIT:]
+    plan.pipeline.retired = retire(ctx, doomed, due_now)
     deletions, due = jobs_to_delete(pipeline, list(working.values()), rbs, world, now)
     plan.actions.extend(deletions)
     plan.requeue(due)

@@ -36,6 +36,7 @@ from conveyor.core.plan import (
     current_index,
     order_key,
     path_of,
+    recreated,
 )
 from conveyor.core.release_status import Verdict
 from conveyor.core.steps import (
@@ -158,16 +159,12 @@ class ReleaseStep:
             status.vetoed, status.vetoed_by = True, veto.rollback
             self.emit("ReleaseVetoed", msg)
             return Verdict(Phase.VETOED, "Vetoed", msg)
-        retired = ctx.retired.get(self.name)
-        if (
-            retired is not None
-            and retired.digest == self.release.spec.digest
-            and retired.uid != (self.release.metadata.uid or "")
-        ):
+        if recreated(self.release, ctx.retired):
             msg = (
                 f"release {self.name} ({short_commit(self.commit)}) was deleted by retention at "
-                f"{retired.at:%Y-%m-%dT%H:%M:%SZ} and created again: an old build, never promoted again "
-                "(kept; if Argo CD re-creates it, delete its file from Git)"
+                f"{ctx.retired[self.name].at:%Y-%m-%dT%H:%M:%SZ} and created again: an old build, never "
+                "promoted again (kept; if Argo CD re-creates it, delete its file from Git; to ship this "
+                "build on purpose, create a Release under a new name)"
             )
             if status.phase is None:
                 self.emit("ReleaseRetired", msg)
@@ -333,6 +330,10 @@ class ReleaseStep:
                 Phase.CANCELLED,
                 Phase.VETOED,
             ):
+                continue
+            # Not yet answered, but never promoted: it reaches nothing (an old build come back, a
+            # vetoed artifact) — it must not supersede this one in the pass before it is answered.
+            if recreated(other, self.ctx.retired) or other.spec.digest in self.ctx.vetoed:
                 continue
             other_path = path_of(self.ctx.pipeline, other)
             if other_path is None or stage.name not in [s.name for s in other_path]:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from conveyor.api.pipeline import Pipeline, PipelineStatus
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
-from conveyor.core.plan import order_key, stage_record
+from conveyor.core.plan import order_key, recreated, stage_record
 from conveyor.core.rollback import occupant
 from conveyor.core.running import release_running, releases_running
 from conveyor.core.world import World
@@ -78,18 +78,18 @@ def to_delete(
 ) -> list[tuple[str, str]]:
     """(release, why) to delete now, oldest first."""
     policy = pipeline.spec.retention
-    newest_first = sorted(releases, key=order_key, reverse=True)
+    retired = {r.release: r for r in status.retired}
+    # A release retention deleted and something created again is no release of the policy's count
+    # (it has the newest creation time): deleting it again would only see it re-created.
+    newest_first = sorted((r for r in releases if not recreated(r, retired)), key=order_key, reverse=True)
     keep = protected(pipeline, status, releases, rollbacks, world=world)
     vetoed_floor = now - timedelta(seconds=policy.vetoed_seconds)
     vetoed_at = {v.release: v.at for v in status.vetoed}
-    retired_uid = {r.release: r.uid for r in status.retired}
     out = []
     for r in newest_first[policy.keep_releases :]:
         name = r.metadata.name
         if r.status.phase not in TERMINAL_PHASES or name in keep:
             continue
-        if retired_uid.get(name, r.metadata.uid) != r.metadata.uid:
-            continue  # deleted once and created again (by Argo CD's self-heal?): again would loop
         # The veto's own time; for a veto the list no longer holds, when Conveyor accepted the release.
         if r.status.vetoed and vetoed_at.get(name, r.status.accepted_at or now) > vetoed_floor:
             continue

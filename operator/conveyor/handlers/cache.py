@@ -87,9 +87,11 @@ class Overlay:
 
     An entry ends when the watch's copy is at least as new (same uid, resourceVersion >= ours), when
     the watch reports the object deleted (`gone`, from the DELETED event), or after OVERLAY_SECONDS —
-    except a deletion, which hides the object for as long as the cache still holds that uid (a
-    watch restarted after "410 Gone" never reports what was deleted in the gap: a live resync that
-    finds an object gone records it here, and it stays hidden)."""
+    except a deletion recorded with its uid, which hides the object for as long as the cache still
+    holds that uid (a watch restarted after "410 Gone" never reports what was deleted in the gap: a
+    live resync that finds an object gone records it here, and it stays hidden). A deletion by name
+    alone ends with the time limit: its DELETED event may have come first, and what the cache holds
+    under the name may since be another object."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: dict[tuple[str, str, str], _Entry] = {}

@@ -374,10 +374,10 @@ def _perform(
         versions[("approvals", action.approval)] = _version(owned)
         WRITES.add("approval_owner")
     else:
-        # Hidden by uid: a watch's DELETED event may be handled before this line, and an entry
-        # without one would then hide a Release re-created under the name (Argo CD's self-heal).
-        overlay.deleted("releases", namespace, action.release, action.uid)
         kube.delete_custom("releases", namespace, action.release, action.uid)
+        # Hidden by uid: the watch's DELETED event may be handled before this line, and an entry by
+        # name alone would then hide a Release re-created under the name (Argo CD's self-heal).
+        overlay.deleted("releases", namespace, action.release, action.uid)
         WRITES.add("release_delete")
 
 
