@@ -266,6 +266,18 @@ def rollback(
     return Rollback.model_validate(obj)
 
 
+def keeping(n: int, stages: list[dict[str, Any]] | None = None) -> Pipeline:
+    """A pipeline (one prod stage unless told) whose retention keeps the newest `n` releases."""
+    p = pipeline(stages=stages or [{"name": "prod", "namespace": "shop-prod"}])
+    retention = p.spec.retention.model_copy(update={"keep_releases": n})
+    return p.model_copy(update={"spec": p.spec.model_copy(update={"retention": retention})})
+
+
+def with_retired(p: Pipeline, retired: list[Any]) -> Pipeline:
+    """The pipeline with these retention records stored in its status (as a pass wrote them)."""
+    return p.model_copy(update={"status": p.status.model_copy(update={"retired": retired})})
+
+
 def retention_pass(
     pipeline_: Pipeline, releases: list[Release], approvals: list[Approval], w: World, now: datetime
 ):  # type: ignore[no-untyped-def]
@@ -275,7 +287,4 @@ def retention_pass(
 
     first = reconcile(pipeline_, releases, approvals, w, now)
     assert not [a for a in first.actions if type(a).__name__ == "DeleteRelease"], "deleted before recorded"
-    recorded = pipeline_.model_copy(
-        update={"status": pipeline_.status.model_copy(update={"retired": first.pipeline.retired})}
-    )
-    return reconcile(recorded, releases, approvals, w, now)
+    return reconcile(with_retired(pipeline_, first.pipeline.retired), releases, approvals, w, now)

@@ -10,11 +10,13 @@ from support.builders import (
     REPO,
     deployment_view,
     digest_of,
+    keeping,
     later,
     pipeline,
     release,
     retention_pass,
     verified_in,
+    with_retired,
     world,
 )
 
@@ -103,22 +105,21 @@ def test_a_vetoed_release_older_than_the_window_goes_too():
     assert [a.release for a in plan.actions if isinstance(a, DeleteRelease)] == ["old"]
 
 
-def keep_one():
-    p = pipeline(stages=[{"name": "prod", "namespace": "shop-prod"}])
-    return p.model_copy(
-        update={
-            "spec": p.spec.model_copy(
-                update={"retention": p.spec.retention.model_copy(update={"keep_releases": 1})}
-            )
-        }
-    )
+def r1_retired():
+    """Three releases verified in prod, keep one: r1 is recorded for deletion (r2 is prod's rollback
+    target). (pipeline, releases, world, the pipeline with that record stored)."""
+    p = keeping(1)
+    rs = [release(f"r{i}", created=later(i * 10), status=verified_in("prod", at=i * 10)) for i in range(1, 4)]
+    w = world(prod=deployment_view(f"{REPO}@{digest_of('r3')}", release_name="r3"))
+    first = reconcile(p, rs, [], w, later(100))
+    return p, rs, w, with_retired(p, first.pipeline.retired)
 
 
 def test_retention_records_what_it_deletes_before_deleting_it():
     # Found by the adversarial round on Argo CD: retention deleted a Release still in Git, self-heal
     # created it again, and Conveyor promoted that old build anew. The record comes first (a pass
     # that dies between the two writes must not forget it), the deletion at the next pass.
-    p = keep_one()
+    p = keeping(1)
     rs = [release(f"r{i}", created=later(i * 10), status=verified_in("prod", at=i * 10)) for i in range(1, 4)]
     w = world(prod=deployment_view(f"{REPO}@{digest_of('r3')}", release_name="r3"))
     first = reconcile(p, rs, [], w, later(100))
@@ -131,11 +132,7 @@ def test_retention_records_what_it_deletes_before_deleting_it():
 
 
 def test_a_release_retention_deleted_and_created_again_is_never_promoted_nor_deleted_again():
-    p = keep_one()
-    rs = [release(f"r{i}", created=later(i * 10), status=verified_in("prod", at=i * 10)) for i in range(1, 4)]
-    w = world(prod=deployment_view(f"{REPO}@{digest_of('r3')}", release_name="r3"))
-    first = reconcile(p, rs, [], w, later(100))
-    retired = p.model_copy(update={"status": p.status.model_copy(update={"retired": first.pipeline.retired})})
+    _, rs, w, retired = r1_retired()
     # Argo CD's self-heal creates r1 again from Git: a new uid, the newest creation time
     again = release("r1", created=later(200))
     again.metadata.uid = "uid-r1-again"
@@ -153,11 +150,7 @@ def test_a_release_retention_deleted_and_created_again_is_never_promoted_nor_del
 
 
 def test_a_new_release_that_only_shares_the_name_of_a_retired_one_is_promoted():
-    p = keep_one()
-    rs = [release(f"r{i}", created=later(i * 10), status=verified_in("prod", at=i * 10)) for i in range(1, 4)]
-    w = world(prod=deployment_view(f"{REPO}@{digest_of('r3')}", release_name="r3"))
-    first = reconcile(p, rs, [], w, later(100))
-    retired = p.model_copy(update={"status": p.status.model_copy(update={"retired": first.pipeline.retired})})
+    _, rs, w, retired = r1_retired()
     fresh = release("r1", created=later(200), label="a-new-build")  # another digest under the name
     plan = reconcile(retired, [fresh, *rs[1:]], [], w, later(210))
     assert plan.releases["r1"].phase != Phase.SUPERSEDED

@@ -7,22 +7,17 @@ from __future__ import annotations
 from conveyor.api.release import Phase
 from conveyor.core.plan import DeleteRelease
 from conveyor.core.promotion import reconcile
-from support.builders import REPO, deployment_view, digest_of, later, pipeline, release, verified_in, world
-
-
-def keep(n, stages=None):
-    p = pipeline(stages=stages or [{"name": "prod", "namespace": "shop-prod"}])
-    return p.model_copy(
-        update={
-            "spec": p.spec.model_copy(
-                update={"retention": p.spec.retention.model_copy(update={"keep_releases": n})}
-            )
-        }
-    )
-
-
-def with_retired(p, retired):
-    return p.model_copy(update={"status": p.status.model_copy(update={"retired": retired})})
+from support.builders import (
+    REPO,
+    deployment_view,
+    digest_of,
+    later,
+    release,
+    verified_in,
+    with_retired,
+    world,
+)
+from support.builders import keeping as keep
 
 
 def test_a_recreated_release_never_supersedes_an_older_waiting_one():
