@@ -498,8 +498,8 @@ class VetoRecord(KubeModel):
 
 
 class RetiredRecord(KubeModel):
-    """A Release retention deleted. The same release (name and digest) created again — Argo CD's
-    self-heal re-creating it from Git, a restore from backup — is an old build: never promoted."""
+    """A Release retention deleted (or is about to). The same release (name and digest) created
+    again — Argo CD's self-heal re-creating it from Git, a re-apply — is an old build: never promoted."""
 
     release: str = Field(description="Release deleted.")
     digest: str = Field(description="Its image digest.")
@@ -547,8 +547,9 @@ class PipelineStatus(KubeModel):
     retired: Annotated[list[RetiredRecord], latest(RETIRED_LIMIT)] = Field(
         default_factory=list,
         max_length=RETIRED_LIMIT,
-        description=f"Releases retention deleted (the latest {RETIRED_LIMIT}): re-created, they are "
-        "Superseded at once (reason Retired), never promoted again.",
+        description=f"Releases retention deleted or is about to (at most {RETIRED_LIMIT}; a record "
+        "stays while its name is in the cluster): created again, they are Superseded at once (reason "
+        "Retired), never promoted again.",
     )
     conditions: list[Condition] = Field(
         default_factory=list,
