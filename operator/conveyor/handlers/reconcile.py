@@ -32,6 +32,7 @@ from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
 from conveyor.core.announcements import Recorded, recent, unannounced
+from conveyor.core.clusters import CONTROL_CLUSTER, stage_cluster
 from conveyor.core.conditions import unreadable_conditions, validation_summary
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.core.parity import referenced_secrets
@@ -135,6 +136,14 @@ def answer_unreadable(
     WRITES.add("status_patch")
     if overlay is not None and written is not None:
         overlay.wrote(plural, written)
+
+
+def kube_in(kube: Kube, cluster: str) -> Kube:
+    """The connection to `cluster` (core/clusters.py). Only the control cluster exists so far, and
+    `kube` is the connection to it; any other name is a bug, refused before a request is made."""
+    if cluster != CONTROL_CLUSTER:
+        raise ValueError(f"no connection to cluster {cluster!r}")
+    return kube
 
 
 class Reads(Protocol):
@@ -270,7 +279,7 @@ def observe(kube: Kube, pipeline: Pipeline, reads: Reads | None = None) -> World
     reads = reads or LiveReads(kube)
     world = World()
     for stage in pipeline.spec.stages:
-        sw = StageWorld(namespace=stage.namespace, fresh=reads.fresh)
+        sw = StageWorld(namespace=stage.namespace, cluster=stage_cluster(stage), fresh=reads.fresh)
         for target in pipeline.spec.targets:
             if target.deployment not in sw.deployments:
                 obj = reads.deployment(stage.namespace, target.deployment)
@@ -293,16 +302,14 @@ def observe(kube: Kube, pipeline: Pipeline, reads: Reads | None = None) -> World
     return world
 
 
-def started_jobs(kube: Kube, world: World, namespaces: set[str]) -> None:
-    """Fill StageWorld.started_jobs for the stages in `namespaces`: the Jobs the Job controller
-    created a Pod for (SuccessfulCreate Events; one LIST per namespace)."""
-    for ns in sorted(namespaces):
-        names = {
-            (e.get("involvedObject") or {}).get("name", "")
-            for e in kube.list_events(ns, "involvedObject.kind=Job,reason=SuccessfulCreate")
-        }
+def started_jobs(kube: Kube, world: World, namespaces: set[tuple[str, str]]) -> None:
+    """Fill StageWorld.started_jobs for the stages in `namespaces`, (cluster, namespace) pairs: the
+    Jobs the Job controller created a Pod for (SuccessfulCreate Events; one LIST per namespace)."""
+    for cluster, ns in sorted(namespaces):
+        events = kube_in(kube, cluster).list_events(ns, "involvedObject.kind=Job,reason=SuccessfulCreate")
+        names = {(e.get("involvedObject") or {}).get("name", "") for e in events}
         for sw in world.stages.values():
-            if sw.namespace == ns:
+            if (sw.cluster, sw.namespace) == (cluster, ns):
                 sw.started_jobs = names
 
 
@@ -327,16 +334,19 @@ def _perform(
 ) -> None:
     """One action; what the API server answers goes into the overlay, so the next pass (which reads
     the cache) sees this write even before the watch delivers it — and, for Conveyor's own objects,
-    into `versions`: the version its status write in this pass must find."""
+    into `versions`: the version its status write in this pass must find. Jobs and image patches go
+    to their stage's cluster (kube_in); Conveyor's own objects are in the pipeline's `namespace`."""
     if isinstance(action, CreateJob):
-        created = kube.create_job(action.namespace, action.manifest)
+        created = kube_in(kube, action.cluster).create_job(action.namespace, action.manifest)
         faults.reached("after-job-create")
         overlay.wrote("jobs", created)
         if created:
             WRITES.add("job_create")
     elif isinstance(action, SetImage):
         try:
-            patched = kube.patch_deployment(action.namespace, action.deployment, _set_image_patch(action))
+            patched = kube_in(kube, action.cluster).patch_deployment(
+                action.namespace, action.deployment, _set_image_patch(action)
+            )
             faults.reached("after-deployment-patch")
         except ApiException as e:
             if e.status == 404:  # gone, whatever the cache says: the next pass sees it missing
@@ -355,7 +365,7 @@ def _perform(
         versions[("releases", action.release)] = _version(labelled)
         WRITES.add("release_label")
     elif isinstance(action, DeleteJob):
-        kube.delete_job(action.namespace, action.name)
+        kube_in(kube, action.cluster).delete_job(action.namespace, action.name)
         overlay.deleted("jobs", action.namespace, action.name)
         log.info("deleted Job %s/%s: %s", action.namespace, action.name, action.why)
         WRITES.add("job_delete")
