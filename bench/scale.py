@@ -358,7 +358,10 @@ class Scale:
         self.identity = f"system:serviceaccount:{self.helm_ns}:{self.helm_release}"
         self.operator_started = now_utc()
         served_args = [x for ns in served for x in ("-n", ns)] if self.args.namespaced else []
-        self.op = OperatorProcess(path, *served_args).start()
+        # The chart's Role allows the Lease it names, in the chart's namespace, and no other.
+        self.op = OperatorProcess(
+            path, *served_args, lease_name=f"{self.helm_release}-leader", lease_namespace=self.helm_ns
+        ).start()
         self.op.wait_for_log("is alive", timeout=self.deadline.left(120))
         self.op.wait_healthy(timeout=self.deadline.left(120))
 

@@ -172,3 +172,46 @@ def test_strip_drops_what_no_decision_reads():
     assert kept["spec"]["template"] == {"spec": {"containers": []}}
     assert strip(body, template=False)["spec"] == {"backoffLimit": 0}
     assert body["metadata"]["managedFields"]  # the watch's copy is never changed
+
+
+def test_objects_of_the_same_namespace_and_name_in_two_clusters_never_collide():
+    """Deployments and Jobs are keyed with their cluster, in the overlay and in the indexes: a write,
+    a deletion or a Job created in one cluster is never seen as another cluster's object."""
+    from conveyor.handlers.cache import Cache, conveyor_deployments, conveyor_jobs
+
+    overlay = Overlay()
+    overlay.wrote("jobs", obj("smoke", 20, uid="j1"))  # the control cluster ("")
+    assert overlay.created("jobs", "apps", known=[], match=anything, cluster="other") == []
+    assert [o["metadata"]["uid"] for o in overlay.created("jobs", "apps", known=[], match=anything)] == ["j1"]
+    overlay.deleted("deployments", "apps", "web", cluster="other")
+    there = obj("web", 7, uid="d1")
+    assert overlay.resolve("deployments", "apps", "web", there) is there  # not the other one's deletion
+    assert overlay.resolve("deployments", "apps", "web", there, cluster="other") is None
+    overlay.gone("jobs", "apps", "smoke", "j1", cluster="other")  # another cluster's DELETED event
+    assert overlay.resolve("jobs", "apps", "smoke", None) is not None
+
+    class Body(dict[str, Any]):  # the little of kopf.Body the index functions read
+        @property
+        def metadata(self) -> Any:
+            meta = self["metadata"]
+            return type("Meta", (), {"namespace": meta["namespace"], "name": meta["name"]})()
+
+    deployment = obj("web", 7, uid="d1")
+    job = obj(
+        "smoke",
+        20,
+        uid="j1",
+        labels={"conveyor.dev/pipeline": "shop"},
+        annotations={"conveyor.dev/pipeline-namespace": "team"},
+    )
+    (dkey,) = conveyor_deployments(Body(deployment))
+    (jkey,) = conveyor_jobs(Body(job))
+    assert dkey == ("", "apps", "web")
+    assert jkey == ("", "apps", "team", "shop")
+    cache = Cache()
+    cache.overlay = Overlay()
+    cache.bind({"conveyor_deployments": {dkey: [deployment]}, "conveyor_jobs": {jkey: [job]}})
+    assert cache.deployment("", "apps", "web") is deployment
+    assert cache.deployment("other", "apps", "web") is None
+    assert cache.jobs("", "apps", "team", "shop") == [job]
+    assert cache.jobs("other", "apps", "team", "shop") == []

@@ -157,7 +157,7 @@ def test_a_vanished_migration_job_fails_rather_than_running_twice():
     job = job_name("r1", "uid-r1", "staging", JobKind.MIGRATION)
     # Recorded, not there: first, did it ever have a Pod? (the shell looks, the pass decides again)
     plan = reconcile(p, rs, [], world(), later(5))
-    assert plan.traces == {"shop-staging"}
+    assert plan.traces == {("", "shop-staging")}  # (cluster, namespace): the control cluster
     assert plan.actions == []
     assert plan.releases["r1"].phase == Phase.PROGRESSING
     # It had one: it may have run, and never runs twice

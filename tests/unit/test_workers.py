@@ -75,14 +75,15 @@ def test_a_deployment_change_wakes_only_the_pipelines_that_target_it():
 
         with ThreadPoolExecutor(max_workers=2) as pool:
             workers = PipelineWorkers(reconcile_pass, pool)
-            workers.ensure(("apps", "a"), {("team", "app-a")})
-            workers.ensure(("apps", "b"), {("team", "app-b")})
+            workers.ensure(("apps", "a"), {("", "team", "app-a")})
+            workers.ensure(("apps", "b"), {("", "team", "app-b")})
             await until(lambda: passes == {"a": 1, "b": 1}, "each pipeline's first pass")
-            workers.wake_deployment("team", "app-a")
+            workers.wake_deployment("", "team", "app-a")
             await until(lambda: passes["a"] == 2, "pipeline a's pass after its Deployment changed")
-            workers.wake_deployment("team", "unrelated")
+            workers.wake_deployment("", "team", "unrelated")
+            workers.wake_deployment("elsewhere", "team", "app-b")  # same namespace/name, another cluster
             workers.forget(("apps", "a"))
-            workers.wake_deployment("team", "app-a")  # forgotten: wakes nobody
+            workers.wake_deployment("", "team", "app-a")  # forgotten: wakes nobody
             await workers.stop()
 
     asyncio.run(scenario())

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import Release
 from conveyor.api.rollback import Rollback
+from conveyor.core.clusters import stage_cluster
 from conveyor.core.plan import DeleteJob
 from conveyor.core.world import World
 
@@ -54,7 +55,15 @@ def jobs_to_delete(
                 continue  # not one Conveyor made for an object it knows: never touched
             owner = owners.get(job.release_uid)
             if owner is None:
-                out.append(DeleteJob(name, sw.namespace, name, "its Release or Rollback no longer exists"))
+                out.append(
+                    DeleteJob(
+                        name,
+                        sw.namespace,
+                        name,
+                        "its Release or Rollback no longer exists",
+                        cluster=stage_cluster(stage),
+                    )
+                )
                 continue
             finished = recorded.get(name)
             if finished is None or not job.finished:
@@ -68,6 +77,7 @@ def jobs_to_delete(
                         name,
                         f"finished; its result was recorded in {owner} more than "
                         f"{pipeline.spec.retention.finished_jobs_seconds}s ago",
+                        cluster=stage_cluster(stage),
                     )
                 )
             else:

@@ -11,6 +11,7 @@ from conveyor.api.approval import Approval, ApprovalStatus
 from conveyor.api.pipeline import ParityDifference, Pipeline, PipelineStatus, RetiredRecord, Stage, VetoRecord
 from conveyor.api.release import HISTORY_LIMIT, HistoryEntry, Release, StagePhase
 from conveyor.api.rollback import Rollback, RollbackStatus
+from conveyor.core.clusters import CONTROL_CLUSTER
 from conveyor.core.conditions import truncate
 from conveyor.core.world import World
 
@@ -30,6 +31,7 @@ class CreateJob:
     # there is created again only if it never had a Pod (the operator died between the write and
     # the create); a Job created first and lost with its status write was created anew once deleted.
     record_first: bool = False
+    cluster: str = CONTROL_CLUSTER  # where `namespace` is (core/clusters.py)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class SetImage:
     deployment: str
     images: dict[str, str]  # container -> image
     annotations: dict[str, str | None]  # None removes the annotation
+    cluster: str = CONTROL_CLUSTER  # where `namespace` is (core/clusters.py)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class DeleteJob:
     namespace: str
     name: str
     why: str
+    cluster: str = CONTROL_CLUSTER  # where `namespace` is (core/clusters.py)
 
 
 @dataclass(frozen=True)
@@ -150,9 +154,9 @@ class Plan:
     errors: list[str] = field(default_factory=list)  # objects a pass could not decide for, and why
     # A deadline verdict is due but the world was read from a cache: pass again on fresh reads.
     refresh: bool = False
-    # Stage namespaces whose Jobs' Pod creations (StageWorld.started_jobs) a verdict needs: the
-    # shell lists them and the pass decides again.
-    traces: set[str] = field(default_factory=set)
+    # Stage namespaces, as (cluster, namespace), whose Jobs' Pod creations (StageWorld.started_jobs)
+    # a verdict needs: the shell lists them and the pass decides again.
+    traces: set[tuple[str, str]] = field(default_factory=set)
     # Rollbacks whose plan this pass recorded: the next pass acts on them. The shell writes just those
     # plans and passes again at once, instead of waiting for a wake-up.
     again: set[str] = field(default_factory=set)

@@ -15,6 +15,7 @@ from datetime import timedelta
 from conveyor.api.pipeline import Stage
 from conveyor.api.release import Phase, Release, ReleaseStatus, StagePhase, StageRecord
 from conveyor.core.approvals import Judgement, gate
+from conveyor.core.clusters import stage_cluster
 from conveyor.core.jobs import (
     JobKind,
     bounded_name,
@@ -409,11 +410,13 @@ class ReleaseStep:
         )
         ctx.plan.refresh |= check.stale
         if check.traces:
-            ctx.plan.traces.add(stage.namespace)
+            ctx.plan.traces.add((stage_cluster(stage), stage.namespace))
 
         def create() -> CreateJob:
             manifest = job_manifest(ctx.pipeline, self.release, stage, kind)
-            return CreateJob(self.name, stage.namespace, manifest, record_first=migration)
+            return CreateJob(
+                self.name, stage.namespace, manifest, record_first=migration, cluster=stage_cluster(stage)
+            )
 
         if check.again:  # recorded by a process that died before creating it: create it now
             ctx.plan.actions.append(create())
@@ -508,8 +511,11 @@ class ReleaseStep:
             )
         if check.state is RolloutState.PATCH:
             annotations = set_image_annotations(ctx.pipeline, self.name, self.commit)
+            cluster = stage_cluster(stage)
             for deployment, images in check.patches.items():
-                ctx.plan.actions.append(SetImage(self.name, stage.namespace, deployment, images, annotations))
+                ctx.plan.actions.append(
+                    SetImage(self.name, stage.namespace, deployment, images, annotations, cluster=cluster)
+                )
         if rec.deployed_at is None:
             rec.deployed_at, rec.phase = ctx.now, StagePhase.ROLLING_OUT
             targets = ", ".join(sorted({t.deployment for t in ctx.pipeline.spec.targets}))

@@ -33,6 +33,7 @@ from conveyor.api.rollback import (
     RollbackPlan,
     RollbackStatus,
 )
+from conveyor.core.clusters import stage_cluster
 from conveyor.core.conditions import set_condition
 from conveyor.core.jobs import JobKind, image_ref, job_manifest, job_name, short_commit
 from conveyor.core.plan import (
@@ -496,7 +497,14 @@ class RollbackStep:
                 )
                 for deployment, images in check_r.patches.items():
                     ctx.plan.actions.append(
-                        SetImage(self.name, stage.namespace, deployment, images, annotations)
+                        SetImage(
+                            self.name,
+                            stage.namespace,
+                            deployment,
+                            images,
+                            annotations,
+                            cluster=stage_cluster(stage),
+                        )
                     )
             if st.patched_at is None:
                 st.patched_at = ctx.now
@@ -572,12 +580,15 @@ class RollbackStep:
         )
         self.ctx.plan.refresh |= check.stale
         if check.traces:
-            self.ctx.plan.traces.add(stage.namespace)
+            self.ctx.plan.traces.add((stage_cluster(stage), stage.namespace))
         if check.state is JobState.CREATE:
             manifest = job_manifest(
                 self.ctx.pipeline, release, stage, kind, rollback=self.name, owner_uid=self.rb.metadata.uid
             )
-            self.ctx.plan.actions.append(CreateJob(self.name, stage.namespace, manifest, record_first=down))
+            cluster = stage_cluster(stage)
+            self.ctx.plan.actions.append(
+                CreateJob(self.name, stage.namespace, manifest, record_first=down, cluster=cluster)
+            )
         return check, name
 
     def stop_in_flight(self, stage: Stage) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor.core.clusters import CONTROL_CLUSTER
 from conveyor.core.secrets import SecretInfo
 
 RELEASE_ANNOTATION = "conveyor.dev/release"
@@ -146,6 +147,7 @@ class StageWorld:
     """One stage's namespace as observed: does it exist, its target Deployments, Conveyor's Jobs."""
 
     namespace: str
+    cluster: str = CONTROL_CLUSTER  # the cluster the namespace is in (core/clusters.py)
     namespace_exists: bool = True
     deployments: dict[str, DeploymentView | None] = field(default_factory=dict)  # None: not found
     jobs: dict[str, JobView] = field(default_factory=dict)  # every Job of this pipeline there

@@ -20,6 +20,11 @@ values are fresh dicts per event).
 kopf never reports an object deleted while its watch was down (after "410 Gone" it lists again and
 keeps what it had): each pipeline's periodic resync therefore reads the API server itself, and hides
 from the cache whatever it found gone (`Overlay.deleted`).
+
+Deployments and Jobs are keyed with their cluster (core/clusters.py) as well as their namespace, in
+the indexes and in the overlay, so objects of the same namespace and name in two clusters never
+collide. kopf watches only the control cluster (`CONTROL_CLUSTER`), which also holds every
+Conveyor object.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 import kopf
 
 from conveyor.api.common import GROUP, VERSION
+from conveyor.core.clusters import CONTROL_CLUSTER
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -91,42 +97,51 @@ class Overlay:
     holds that uid (a watch restarted after "410 Gone" never reports what was deleted in the gap: a
     live resync that finds an object gone records it here, and it stays hidden). A deletion by name
     alone ends with the time limit: its DELETED event may have come first, and what the cache holds
-    under the name may since be another object."""
+    under the name may since be another object.
+
+    Entries are keyed (cluster, kind, namespace, name); `cluster` defaults to the control cluster,
+    where Conveyor's own objects always are."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._entries: dict[tuple[str, str, str], _Entry] = {}
+        self._entries: dict[tuple[str, str, str, str], _Entry] = {}
         self._lock = threading.Lock()
         self._clock = clock
 
-    def wrote(self, kind: str, obj: Mapping[str, Any] | None) -> None:
-        """Conveyor wrote this object; `obj` is the API server's answer (None: nothing was written)."""
+    def wrote(self, kind: str, obj: Mapping[str, Any] | None, *, cluster: str = CONTROL_CLUSTER) -> None:
+        """Conveyor wrote this object in `cluster`; `obj` is the API server's answer (None: nothing
+        was written)."""
         if not obj:
             return
         meta = _meta(obj)
-        key = (kind, meta.get("namespace") or "", meta.get("name") or "")
+        key = (cluster, kind, meta.get("namespace") or "", meta.get("name") or "")
         entry = _Entry(meta.get("uid") or "", resource_version(obj), strip(obj), self._clock())
         with self._lock:
             old = self._entries.get(key)
             if old is None or old.uid != entry.uid or (old.version or 0) <= (entry.version or 0):
                 self._entries[key] = entry
 
-    def deleted(self, kind: str, namespace: str, name: str, uid: str = "") -> None:
+    def deleted(
+        self, kind: str, namespace: str, name: str, uid: str = "", *, cluster: str = CONTROL_CLUSTER
+    ) -> None:
         """Conveyor deleted this object, or found it gone (uid "": whatever is under this name):
         hide it until the watch says it is gone."""
         with self._lock:
-            self._entries[(kind, namespace, name)] = _Entry(uid, None, None, self._clock())
+            self._entries[(cluster, kind, namespace, name)] = _Entry(uid, None, None, self._clock())
 
-    def gone(self, kind: str, namespace: str, name: str, uid: str) -> None:
+    def gone(self, kind: str, namespace: str, name: str, uid: str, *, cluster: str = CONTROL_CLUSTER) -> None:
         """The watch reported the object deleted: an entry for it (not for a newer object of the
         same name) has done its job."""
+        key = (cluster, kind, namespace, name)
         with self._lock:
-            entry = self._entries.get((kind, namespace, name))
+            entry = self._entries.get(key)
             if entry is not None and entry.uid in ("", uid):
-                del self._entries[(kind, namespace, name)]
+                del self._entries[key]
 
-    def resolve(self, kind: str, namespace: str, name: str, cached: Obj | None) -> Obj | None:
+    def resolve(
+        self, kind: str, namespace: str, name: str, cached: Obj | None, *, cluster: str = CONTROL_CLUSTER
+    ) -> Obj | None:
         """The newer of the watch's copy and Conveyor's own last write (None: absent)."""
-        key = (kind, namespace, name)
+        key = (cluster, kind, namespace, name)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -156,24 +171,31 @@ class Overlay:
             return cached, True
         return entry.obj, False
 
-    def created(self, kind: str, namespace: str, known: Iterable[str], match: Predicate) -> list[Obj]:
-        """Objects Conveyor wrote in `namespace` that the watch has not delivered and `match` accepts
-        (objects it created a moment ago). Only matching entries are looked at: resolving another
-        pipeline's entry here must never end it."""
+    def created(
+        self,
+        kind: str,
+        namespace: str,
+        known: Iterable[str],
+        match: Predicate,
+        *,
+        cluster: str = CONTROL_CLUSTER,
+    ) -> list[Obj]:
+        """Objects Conveyor wrote in `namespace` of `cluster` that the watch has not delivered and
+        `match` accepts (objects it created a moment ago). Only matching entries are looked at:
+        resolving another pipeline's entry here must never end it."""
         names = set(known)
         with self._lock:
             keys = [
                 k
                 for k, e in self._entries.items()
-                if k[0] == kind
-                and k[1] == namespace
-                and k[2] not in names
+                if k[:3] == (cluster, kind, namespace)
+                and k[3] not in names
                 and e.obj is not None
                 and match(e.obj)
             ]
         out = []
         for key in keys:
-            obj = self.resolve(kind, namespace, key[2], None)
+            obj = self.resolve(kind, namespace, key[3], None, cluster=cluster)
             if obj is not None:
                 out.append(obj)
         return out
@@ -213,26 +235,36 @@ class Cache:
         idx = self._indices.get(index)
         return _copy(idx.get(key) if idx is not None else None)
 
-    def _one(self, kind: str, index: str, namespace: str, name: str) -> Obj | None:
-        found = self._values(index, (namespace, name))
-        return self.overlay.resolve(kind, namespace, name, found[0] if found else None)
+    def _one(self, kind: str, index: str, cluster: str, key: tuple[str, ...]) -> Obj | None:
+        """The object under `key` (ending in namespace, name) in `index`, through the overlay."""
+        namespace, name = key[-2:]
+        found = self._values(index, key)
+        return self.overlay.resolve(kind, namespace, name, found[0] if found else None, cluster=cluster)
 
-    def _many(self, kind: str, cached: list[Obj], namespace: str, match: Predicate) -> list[Obj]:
+    def _many(
+        self,
+        kind: str,
+        cached: list[Obj],
+        namespace: str,
+        match: Predicate,
+        cluster: str = CONTROL_CLUSTER,
+    ) -> list[Obj]:
         out = []
         for obj in cached:
-            resolved = self.overlay.resolve(kind, namespace, _meta(obj).get("name") or "", obj)
+            name = _meta(obj).get("name") or ""
+            resolved = self.overlay.resolve(kind, namespace, name, obj, cluster=cluster)
             if resolved is not None:
                 out.append(resolved)
         names = [_meta(o).get("name") or "" for o in cached]
-        return out + self.overlay.created(kind, namespace, names, match)
+        return out + self.overlay.created(kind, namespace, names, match, cluster=cluster)
 
     def pipeline(self, namespace: str, name: str) -> Obj | None:
         """The Pipeline, or None."""
-        return self._one("pipelines", "conveyor_pipelines", namespace, name)
+        return self._one("pipelines", "conveyor_pipelines", CONTROL_CLUSTER, (namespace, name))
 
-    def deployment(self, namespace: str, name: str) -> Obj | None:
-        """The Deployment, or None (not found)."""
-        return self._one("deployments", "conveyor_deployments", namespace, name)
+    def deployment(self, cluster: str, namespace: str, name: str) -> Obj | None:
+        """The Deployment in `cluster`, or None (not found)."""
+        return self._one("deployments", "conveyor_deployments", cluster, (cluster, namespace, name))
 
     def release_pipeline(self, namespace: str, release: str) -> str | None:
         """The pipeline a Release belongs to (None: no such Release)."""
@@ -277,14 +309,15 @@ class Cache:
             out += self._many("approvals", cached, namespace, _spec_is("release", release))
         return out
 
-    def jobs(self, namespace: str, pipeline_namespace: str, pipeline: str) -> list[Obj]:
-        """Conveyor's Jobs in `namespace` made for this pipeline."""
-        cached = self._values("conveyor_jobs", (namespace, pipeline_namespace, pipeline))
+    def jobs(self, cluster: str, namespace: str, pipeline_namespace: str, pipeline: str) -> list[Obj]:
+        """Conveyor's Jobs in `namespace` of `cluster` made for this pipeline."""
+        key = (cluster, namespace, pipeline_namespace, pipeline)
+        cached = self._values("conveyor_jobs", key)
 
         def mine(obj: Obj) -> bool:
-            return _job_key(obj) == (namespace, pipeline_namespace, pipeline)
+            return _job_key(cluster, obj) == key
 
-        return self._many("jobs", cached, namespace, mine)
+        return self._many("jobs", cached, namespace, mine, cluster)
 
 
 # The index that holds every object of a kind, keyed by (namespace, …).
@@ -299,9 +332,11 @@ def _spec_is(field: str, value: str) -> Predicate:
     return lambda obj: (obj.get("spec") or {}).get(field) == value
 
 
-def _job_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+def _job_key(cluster: str, obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(cluster, namespace, pipeline namespace, pipeline) of one of Conveyor's Jobs in `cluster`."""
     meta = _meta(obj)
     return (
+        cluster,
         meta.get("namespace") or "",
         (meta.get("annotations") or {}).get(PIPELINE_NAMESPACE_ANNOTATION, ""),
         (meta.get("labels") or {}).get(PIPELINE_LABEL, ""),
@@ -355,12 +390,13 @@ def conveyor_rollbacks(body: kopf.Body, **_: Any) -> Any:
 
 @kopf.index("apps", "v1", "deployments")
 def conveyor_deployments(body: kopf.Body, **_: Any) -> Any:
-    """Deployments by (namespace, name)."""
-    return {_where(body): _indexed(body)}
+    """The control cluster's Deployments by (cluster, namespace, name)."""
+    return {(CONTROL_CLUSTER, *_where(body)): _indexed(body)}
 
 
 @kopf.index("batch", "v1", "jobs", labels=MANAGED_BY)
 def conveyor_jobs(body: kopf.Body, **_: Any) -> Any:
-    """Conveyor's Jobs by (namespace, pipeline namespace, pipeline), without their pod template."""
+    """The control cluster's Jobs of Conveyor's by (cluster, namespace, pipeline namespace,
+    pipeline), without their pod template."""
     obj = _indexed(body, template=False)
-    return {_job_key(obj): obj}
+    return {_job_key(CONTROL_CLUSTER, obj): obj}

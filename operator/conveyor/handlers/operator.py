@@ -19,6 +19,7 @@ import kopf
 
 from conveyor import __version__
 from conveyor.api.common import GROUP, VERSION
+from conveyor.core.clusters import CONTROL_CLUSTER, stage_cluster
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.core.leader import Timings
 from conveyor.handlers import cache as cache_mod
@@ -67,12 +68,14 @@ class PatientRetries:
         yield from itertools.repeat(API_RETRY_CAP_SECONDS, int(API_RETRY_FOR_SECONDS / API_RETRY_CAP_SECONDS))
 
 
-def _targets(body: Any) -> set[tuple[str, str]]:
-    """(stage namespace, Deployment) of every target in every stage: the Deployments whose changes
-    concern this pipeline."""
+def _targets(body: Any) -> set[tuple[str, str, str]]:
+    """(stage cluster, stage namespace, Deployment) of every target in every stage: the Deployments
+    whose changes concern this pipeline."""
     spec = body.get("spec") or {}
     deployments = {t.get("deployment", "") for t in spec.get("targets") or []}
-    return {(s.get("namespace", ""), d) for s in spec.get("stages") or [] for d in deployments}
+    return {
+        (stage_cluster(s), s.get("namespace", ""), d) for s in spec.get("stages") or [] for d in deployments
+    }
 
 
 @kopf.on.startup()
@@ -188,12 +191,19 @@ def _news(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, plural: str) -
     return bool(memo.news.news(event["type"], body.metadata.uid or "", body.metadata.get("generation")))
 
 
-def _deleted(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, plural: str) -> None:
-    """A DELETED event ends the overlay's entry for that object (see handlers/cache.py)."""
+def _deleted(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, plural: str, cluster: str = CONTROL_CLUSTER
+) -> None:
+    """A DELETED event ends the overlay's entry for that object (see handlers/cache.py). kopf's
+    watches are all in the control cluster."""
     if event["type"] == "DELETED":
         memo.deferred_orphans.pop((plural, body.metadata.namespace or "", body.metadata.name or ""), None)
         memo.cache.overlay.gone(
-            plural, body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid or ""
+            plural,
+            body.metadata.namespace or "",
+            body.metadata.name or "",
+            body.metadata.uid or "",
+            cluster=cluster,
         )
 
 
@@ -318,15 +328,15 @@ async def channel_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 
 @kopf.on.event("apps", "v1", "deployments")
 async def deployment_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A Deployment changed: the pipelines that target it look again."""
-    _deleted(event, body, memo, "deployments")
-    memo.workers.wake_deployment(body.metadata.namespace or "", body.metadata.name or "")
+    """A Deployment of the control cluster changed: the pipelines that target it look again."""
+    _deleted(event, body, memo, "deployments", CONTROL_CLUSTER)
+    memo.workers.wake_deployment(CONTROL_CLUSTER, body.metadata.namespace or "", body.metadata.name or "")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)
 async def job_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """One of Conveyor's Jobs changed: its pipeline looks again."""
-    _deleted(event, body, memo, "jobs")
+    """One of Conveyor's Jobs in the control cluster changed: its pipeline looks again."""
+    _deleted(event, body, memo, "jobs", CONTROL_CLUSTER)
     namespace = body.metadata.annotations.get(PIPELINE_NAMESPACE_ANNOTATION, "")
     pipeline = body.metadata.labels.get(PIPELINE_LABEL, "")
     memo.workers.wake((namespace, pipeline))

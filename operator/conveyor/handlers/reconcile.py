@@ -32,6 +32,7 @@ from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
 from conveyor.core.announcements import Recorded, recent, unannounced
+from conveyor.core.clusters import CONTROL_CLUSTER, stage_cluster
 from conveyor.core.conditions import unreadable_conditions, validation_summary
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.core.parity import referenced_secrets
@@ -137,21 +138,29 @@ def answer_unreadable(
         overlay.wrote(plural, written)
 
 
+def kube_in(kube: Kube, cluster: str) -> Kube:
+    """The connection to `cluster` (core/clusters.py). Only the control cluster exists so far, and
+    `kube` is the connection to it; any other name is a bug, refused before a request is made."""
+    if cluster != CONTROL_CLUSTER:
+        raise ValueError(f"no connection to cluster {cluster!r}")
+    return kube
+
+
 class Reads(Protocol):
-    """Where a pass reads the cluster from: the watch-fed cache, or the API server itself."""
+    """Where a pass reads a stage's cluster from: the watch-fed cache, or the API server itself."""
 
     fresh: bool  # read from the API server just now (deadline verdicts need it)
 
-    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def deployment(self, cluster: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The Deployment, or None when it does not exist."""
         ...
 
-    def jobs(self, namespace: str, pipeline: Pipeline) -> list[dict[str, Any]]:
-        """Conveyor's Jobs for this pipeline in `namespace`."""
+    def jobs(self, cluster: str, namespace: str, pipeline: Pipeline) -> list[dict[str, Any]]:
+        """Conveyor's Jobs for this pipeline in `namespace` of `cluster`."""
         ...
 
-    def namespace_exists(self, namespace: str) -> bool:
-        """True when the namespace exists."""
+    def namespace_exists(self, cluster: str, namespace: str) -> bool:
+        """True when the namespace exists in `cluster`."""
         ...
 
 
@@ -161,38 +170,39 @@ class LiveReads:
     fresh = True
 
     def __init__(self, kube: Kube, cache: Cache | None = None) -> None:
-        self.kube = kube
+        self.kube = kube  # the control cluster's connection (kube_in)
         self.cache = cache  # what the API server says is gone is hidden from it (hide_gone)
-        self._listed: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._listed: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
 
-    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def deployment(self, cluster: str, namespace: str, name: str) -> dict[str, Any] | None:
         """GET the Deployment."""
-        obj = self.kube.get_deployment(namespace, name)
+        obj = kube_in(self.kube, cluster).get_deployment(namespace, name)
         if self.cache is not None:
-            hide_gone(self.cache, "deployments", namespace, [self.cache.deployment(namespace, name)], [obj])
+            cached = [self.cache.deployment(cluster, namespace, name)]
+            hide_gone(self.cache, "deployments", namespace, cached, [obj], cluster=cluster)
         return obj
 
-    def jobs(self, namespace: str, pipeline: Pipeline) -> list[dict[str, Any]]:
+    def jobs(self, cluster: str, namespace: str, pipeline: Pipeline) -> list[dict[str, Any]]:
         """LIST the namespace's Jobs with the pipeline's labels (once per namespace per pass)."""
         name = pipeline.metadata.name
-        key = (namespace, name)
+        key = (cluster, namespace, name)
         if key not in self._listed:
             selector = ",".join(f"{k}={v}" for k, v in {**MANAGED_BY, PIPELINE_LABEL: name}.items())
             self._listed[key] = [
                 obj
-                for obj in self.kube.list_jobs(namespace, selector)
+                for obj in kube_in(self.kube, cluster).list_jobs(namespace, selector)
                 # The same pipeline name may live in another namespace: only our pipeline's Jobs.
                 if ((obj.get("metadata") or {}).get("annotations") or {}).get(PIPELINE_NAMESPACE_ANNOTATION)
                 == pipeline.metadata.namespace
             ]
             if self.cache is not None:
-                cached = self.cache.jobs(namespace, pipeline.metadata.namespace, name)
-                hide_gone(self.cache, "jobs", namespace, cached, self._listed[key])
+                cached = self.cache.jobs(cluster, namespace, pipeline.metadata.namespace, name)
+                hide_gone(self.cache, "jobs", namespace, cached, self._listed[key], cluster=cluster)
         return self._listed[key]
 
-    def namespace_exists(self, namespace: str) -> bool:
+    def namespace_exists(self, cluster: str, namespace: str) -> bool:
         """GET the namespace."""
-        return self.kube.namespace_exists(namespace)
+        return kube_in(self.kube, cluster).namespace_exists(namespace)
 
 
 class CachedReads(LiveReads):
@@ -204,21 +214,27 @@ class CachedReads(LiveReads):
         super().__init__(kube, cache)
         self.cache: Cache = cache
 
-    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def deployment(self, cluster: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The cached Deployment."""
-        return self.cache.deployment(namespace, name)
+        return self.cache.deployment(cluster, namespace, name)
 
-    def jobs(self, namespace: str, pipeline: Pipeline) -> list[dict[str, Any]]:
-        """The cached Jobs of this pipeline in `namespace`."""
-        return self.cache.jobs(namespace, pipeline.metadata.namespace, pipeline.metadata.name)
+    def jobs(self, cluster: str, namespace: str, pipeline: Pipeline) -> list[dict[str, Any]]:
+        """The cached Jobs of this pipeline in `namespace` of `cluster`."""
+        return self.cache.jobs(cluster, namespace, pipeline.metadata.namespace, pipeline.metadata.name)
 
 
 def hide_gone(
-    cache: Cache, kind: str, namespace: str, cached: Sequence[dict[str, Any] | None], live: Sequence[Any]
+    cache: Cache,
+    kind: str,
+    namespace: str,
+    cached: Sequence[dict[str, Any] | None],
+    live: Sequence[Any],
+    *,
+    cluster: str = CONTROL_CLUSTER,
 ) -> None:
-    """Objects the cache holds that the API server no longer has: hidden from then on. kopf never
-    reports what was deleted while its watch was down (after "410 Gone"), so live reads are how
-    such ghosts are found."""
+    """Objects the cache holds that `cluster`'s API server no longer has: hidden from then on. kopf
+    never reports what was deleted while its watch was down (after "410 Gone"), so live reads are
+    how such ghosts are found."""
     alive = {(o.get("metadata") or {}).get("uid") for o in live if o}
     for obj in cached:
         meta = (obj or {}).get("metadata") or {}
@@ -229,7 +245,9 @@ def hide_gone(
                 namespace,
                 meta.get("name"),
             )
-            cache.overlay.deleted(kind, namespace, meta.get("name") or "", meta.get("uid") or "")
+            cache.overlay.deleted(
+                kind, namespace, meta.get("name") or "", meta.get("uid") or "", cluster=cluster
+            )
 
 
 class SecretLookups:
@@ -239,16 +257,18 @@ class SecretLookups:
     SECONDS = 30.0
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], tuple[float, SecretInfo]] = {}
+        self._seen: dict[tuple[str, str, str], tuple[float, SecretInfo]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, kube: Kube, namespace: str, secret: str) -> SecretInfo:
-        """How the Secret is made (read when not known or older than SECONDS)."""
-        key = (namespace, secret)
+    def __call__(self, kube: Kube, cluster: str, namespace: str, secret: str) -> SecretInfo:
+        """How the Secret in `namespace` of `cluster` is made (read when not known or older than
+        SECONDS)."""
+        key = (cluster, namespace, secret)
         with self._lock:
             known = self._seen.get(key)
         if known is not None and time.monotonic() - known[0] < self.SECONDS:
             return known[1]
+        kube = kube_in(kube, cluster)
         meta = kube.secret_metadata(namespace, secret)
         kind, owner = owner_of(meta) if meta else (None, None)
         if meta is not None and meta.get(FORBIDDEN):
@@ -270,39 +290,38 @@ def observe(kube: Kube, pipeline: Pipeline, reads: Reads | None = None) -> World
     reads = reads or LiveReads(kube)
     world = World()
     for stage in pipeline.spec.stages:
-        sw = StageWorld(namespace=stage.namespace, fresh=reads.fresh)
+        cluster = stage_cluster(stage)
+        sw = StageWorld(namespace=stage.namespace, cluster=cluster, fresh=reads.fresh)
         for target in pipeline.spec.targets:
             if target.deployment not in sw.deployments:
-                obj = reads.deployment(stage.namespace, target.deployment)
+                obj = reads.deployment(cluster, stage.namespace, target.deployment)
                 sw.deployments[target.deployment] = DeploymentView.from_object(obj) if obj else None
         if any(v is None for v in sw.deployments.values()):
-            sw.namespace_exists = reads.namespace_exists(stage.namespace)
+            sw.namespace_exists = reads.namespace_exists(cluster, stage.namespace)
         world.stages[stage.name] = sw
     if pipeline.spec.parity.policy != "off":
         for stage in pipeline.spec.stages:
             sw_ = world.stages[stage.name]
             names = set().union(*(referenced_secrets(v.pod_spec) for v in sw_.deployments.values() if v))
             for secret in sorted(names):
-                sw_.secrets[secret] = SECRETS(kube, stage.namespace, secret)
+                sw_.secrets[secret] = SECRETS(kube, sw_.cluster, stage.namespace, secret)
     for stage in pipeline.spec.stages:
         sw = world.stages[stage.name]
         if not sw.namespace_exists:
             continue
-        for obj in reads.jobs(stage.namespace, pipeline):
+        for obj in reads.jobs(sw.cluster, stage.namespace, pipeline):
             sw.jobs[(obj.get("metadata") or {}).get("name", "")] = JobView.from_object(obj)
     return world
 
 
-def started_jobs(kube: Kube, world: World, namespaces: set[str]) -> None:
-    """Fill StageWorld.started_jobs for the stages in `namespaces`: the Jobs the Job controller
-    created a Pod for (SuccessfulCreate Events; one LIST per namespace)."""
-    for ns in sorted(namespaces):
-        names = {
-            (e.get("involvedObject") or {}).get("name", "")
-            for e in kube.list_events(ns, "involvedObject.kind=Job,reason=SuccessfulCreate")
-        }
+def started_jobs(kube: Kube, world: World, namespaces: set[tuple[str, str]]) -> None:
+    """Fill StageWorld.started_jobs for the stages in `namespaces`, (cluster, namespace) pairs: the
+    Jobs the Job controller created a Pod for (SuccessfulCreate Events; one LIST per namespace)."""
+    for cluster, ns in sorted(namespaces):
+        events = kube_in(kube, cluster).list_events(ns, "involvedObject.kind=Job,reason=SuccessfulCreate")
+        names = {(e.get("involvedObject") or {}).get("name", "") for e in events}
         for sw in world.stages.values():
-            if sw.namespace == ns:
+            if (sw.cluster, sw.namespace) == (cluster, ns):
                 sw.started_jobs = names
 
 
@@ -327,22 +346,25 @@ def _perform(
 ) -> None:
     """One action; what the API server answers goes into the overlay, so the next pass (which reads
     the cache) sees this write even before the watch delivers it — and, for Conveyor's own objects,
-    into `versions`: the version its status write in this pass must find."""
+    into `versions`: the version its status write in this pass must find. Jobs and image patches go
+    to their stage's cluster (kube_in); Conveyor's own objects are in the pipeline's `namespace`."""
     if isinstance(action, CreateJob):
-        created = kube.create_job(action.namespace, action.manifest)
+        created = kube_in(kube, action.cluster).create_job(action.namespace, action.manifest)
         faults.reached("after-job-create")
-        overlay.wrote("jobs", created)
+        overlay.wrote("jobs", created, cluster=action.cluster)
         if created:
             WRITES.add("job_create")
     elif isinstance(action, SetImage):
         try:
-            patched = kube.patch_deployment(action.namespace, action.deployment, _set_image_patch(action))
+            patched = kube_in(kube, action.cluster).patch_deployment(
+                action.namespace, action.deployment, _set_image_patch(action)
+            )
             faults.reached("after-deployment-patch")
         except ApiException as e:
             if e.status == 404:  # gone, whatever the cache says: the next pass sees it missing
-                overlay.deleted("deployments", action.namespace, action.deployment)
+                overlay.deleted("deployments", action.namespace, action.deployment, cluster=action.cluster)
             raise
-        overlay.wrote("deployments", patched)
+        overlay.wrote("deployments", patched, cluster=action.cluster)
         WRITES.add("deployment_patch")
     elif isinstance(action, CreateRollback):
         created = kube.create_custom("rollbacks", namespace, action.manifest)
@@ -355,8 +377,8 @@ def _perform(
         versions[("releases", action.release)] = _version(labelled)
         WRITES.add("release_label")
     elif isinstance(action, DeleteJob):
-        kube.delete_job(action.namespace, action.name)
-        overlay.deleted("jobs", action.namespace, action.name)
+        kube_in(kube, action.cluster).delete_job(action.namespace, action.name)
+        overlay.deleted("jobs", action.namespace, action.name, cluster=action.cluster)
         log.info("deleted Job %s/%s: %s", action.namespace, action.name, action.why)
         WRITES.add("job_delete")
     elif isinstance(action, OwnApproval):

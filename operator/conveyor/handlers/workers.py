@@ -30,7 +30,7 @@ from conveyor.kube.fence import NotLeader
 log = logging.getLogger("conveyor.workers")
 
 Key = tuple[str, str]  # (namespace, pipeline name)
-Target = tuple[str, str]  # (stage namespace, Deployment name)
+Target = tuple[str, str, str]  # (stage cluster, stage namespace, Deployment name)
 Pass = Callable[[str, str, bool], tuple[bool, float | None]]  # (namespace, name, live) -> ...
 Report = Callable[[str, str, str], None]  # (namespace, name, error): say it on the Pipeline
 
@@ -89,9 +89,9 @@ class PipelineWorkers:
         if event is not None:
             event.set()
 
-    def wake_deployment(self, namespace: str, name: str) -> None:
-        """Wake the pipelines that target this Deployment."""
-        for key in self._by_target.get((namespace, name), ()):
+    def wake_deployment(self, cluster: str, namespace: str, name: str) -> None:
+        """Wake the pipelines that target this Deployment (of `cluster`)."""
+        for key in self._by_target.get((cluster, namespace, name), ()):
             self.wake(key)
 
     def wake_all_live(self) -> None:
