@@ -88,6 +88,7 @@ class Seen:
     revision: str
     operation: tuple[str, str]  # (startedAt, revision) of the last sync operation: one per sync
     results: tuple[str, ...]  # what its sync did to each resource ("… unchanged", "… configured")
+    out_of_sync: tuple[tuple[str, str, str], ...]  # (kind, name, health) of each OutOfSync resource
 
 
 @dataclass
@@ -152,6 +153,15 @@ class ArgoCD:
                                     ((status.get("operationState") or {}).get("operation") or {})
                                     .get("sync", {})
                                     .get("revision", ""),
+                                ),
+                                out_of_sync=tuple(
+                                    (
+                                        r.get("kind", ""),
+                                        r.get("name", ""),
+                                        (r.get("health") or {}).get("status", ""),
+                                    )
+                                    for r in status.get("resources") or []
+                                    if r.get("status") == "OutOfSync"
                                 ),
                                 results=tuple(
                                     r.get("message", "")
