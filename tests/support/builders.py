@@ -266,6 +266,14 @@ def rollback(
     return Rollback.model_validate(obj)
 
 
+def created_again(name: str, at: datetime, uid: str = "") -> Release:
+    """A release created again under `name` after retention deleted it (Argo CD's self-heal
+    re-applying its file): the same name and digest, another uid (default uid-<name>-again)."""
+    r = release(name, created=at)
+    r.metadata.uid = uid or f"uid-{name}-again"
+    return r
+
+
 def keeping(n: int, stages: list[dict[str, Any]] | None = None) -> Pipeline:
     """A pipeline (one prod stage unless told) whose retention keeps the newest `n` releases."""
     p = pipeline(stages=stages or [{"name": "prod", "namespace": "shop-prod"}])

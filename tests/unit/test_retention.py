@@ -8,6 +8,7 @@ from conveyor.core.plan import DeleteRelease
 from conveyor.core.promotion import reconcile
 from support.builders import (
     REPO,
+    created_again,
     deployment_view,
     digest_of,
     keeping,
@@ -134,8 +135,7 @@ def test_retention_records_what_it_deletes_before_deleting_it():
 def test_a_release_retention_deleted_and_created_again_is_never_promoted_nor_deleted_again():
     _, rs, w, retired = r1_retired()
     # Argo CD's self-heal creates r1 again from Git: a new uid, the newest creation time
-    again = release("r1", created=later(200))
-    again.metadata.uid = "uid-r1-again"
+    again = created_again("r1", later(200))
     plan = reconcile(retired, [again, *rs[1:]], [], w, later(210))
     status = plan.releases["r1"]
     assert status.phase == Phase.SUPERSEDED

@@ -4,11 +4,14 @@ promoted anew, a legitimate release superseded, a deletion without a stored reco
 
 from __future__ import annotations
 
+import itertools
+
 from conveyor.api.release import Phase
 from conveyor.core.plan import DeleteRelease
 from conveyor.core.promotion import reconcile
 from support.builders import (
     REPO,
+    created_again,
     deployment_view,
     digest_of,
     later,
@@ -42,8 +45,7 @@ def test_a_recreated_release_never_supersedes_an_older_waiting_one():
     waiting = release("a", created=later(150))  # a legit new build, waiting for approval into staging
     plan = reconcile(p2, [*rs[1:], waiting], [], w, later(160))
     assert plan.releases["a"].phase != Phase.SUPERSEDED
-    again = release("r1", created=later(200))
-    again.metadata.uid = "uid-r1-again"
+    again = created_again("r1", later(200))
     a_status = waiting.model_copy(update={"status": plan.releases["a"]})
     plan = reconcile(p2, [*rs[1:], a_status, again], [], w, later(210))
     assert plan.releases["a"].phase != Phase.SUPERSEDED, "a legit release superseded by a Retired re-creation"
@@ -59,6 +61,7 @@ def test_more_due_than_the_record_holds_never_deletes_without_a_stored_record():
     last = f"r{n - 1}"
     w = world(prod=deployment_view(f"{REPO}@{digest_of(last)}", release_name=last))
     retired = []
+    deleted = 0
     for k in range(6):
         plan = reconcile(with_retired(p, retired), list(rs.values()), [], w, later(10000 + k))
         rec = {(r.release, r.uid) for r in plan.pipeline.retired}
@@ -68,6 +71,8 @@ def test_more_due_than_the_record_holds_never_deletes_without_a_stored_record():
         retired = plan.pipeline.retired
         for a in dels:
             rs.pop(a.release)
+        deleted += len(dels)
+    assert deleted > 0, "retention deleted nothing: the check above proved nothing"
 
 
 def test_recreated_releases_do_not_take_the_keep_window():
@@ -77,11 +82,7 @@ def test_recreated_releases_do_not_take_the_keep_window():
     first = reconcile(p, rs, [], w, later(100))
     assert sorted(r.release for r in first.pipeline.retired) == ["r1", "r2"]
     p2 = with_retired(p, first.pipeline.retired)
-    back = []
-    for i, name in enumerate(["r1", "r2"]):
-        r = release(name, created=later(200 + i))
-        r.metadata.uid = f"uid-{name}-again"
-        back.append(r)
+    back = [created_again(name, later(200 + i)) for i, name in enumerate(["r1", "r2"])]
     plan = reconcile(p2, [*rs[2:], *back], [], w, later(210))
     back = [b.model_copy(update={"status": plan.releases[b.metadata.name]}) for b in back]
     plan = reconcile(p2, [*rs[2:], *back], [], w, later(220))
@@ -99,15 +100,12 @@ def test_a_record_of_a_release_no_longer_due_is_withdrawn():
     second = reconcile(p2, rs, [], w, later(101))
     assert not [a for a in second.actions if isinstance(a, DeleteRelease)]
     # the person deletes r1 and re-creates it (a restore): it is answered "deleted by retention"
-    again = release("r1", created=later(200))
-    again.metadata.uid = "uid-r1-again"
+    again = created_again("r1", later(200))
     plan = reconcile(with_retired(keep(10), second.pipeline.retired), [again, *rs[1:]], [], w, later(210))
     assert plan.releases["r1"].phase != Phase.SUPERSEDED, "retention never deleted r1"
 
 
 def test_more_recreated_releases_than_the_record_holds_stop_retention_instead_of_looping():
-    import itertools
-
     p = keep(1)
     n = 130
     rs = {
@@ -134,9 +132,8 @@ def test_more_recreated_releases_than_the_record_holds_stop_retention_instead_of
             if isinstance(a, DeleteRelease):
                 deletions += 1
                 rs.pop(a.release)
-                again = release(a.release, created=later(t + 1))  # Argo CD self-heal, at once
-                again.metadata.uid = f"uid-{a.release}-{next(gen)}"
-                rs[a.release] = again
+                # Argo CD's self-heal, at once
+                rs[a.release] = created_again(a.release, later(t + 1), f"uid-{a.release}-{next(gen)}")
         if k % 100 == 99:
             per_window.append(deletions)
     assert per_window[-1] == per_window[-2], "retention keeps deleting what Argo CD re-creates"
