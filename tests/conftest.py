@@ -2,8 +2,10 @@
 
 Unit tests use none of these. Integration and e2e tests ask for `kube` (an API client) or
 `namespace` (a fresh namespace per test, deleted afterwards); the first such request starts the
-local control plane once per session (or uses CONVEYOR_TEST_KUBECONFIG). Browser tests ask for
-`browser`: one headless Chromium per session (support/browser.py; hack/ensure-browser installs it).
+local control plane once per session (or uses CONVEYOR_TEST_KUBECONFIG); the multi-cluster
+stories ask for `second_cluster` too (a second one beside it, or CONVEYOR_TEST_KUBECONFIG_B).
+Browser tests ask for `browser`: one headless Chromium per session (support/browser.py;
+hack/ensure-browser installs it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from kubernetes import client, config
 
 from conveyor.api.crd import KINDS
 from support import cluster as cluster_mod
+from support import multicluster
 from support.browser import browser, screenshot_on_failure  # noqa: F401 (browser: the fixture)
 from support.story import Story
 from support.wait import wait_for_object
@@ -32,6 +35,16 @@ def cluster() -> Iterator[cluster_mod.Cluster]:
     c = cluster_mod.acquire()
     yield c
     cluster_mod.release(c)
+
+
+@pytest.fixture(scope="session")
+def second_cluster(cluster: cluster_mod.Cluster) -> Iterator[cluster_mod.Cluster]:
+    """A second cluster for the multi-cluster stories (support/multicluster.py), started (or reused)
+    once per session beside the first, and stopped with the session if this one started it. With
+    CONVEYOR_TEST_KUBECONFIG it is CONVEYOR_TEST_KUBECONFIG_B, and the stories skip without it."""
+    b = multicluster.acquire_second()
+    yield b
+    multicluster.release_second(b)
 
 
 @pytest.fixture(scope="session")

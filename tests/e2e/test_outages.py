@@ -3,25 +3,23 @@ the middle of a promotion. The operator keeps running through it, recovers by it
 return, and loses and repeats nothing.
 
 These stop components of the shared test cluster, so they need the local control plane
-(`hack/cluster stop|start COMPONENT`); against CONVEYOR_TEST_KUBECONFIG they are skipped.
+(`hack/cluster stop|start COMPONENT`, support/outages.py); against CONVEYOR_TEST_KUBECONFIG they are
+skipped.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from support.cluster import REPO, Cluster
+from support.cluster import Cluster
 from support.invariants import check_creates_once
-from support.soak import scaled
+from support.outages import outage
 from support.story import OLD_IMAGE, Story, image_of, stage_record, status
 
 pytestmark = pytest.mark.cluster
@@ -33,34 +31,6 @@ SMOKE = {"command": ["/app/smoke"]}
 # completion 51 s late after 70 s). Conveyor's part is measured apart (a new object answered within
 # seconds); the promotion is given this long to finish.
 CLUSTER_CATCH_UP_SECONDS = 180.0
-# How long a component stays down: long enough that every watch, every pass in flight and every
-# retry of the operator meets the outage (its request timeouts are 5 s / 30 s). `make soak` holds
-# it past a minute: longer than kopf's own retries last (~54 s) before they give up.
-OUTAGE_SECONDS = scaled(20.0, 70.0)
-
-
-@contextmanager
-def outage(cluster: Cluster, component: str) -> Iterator[dict[str, float]]:
-    """Kill `component` on entry; on exit, hold it down until OUTAGE_SECONDS have passed, start it
-    again and wait until it serves. Yields timings: `down` and `back` (time.monotonic())."""
-    if not cluster.local or cluster.cluster_dir is None:
-        pytest.skip("stopping control-plane components needs the local control plane")
-    env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(cluster.cluster_dir)}
-    timings: dict[str, float] = {}
-
-    def run(cmd: str) -> None:
-        subprocess.run([REPO / "hack" / "cluster", cmd, component], env=env, check=True)
-
-    run("stop")
-    timings["down"] = time.monotonic()
-    try:
-        yield timings
-        held = time.monotonic() - timings["down"]
-        # The outage's length is the scenario itself, not a wait for something to happen.
-        time.sleep(max(0.0, OUTAGE_SECONDS - held))
-    finally:
-        run("start")  # waits until etcd /health or kube-apiserver /readyz answers
-        timings["back"] = time.monotonic()
 
 
 def create_when_served(story: Story, name: str, timings: dict[str, float], timeout: float = 60) -> None:
