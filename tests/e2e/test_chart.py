@@ -4,14 +4,19 @@ a rollback — a missing permission fails here, not in production; an excessive 
 the in-cluster dashboard (`ui`): its ServiceAccount's rules, listed by the API server, are exactly
 what it needs, and the real server, run with the chart's own command line and that ServiceAccount's
 token, shows a promoted release and refuses to act. Its NetworkPolicy selects exactly its Pods and admits
-its port only from the proxy's label and the peers given (the object: kwok enforces no policy)."""
+its port only from the proxy's label and the peers given (the object: kwok enforces no policy).
+Multi-cluster: a target cluster's install (`mode: target`) makes only an identity whose rights, as
+the API server answers for its token, are exactly a stage's in the target namespaces; the control
+cluster's `clusters.*` reads cluster Secrets in one namespace only."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,14 @@ UI_RULES = {("conveyor.dev", kind, verb) for kind in UI_KINDS for verb in ("list
     ("batch", "jobs", "get"),
     ("", "events", "list"),
 }
+# Everything a target cluster's ServiceAccount (mode: target) may do in a target namespace, and
+# nothing more: patch a stage's Deployment, run its migration and smoke-test Jobs, list Events (did a
+# missing migration Job ever have a Pod).
+TARGET_RULES = (
+    {("apps", "deployments", verb) for verb in ("get", "list", "watch", "patch")}
+    | {("batch", "jobs", verb) for verb in ("create", "get", "list", "watch", "delete")}
+    | {("", "events", "list")}
+)
 
 # The NetworkPolicy's one default peer: Pods of the release namespace carrying the proxy's label.
 CLIENT_PEER = {"podSelector": {"matchLabels": {"conveyor.dev/dashboard-client": "true"}}}
@@ -77,20 +90,23 @@ def install(cluster, release: str, namespace: str, *sets: str) -> None:
     )
 
 
-def sa_kubeconfig(cluster, name: str, namespace: str) -> Path:
-    """A kubeconfig holding a TokenRequest token of ServiceAccount `name`: the API server sees that
-    ServiceAccount and nobody else."""
-    token = run(
-        kubectl_binary(),
-        "create",
-        "token",
-        name,
-        "-n",
-        namespace,
-        "--duration",
-        "2h",
-        kubeconfig=cluster.kubeconfig,
-    ).strip()
+def sa_kubeconfig(cluster, name: str, namespace: str, token: str | None = None) -> Path:
+    """A kubeconfig holding a TokenRequest token of ServiceAccount `name` (or the `token` given, e.g.
+    a service-account-token Secret's): the API server sees that ServiceAccount and nobody else."""
+    token = (
+        token
+        or run(
+            kubectl_binary(),
+            "create",
+            "token",
+            name,
+            "-n",
+            namespace,
+            "--duration",
+            "2h",
+            kubeconfig=cluster.kubeconfig,
+        ).strip()
+    )
     admin = json.loads(cluster.kubeconfig.read_text())
     config = dict(
         admin,
@@ -128,8 +144,18 @@ def can(kubeconfig: Path, verb: str, what: str, ns: str) -> bool:
             "ui.ingress.tls[0].secretName=conveyor-tls",
             "ui.ingress.tls[0].hosts={conveyor.example.com}",
         ],
+        # a target cluster (multi-cluster), everything on
+        [
+            "mode=target",
+            "target.namespaces={a,b}",
+            "target.parity.secrets=true",
+            "target.parity.externalSecrets=true",
+            "target.tokenSecret=true",
+        ],
+        # the control cluster's cluster Secrets, in their own namespace
+        ["clusters.enabled=true", "clusters.secretNamespace=conveyor-clusters"],
     ],
-    ids=["operator", "ui"],
+    ids=["operator", "ui", "target", "clusters"],
 )
 def test_helm_lint_is_clean(values: list[str]):
     sets = [a for v in values for a in ("--set", v)]
@@ -527,5 +553,204 @@ def test_the_dashboard_given_namespaces_reads_only_there(cluster, story: Story):
         assert rules_of(sa, staging) == {("batch", "jobs", "get")}
         assert rules_of(sa, prod) == {("batch", "jobs", "get")}
         assert rules_of(sa, "default") == set()
+    finally:
+        run(helm(), "uninstall", release, "--namespace", story.ns, kubeconfig=cluster.kubeconfig)
+
+
+# --- Multi-cluster (#16): a target cluster's install (mode: target) and the control cluster's
+# cluster Secrets (clusters.*)
+
+
+def rule_set(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """Every (group, resource, verb) a rendered Role or ClusterRole grants."""
+    return {
+        (group, resource, verb)
+        for rule in role.get("rules") or []
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_target_mode_renders_only_a_service_account_and_its_rights_in_the_target_namespaces():
+    objects = render("mode=target", "target.namespaces={shop-prod,shop-canary}")
+    by = {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d for d in objects}
+    # Nothing of the operator: no CRD, no Deployment, no operator ClusterRole, no admission policy,
+    # no metrics Service, no dashboard; one identity and its rights, nothing else
+    assert set(by) == {
+        ("ServiceAccount", "default", "conveyor-target"),  # the release namespace (helm template's)
+        ("Role", "shop-prod", "x-target"),
+        ("RoleBinding", "shop-prod", "x-target"),
+        ("Role", "shop-canary", "x-target"),
+        ("RoleBinding", "shop-canary", "x-target"),
+        ("ClusterRole", "", "x-target"),
+        ("ClusterRoleBinding", "", "x-target"),
+    }
+    sa = {"kind": "ServiceAccount", "name": "conveyor-target", "namespace": "default"}
+    for ns in ("shop-prod", "shop-canary"):
+        assert rule_set(by["Role", ns, "x-target"]) == TARGET_RULES
+        binding = by["RoleBinding", ns, "x-target"]
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "x-target",
+        }
+        assert binding["subjects"] == [sa]
+    # Cluster-wide: only `get` on the target namespaces, by name (to say "namespace does not exist")
+    assert by["ClusterRole", "", "x-target"]["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["namespaces"],
+            "resourceNames": ["shop-prod", "shop-canary"],
+            "verbs": ["get"],
+        }
+    ]
+    assert by["ClusterRoleBinding", "", "x-target"]["subjects"] == [sa]
+    assert secret_rules(objects) == []  # no Secret access unless asked
+
+    # The parity check's reads, only when asked, and only in the target namespaces
+    parity = render(
+        "mode=target",
+        "target.namespaces={shop-prod}",
+        "target.parity.secrets=true",
+        "target.parity.externalSecrets=true",
+    )
+    assert secret_rules(parity) == [("Role", "shop-prod", ["get"])]
+    [role] = [d for d in parity if d["kind"] == "Role"]
+    assert rule_set(role) == TARGET_RULES | {
+        ("", "secrets", "get"),
+        ("external-secrets.io", "externalsecrets", "get"),
+    }
+
+    # Another ServiceAccount name; a long-lived token Secret for it when asked
+    named = render(
+        "mode=target",
+        "target.namespaces={shop-prod}",
+        "target.serviceAccount.name=cv",
+        "target.tokenSecret=true",
+    )
+    [account] = [d for d in named if d["kind"] == "ServiceAccount"]
+    assert account["metadata"]["name"] == "cv"
+    assert all(d["subjects"] == [dict(sa, name="cv")] for d in named if d["kind"].endswith("Binding"))
+    [token] = [d for d in named if d["kind"] == "Secret"]
+    assert token["type"] == "kubernetes.io/service-account-token"
+    assert token["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "cv"}
+    assert not [d for d in objects if d["kind"] == "Secret"]
+
+
+def test_target_mode_without_namespaces_is_refused():
+    # by the schema, and by the template when the schema is skipped: rights nowhere are no target
+    assert "/target/namespaces" in refused("--set", "mode=target")
+    stderr = refused("--set", "mode=target", "--set", "target.namespaces=null")
+    assert "'/target': missing property 'namespaces'" in stderr
+    assert "mode: target needs target.namespaces" in refused(
+        "--set", "mode=target", "--skip-schema-validation"
+    )
+    assert "/mode" in refused("--set", "mode=remote")
+
+
+def cluster_secret_namespace_args(objects: list[dict[str, Any]]) -> list[str]:
+    [deployment] = [d for d in objects if d["kind"] == "Deployment"]
+    args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    return [a for a in args if a.startswith("--cluster-secret-namespace")]
+
+
+def test_cluster_secrets_are_read_only_in_their_own_namespace_when_enabled():
+    objects = render()
+    assert cluster_secret_namespace_args(objects) == []
+    assert not [d for d in objects if d["metadata"]["name"] == "x-cluster-secrets"]
+
+    for sets, ns in (
+        (["clusters.enabled=true"], "default"),  # the release namespace
+        (["clusters.enabled=true", "clusters.secretNamespace=conveyor-clusters"], "conveyor-clusters"),
+    ):
+        objects = render(*sets)
+        assert cluster_secret_namespace_args(objects) == [f"--cluster-secret-namespace={ns}"]
+        assert secret_rules(objects) == [("Role", ns, ["get", "list", "watch"])]
+        [binding] = [
+            d for d in objects if (d["kind"], d["metadata"]["name"]) == ("RoleBinding", "x-cluster-secrets")
+        ]
+        assert binding["metadata"]["namespace"] == ns
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "x", "namespace": "default"}]
+
+
+def test_a_target_clusters_service_account_may_do_what_a_stage_needs_there_and_nothing_else(
+    cluster, story: Story
+):
+    release = f"tg-{uuid.uuid4().hex[:6]}"
+    target, other = story.stage_ns["prod"], story.stage_ns["staging"]
+    install(cluster, release, story.ns, "mode=target", f"target.namespaces={{{target}}}")
+    try:
+        manifest = manifests(
+            run(helm(), "get", "manifest", release, "--namespace", story.ns, kubeconfig=cluster.kubeconfig)
+        )
+        assert {d["kind"] for d in manifest} == {
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding",
+        }
+        sa = sa_kubeconfig(cluster, "conveyor-target", story.ns)
+
+        # Exactly what a stage needs, in the target namespace, as the API server lists it; elsewhere
+        # only `get` on the target namespace (a ClusterRole: listed in every namespace, pinned by name)
+        namespace_get = {("", "namespaces", "get")}
+        assert rules_of(sa, target) == TARGET_RULES | namespace_get
+        assert rules_of(sa, other) == namespace_get
+        for group, resource, verb in sorted(TARGET_RULES):
+            assert can(sa, verb, f"{resource}.{group}" if group else resource, target), (verb, resource)
+        assert can(sa, "get", f"namespaces/{target}", target)
+
+        assert not can(sa, "create", "jobs.batch", other)
+        assert not can(sa, "patch", "deployments.apps", other)
+        assert not can(sa, "get", "secrets", target)
+        assert not can(sa, "delete", "deployments.apps", target)
+        assert not can(sa, "create", "deployments.apps", target)
+        assert not can(sa, "list", "pipelines.conveyor.dev", target)
+        assert not can(sa, "list", "pipelines.conveyor.dev", story.ns)
+        assert not can(sa, "list", "namespaces", target)
+        assert not can(sa, "get", f"namespaces/{other}", other)
+
+        # The parity check's Secret reads, when asked: in the target namespace only; and the
+        # long-lived token Secret, filled by the token controller, is the ServiceAccount's
+        run(
+            helm(),
+            "upgrade",
+            release,
+            str(CHART),
+            "--namespace",
+            story.ns,
+            "--reuse-values",
+            "--set",
+            "target.parity.secrets=true",
+            "--set",
+            "target.tokenSecret=true",
+            kubeconfig=cluster.kubeconfig,
+        )
+        assert can(sa, "get", "secrets", target)
+        assert not can(sa, "get", "secrets", other)
+        assert not can(sa, "list", "secrets", target)
+        token = ""
+        for _ in range(50):
+            token = run(
+                kubectl_binary(),
+                "get",
+                "secret",
+                "conveyor-target-token",
+                "-n",
+                story.ns,
+                "-o",
+                "jsonpath={.data.token}",
+                kubeconfig=cluster.kubeconfig,
+            )
+            if token:
+                break
+            time.sleep(0.1)
+        assert token, "the token controller never filled the service-account-token Secret"
+        long_lived = sa_kubeconfig(
+            cluster, "conveyor-target", story.ns, token=base64.b64decode(token).decode()
+        )
+        assert rules_of(long_lived, target) == TARGET_RULES | namespace_get | {("", "secrets", "get")}
     finally:
         run(helm(), "uninstall", release, "--namespace", story.ns, kubeconfig=cluster.kubeconfig)

@@ -55,3 +55,6 @@ ui.allowedHosts as given. One per line. */ -}}
 {{- $hosts = concat $hosts .Values.ui.allowedHosts -}}
 {{- join "\n" (uniq $hosts) -}}
 {{- end -}}
+{{- /* Where the operator reads cluster Secrets (clusters.*): clusters.secretNamespace, else the
+release namespace. */ -}}
+{{- define "conveyor.clusterSecretNamespace" -}}{{ .Values.clusters.secretNamespace | default .Release.Namespace }}{{- end -}}
