@@ -136,9 +136,9 @@ def pipeline() -> Pipeline:
         ],
     )
     # InParity as core/pipeline_status.py's set_parity keeps it: True since the day before, False
-    # since the check found prod's drift. (A pass's context, for the two things it reads there.)
+    # since the check found prod's drift. (A pass's context, for the things it reads there.)
     for when, found in ((at(-86400), []), (at(3 * 3600 + 4 * 60), diffs)):
-        ctx = SimpleNamespace(parity=found, emit=lambda *_, **__: None)
+        ctx = SimpleNamespace(parity=found, parity_unseen=False, emit=lambda *_, **__: None)
         set_parity(p.status, p, ctx, when)  # type: ignore[arg-type]
     return p
 

@@ -959,6 +959,7 @@ class SimKube:
         self.crash_before_create = False  # with crash_after: the process dies at its first Job create
         self.status_writes = 0
         self.handler_read: tuple[str, int] | None = None  # (uid, rv) of the body a handler acts on
+        self.clusters = None  # one cluster: the control cluster (Kube.clusters)
 
     # --- reads
 

@@ -120,6 +120,11 @@ KINDS: list[Kind] = [
         columns=[
             _col("Production", ".status.productionCommit", desc="Commit verified in the last stage"),
             _col("Stages", ".status.summary", desc="Each stage's commit"),
+            _col(
+                "Clusters",
+                ".status.placement",
+                desc="Where each stage lives (control: the cluster Conveyor runs in)",
+            ),
             _col("Ready", '.status.conditions[?(@.type=="Ready")].status', desc="Every target resolves"),
             _col(
                 "InParity",

@@ -314,6 +314,15 @@ class Stage(KubeModel):
         max_length=63,
         pattern=DNS_LABEL,
     )
+    cluster: str | None = Field(
+        default=None,
+        description="The Kubernetes cluster the namespace is in: the `name` of a cluster Secret in "
+        "Conveyor's own namespace (labelled conveyor.dev/cluster-secret=true and annotated "
+        "conveyor.dev/pipeline-namespaces with this Pipeline's namespace; docs/multi-cluster.md). "
+        "Unset: the cluster Conveyor runs in.",
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+    )
     variables: dict[str, VariableValue] = Field(
         default_factory=dict,
         description="Per-stage environment for the migration and smoke-test Jobs (e.g. BASE_URL).",
@@ -426,9 +435,11 @@ class PipelineSpec(KubeModel):
                 cel(
                     # (mapped to strings first: the same check on whole stage objects is estimated
                     # over the API server's CEL cost budget)
-                    "self.map(s, s.namespace).all(n, self.map(t, t.namespace).exists_one(m, m == n))",
-                    "each stage needs a namespace of its own: two stages in one namespace would share "
-                    "its Deployments",
+                    "self.map(s, (has(s.cluster) ? s.cluster : '') + '/' + s.namespace)"
+                    ".all(n, self.map(t, (has(t.cluster) ? t.cluster : '') + '/' + t.namespace)"
+                    ".exists_one(m, m == n))",
+                    "each stage needs a namespace of its own: two stages in one namespace of one cluster "
+                    "would share its Deployments",
                 )
             ],
         },
@@ -470,6 +481,13 @@ class StageState(KubeModel):
 
     name: str = Field(description="Stage name.")
     namespace: str = Field(description="Stage namespace.")
+    cluster: str | None = Field(
+        default=None, description="The cluster the namespace is in (unset: the cluster Conveyor runs in)."
+    )
+    cluster_problem: Message | None = Field(
+        default=None,
+        description="Why Conveyor cannot see the stage's cluster now (reason: message); unset when it can.",
+    )
     release: str | None = Field(default=None, description="Release last verified in this stage.")
     commit: str | None = Field(default=None, description="Its full commit SHA.")
     short_commit: str | None = Field(default=None, description="Its commit, first 7 characters.")
@@ -538,6 +556,11 @@ class PipelineStatus(KubeModel):
     production_commit: str | None = Field(
         default=None, description="Short commit verified in the last stage."
     )
+    placement: Message | None = Field(
+        default=None,
+        description="Where each stage lives, e.g. staging=control prod=prod-eu (a cluster Conveyor cannot "
+        "see now is marked: prod=prod-eu(ClusterUnreachable)).",
+    )
     parity: ParityStatus = Field(default_factory=ParityStatus, description="Is staging production's twin?")
     vetoed: Annotated[list[VetoRecord], latest(VETO_LIMIT)] = Field(
         default_factory=list,
@@ -553,7 +576,8 @@ class PipelineStatus(KubeModel):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready (every target resolves), InParity, Tracked (every stage runs an image a live "
+        description="Ready (every target resolves), ClustersReachable (every stage's cluster can be "
+        "seen), InParity, Tracked (every stage runs an image a live "
         "release names), Reconciled (Conveyor's passes over this pipeline succeed).",
     )
 

@@ -26,6 +26,8 @@ def _run(args: argparse.Namespace) -> int:
         lease_name=args.lease_name,
         identity=args.leader_identity,
         notify_allowed_hosts=args.notify_allowed_host or [],
+        cluster_secret_namespace=args.cluster_secret_namespace,
+        allow_insecure_clusters=args.allow_insecure_clusters,
     )
     return 0
 
@@ -78,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="a host NotificationChannels may reach although private or loopback, and over plain "
         "http (repeatable; default: public https hosts only)",
+    )
+    run.add_argument(
+        "--cluster-secret-namespace",
+        help="namespace of the Secrets that let stages live in other clusters (labelled "
+        "conveyor.dev/cluster-secret=true; docs/multi-cluster.md) (default: the Lease's namespace)",
+    )
+    run.add_argument(
+        "--allow-insecure-clusters",
+        action="store_true",
+        help="accept cluster Secrets with tlsClientConfig.insecure (no server certificate check): "
+        "development only",
     )
     web = sub.add_parser(
         "dashboard",

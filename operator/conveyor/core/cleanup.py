@@ -48,8 +48,8 @@ def jobs_to_delete(
     due: float | None = None
     for stage in pipeline.spec.stages:
         sw = world.stages.get(stage.name)
-        if sw is None:
-            continue
+        if sw is None or sw.problem is not None:
+            continue  # not observed (a cluster that cannot be seen): nothing is judged there
         for name, job in sorted(sw.jobs.items()):
             if job.release_uid is None:
                 continue  # not one Conveyor made for an object it knows: never touched

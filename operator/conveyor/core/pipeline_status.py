@@ -7,9 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from conveyor.api.common import Condition
-from conveyor.api.pipeline import VETO_LIMIT, Pipeline, PipelineStatus, RunningState, StageState
+from conveyor.api.pipeline import VETO_LIMIT, Pipeline, PipelineStatus, RunningState, Stage, StageState
 from conveyor.api.release import Release
 from conveyor.api.rollback import PlanAction, Rollback, RollbackPhase
+from conveyor.core.clusters import ClusterProblem, display, placement, stage_cluster
 from conveyor.core.conditions import set_condition
 from conveyor.core.jobs import image_ref, short_commit
 from conveyor.core.parity import summary as parity_summary
@@ -88,30 +89,46 @@ def pipeline_status(
                 target = by_name.get(p.to_release or "")
                 if target is not None and (best is None or rbs.finished_at > best[0]):
                     best = (rbs.finished_at, target, rb.metadata.name)
+        sw = ctx.world.stages.get(stage.name)
+        problem = sw.problem if sw is not None else None
         state = StageState(
-            name=stage.name, namespace=stage.namespace, in_flight=ctx.in_flight.get(stage.name)
+            name=stage.name,
+            namespace=stage.namespace,
+            cluster=stage.cluster,
+            cluster_problem=str(problem) if problem else None,
+            in_flight=ctx.in_flight.get(stage.name),
         )
         if best is not None:
             since, r, pinned_by = best
             state.release, state.commit = r.metadata.name, r.spec.commit
             state.short_commit, state.digest, state.since = short_commit(r.spec.commit), r.spec.digest, since
             state.pinned_by = pinned_by
-        state.running = running_state(pipeline, ctx.world.stages.get(stage.name), releases)
+        if problem is None:
+            state.running = running_state(pipeline, sw, releases)
+        else:  # not seen now: what it ran when last seen
+            state.running = next((s.running for s in pipeline.status.stages if s.name == stage.name), None)
         states.append(state)
     status.stages = states
     status.summary = " ".join(_summary(s) for s in states)
     status.production_commit = states[-1].short_commit if states else None
+    unseen = [(s.name, sw.cluster, sw.problem) for s, sw in _observed(pipeline, ctx) if sw.problem]
+    status.placement = placement(
+        (s.name, stage_cluster(s), sw.problem if sw else None)
+        for s in pipeline.spec.stages
+        for sw in [ctx.world.stages.get(s.name)]
+    )
     status.vetoed = sorted(ctx.vetoed.values(), key=lambda v: v.at)[-VETO_LIMIT:]
     set_parity(status, pipeline, ctx, now)
     set_tracked(status, pipeline, ctx, now)
     set_reconciled(status, pipeline, plan.errors, now)
     status.observed_generation = pipeline.metadata.generation
+    set_reachable(status, pipeline, unseen, now)
     problems = []
-    for stage in pipeline.spec.stages:
-        if stage.name in ctx.world.stages:
-            problem = resolve_targets(pipeline, ctx.world.stages[stage.name])
-            if problem is not None:
-                problems.append((stage.name, *problem))
+    for stage, sw in _observed(pipeline, ctx):
+        if sw.problem is None:  # a stage that cannot be seen is judged when it can be
+            unresolved = resolve_targets(pipeline, sw)
+            if unresolved is not None:
+                problems.append((stage.name, *unresolved))
     if problems:
         msg = "; ".join(f"{s}: {m}" for s, _, m in problems)
         status.conditions = set_condition(
@@ -136,6 +153,36 @@ def pipeline_status(
     return status
 
 
+def _observed(pipeline: Pipeline, ctx: Pass) -> list[tuple[Stage, StageWorld]]:
+    return [(s, ctx.world.stages[s.name]) for s in pipeline.spec.stages if s.name in ctx.world.stages]
+
+
+def set_reachable(
+    status: PipelineStatus, pipeline: Pipeline, unseen: list[tuple[str, str, ClusterProblem]], now: datetime
+) -> None:
+    """ClustersReachable: every stage's cluster can be seen (only on pipelines with a stage in
+    another cluster; single-cluster pipelines carry no such condition)."""
+    if all(not s.cluster for s in pipeline.spec.stages):
+        status.conditions = [c for c in status.conditions if c.type != "ClustersReachable"]
+        return
+    gen = pipeline.metadata.generation
+    if unseen:
+        msg = "; ".join(f"{name}: cluster {display(cluster)}: {p}" for name, cluster, p in unseen)
+        status.conditions = set_condition(
+            status.conditions, "ClustersReachable", "False", unseen[0][2].reason, msg, generation=gen, now=now
+        )
+    else:
+        status.conditions = set_condition(
+            status.conditions,
+            "ClustersReachable",
+            "True",
+            "ClustersReachable",
+            "every stage's cluster can be seen",
+            generation=gen,
+            now=now,
+        )
+
+
 def set_parity(status: PipelineStatus, pipeline: Pipeline, ctx: Pass, now: datetime) -> None:
     """The InParity condition and status.parity; an Event when the verdict changes."""
     gen = pipeline.metadata.generation
@@ -143,6 +190,8 @@ def set_parity(status: PipelineStatus, pipeline: Pipeline, ctx: Pass, now: datet
         status.conditions = [c for c in status.conditions if c.type != "InParity"]
         status.parity = status.parity.model_copy(update={"in_parity": None, "differences": []})
         return
+    if ctx.parity_unseen:
+        return  # a stage cannot be seen: the last verdict stands, checkedAt says when it was made
     in_parity = not ctx.parity
     before = status.parity.in_parity
     if before != in_parity or status.parity.differences != ctx.parity:

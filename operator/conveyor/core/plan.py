@@ -245,6 +245,7 @@ class Pass:
     vetoed: dict[str, VetoRecord] = field(default_factory=dict)  # digest -> veto
     retired: dict[str, RetiredRecord] = field(default_factory=dict)  # release -> what retention deleted
     parity: list[ParityDifference] = field(default_factory=list)  # differences between stages now
+    parity_unseen: bool = False  # a stage's cluster cannot be seen: `parity` is the last verdict
     effects: list[Effect] = field(default_factory=list)  # cross-object effects, applied in one place
 
     def emit(

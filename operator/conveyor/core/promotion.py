@@ -172,7 +172,11 @@ def reconcile(
     )
     ctx.pins, ctx.vetoed = pins_and_vetoes(pipeline, rbs)
     ctx.retired = {r.release: r for r in pipeline.status.retired}
-    if pipeline.spec.parity.policy != "off":
+    if pipeline.spec.parity.policy != "off" and any(sw.problem for sw in world.stages.values()):
+        # A stage that cannot be seen is not compared as if it were empty: the last verdict stands.
+        ctx.parity = list(pipeline.status.parity.differences)
+        ctx.parity_unseen = True
+    elif pipeline.spec.parity.policy != "off":
         ctx.parity = compare(pipeline, stage_objects(pipeline, world))
         plan.requeue(float(pipeline.spec.parity.interval_seconds))
     # Rollbacks first: they stop releases in flight, hold stages, and veto artifacts.
@@ -223,6 +227,9 @@ def reconcile(
     # vanished without a word; the status write of a release deleted in the same pass is a 404).
     doomed = [(n, why) for n, why in doomed if originals[n].phase in TERMINAL_PHASES]
     due_now = {n for n, _ in doomed}
+    if doomed and any(sw.problem for sw in world.stages.values()):
+        # Whether a stage that cannot be seen runs a release's image is unknown: nothing is deleted.
+        doomed = []
     if doomed and not all(sw.fresh for sw in world.stages.values()):
         # A deletion is for good: that no stage runs the release's image is judged on live reads
         # (a cache may not have delivered an image set a moment ago).

@@ -15,7 +15,7 @@ from datetime import timedelta
 from conveyor.api.pipeline import Stage
 from conveyor.api.release import Phase, Release, ReleaseStatus, StagePhase, StageRecord
 from conveyor.core.approvals import Judgement, gate
-from conveyor.core.clusters import stage_cluster
+from conveyor.core.clusters import ClusterProblem, display, stage_cluster
 from conveyor.core.jobs import (
     JobKind,
     bounded_name,
@@ -293,8 +293,20 @@ class ReleaseStep:
     def stage_closed(self, stage: Stage) -> Verdict | None:
         """Why the release may not enter the stage yet (it waits, changing nothing); None: it may."""
         ctx = self.ctx
+        sw = ctx.world.stage(stage.name, stage.namespace)
+        if sw.problem is not None:
+            # A stage Conveyor cannot see is never entered: it waits outside (the cause first: a
+            # rollback or a parity check waits on the same cluster), and goes on when it is seen.
+            return self.unseen(stage, sw.problem, Phase.WAITING)
         last = ctx.pipeline.spec.stages[-1].name
-        if stage.name == last and ctx.parity and ctx.pipeline.spec.parity.policy == "enforce":
+        enforced = stage.name == last and ctx.pipeline.spec.parity.policy == "enforce"
+        if enforced and ctx.parity_unseen:
+            return Verdict(
+                Phase.WAITING,
+                "ParityBlocked",
+                f"{stage.name} waits until the stages can be compared: a stage's cluster cannot be seen",
+            )
+        if enforced and ctx.parity:
             return Verdict(
                 Phase.WAITING,
                 "ParityBlocked",
@@ -312,11 +324,20 @@ class ReleaseStep:
             )
         # The targets are checked before anything runs in the stage (the migration included): until
         # they exist the release waits outside, and heals when they appear.
-        problem = resolve_targets(ctx.pipeline, ctx.world.stage(stage.name, stage.namespace))
+        problem = resolve_targets(ctx.pipeline, sw)
         if problem is not None:
             ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
             return Verdict(Phase.WAITING, problem[0], f"{stage.name}: {problem[1]}")
         return None
+
+    def unseen(self, stage: Stage, problem: ClusterProblem, phase: Phase) -> Verdict:
+        """The stage's cluster cannot be seen: wait, say why, and look again soon."""
+        self.ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
+        where = display(stage_cluster(stage))
+        message = f"{stage.name}: cannot see cluster {where}: {problem.message}"
+        if phase is Phase.WAITING:
+            return Verdict(phase, problem.reason, message)
+        return Verdict(phase, problem.reason, message, progressing="False")
 
     def newer_reaching(self, stage: Stage, index: int) -> str | None:
         """A newer, still-live release that has reached this stage (waiting, in it, or past it)."""
@@ -348,6 +369,11 @@ class ReleaseStep:
         """Migration -> rollout -> smoke test -> verified. None: the stage is verified, go on."""
         ctx = self.ctx
         pipeline = ctx.pipeline
+        unseen = ctx.world.stage(stage.name, stage.namespace).problem
+        if unseen is not None:
+            # Nothing was read there: an empty world would read as "the Job is missing" (a second
+            # Job, a lost verdict) or "not rolled out". The record stays as it stood.
+            return self.unseen(stage, unseen, Phase.PROGRESSING)
         if pipeline.spec.migration is not None and rec.migration_result is None:
             verdict = self.job_step(stage, rec, JobKind.MIGRATION)
             if verdict is not None:

@@ -33,7 +33,7 @@ from conveyor.api.rollback import (
     RollbackPlan,
     RollbackStatus,
 )
-from conveyor.core.clusters import stage_cluster
+from conveyor.core.clusters import display, stage_cluster
 from conveyor.core.conditions import set_condition
 from conveyor.core.jobs import JobKind, image_ref, job_manifest, job_name, short_commit
 from conveyor.core.plan import (
@@ -352,9 +352,28 @@ class RollbackStep:
     def run(self) -> RollbackStatus:
         """Plan (once; again only while Blocked for a fixable reason), else act on the plan."""
         st = self.status
+        unseen = self.unseen()
+        if unseen is not None:
+            return unseen
         if st.plan is None or st.phase == RollbackPhase.BLOCKED:
             return self.decide()
         return self.act()
+
+    def unseen(self) -> RollbackStatus | None:
+        """The stage's cluster cannot be seen: no plan is made and no step taken on what was not
+        read (the rollback keeps its phase and goes on when the cluster can be seen); None: it can."""
+        st, ctx = self.status, self.ctx
+        name = (st.plan.stage if st.plan is not None else None) or self.rb.spec.stage
+        stage = ctx.pipeline.stage(name or ctx.pipeline.spec.stages[-1].name)
+        sw = ctx.world.stages.get(stage.name) if stage is not None else None
+        if stage is None or sw is None or sw.problem is None:
+            return None
+        if st.plan is not None and st.plan.action != PlanAction.NOTHING and st.phase != RollbackPhase.BLOCKED:
+            ctx.holds[stage.name] = self.name  # still acting on the stage: no release enters it
+        ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
+        message = f"{stage.name}: cannot see cluster {display(stage_cluster(stage))}: {sw.problem.message}"
+        self.set_state(st.phase or RollbackPhase.PENDING, sw.problem.reason, message)
+        return st
 
     def decide(self) -> RollbackStatus:
         st, ctx = self.status, self.ctx

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.core.clusters import CONTROL_CLUSTER
+from conveyor.core.clusters import CONTROL_CLUSTER, ClusterProblem
 from conveyor.core.secrets import SecretInfo
 
 RELEASE_ANNOTATION = "conveyor.dev/release"
@@ -159,6 +159,10 @@ class StageWorld:
     # Job by about an hour); None: not looked at. A recorded (down-)migration Job that is not there
     # is created only when it never had a Pod: it never ran (Plan.traces asks for this).
     started_jobs: set[str] | None = None
+    # The stage's cluster cannot be seen now (unreachable, credentials refused, not configured): the
+    # shell read nothing there, so nothing is decided that needs this stage — no Job, no image, no
+    # verdict. It waits, and goes on from where it stood when the cluster can be seen again.
+    problem: ClusterProblem | None = None
 
 
 @dataclass

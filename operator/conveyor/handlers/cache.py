@@ -24,7 +24,8 @@ from the cache whatever it found gone (`Overlay.deleted`).
 Deployments and Jobs are keyed with their cluster (core/clusters.py) as well as their namespace, in
 the indexes and in the overlay, so objects of the same namespace and name in two clusters never
 collide. kopf watches only the control cluster (`CONTROL_CLUSTER`), which also holds every
-Conveyor object.
+Conveyor object; other clusters' Deployments and Jobs come from their own watches
+(handlers/clusters.py, `Cache.remote`), through the same overlay.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 
@@ -221,6 +222,8 @@ class Cache:
     def __init__(self) -> None:
         self.overlay = Overlay()
         self._indices: Mapping[str, Any] = {}
+        # Other clusters' Deployments and Jobs (handlers/clusters.py: watched per namespace there).
+        self.remote: RemoteStores | None = None
         # (namespace, pipeline) whose recorded transitions were checked for lost Events since this
         # process (this cache) started: once each (reconcile.announce_recorded).
         self.recovered: set[tuple[str, str]] = set()
@@ -264,6 +267,9 @@ class Cache:
 
     def deployment(self, cluster: str, namespace: str, name: str) -> Obj | None:
         """The Deployment in `cluster`, or None (not found)."""
+        if cluster != CONTROL_CLUSTER:
+            found = self.remote.deployment(cluster, namespace, name) if self.remote is not None else None
+            return self.overlay.resolve("deployments", namespace, name, found, cluster=cluster)
         return self._one("deployments", "conveyor_deployments", cluster, (cluster, namespace, name))
 
     def release_pipeline(self, namespace: str, release: str) -> str | None:
@@ -312,12 +318,28 @@ class Cache:
     def jobs(self, cluster: str, namespace: str, pipeline_namespace: str, pipeline: str) -> list[Obj]:
         """Conveyor's Jobs in `namespace` of `cluster` made for this pipeline."""
         key = (cluster, namespace, pipeline_namespace, pipeline)
-        cached = self._values("conveyor_jobs", key)
+        if cluster != CONTROL_CLUSTER:
+            every = self.remote.jobs(cluster, namespace) if self.remote is not None else []
+            cached = [j for j in every if _job_key(cluster, j) == key]
+        else:
+            cached = self._values("conveyor_jobs", key)
 
         def mine(obj: Obj) -> bool:
             return _job_key(cluster, obj) == key
 
         return self._many("jobs", cached, namespace, mine, cluster)
+
+
+class RemoteStores(Protocol):
+    """What other clusters' watches hold (handlers/clusters.py)."""
+
+    def deployment(self, cluster: str, namespace: str, name: str) -> Obj | None:
+        """The Deployment, or None."""
+        ...
+
+    def jobs(self, cluster: str, namespace: str) -> list[Obj]:
+        """Conveyor's Jobs in the namespace."""
+        ...
 
 
 # The index that holds every object of a kind, keyed by (namespace, …).

@@ -24,6 +24,7 @@ from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_AN
 from conveyor.core.leader import Timings
 from conveyor.handlers import cache as cache_mod
 from conveyor.handlers import health as health_mod
+from conveyor.handlers.clusters import Clusters
 from conveyor.handlers.leader import Elector, NoElection
 from conveyor.handlers.metrics import serve as serve_metrics
 from conveyor.handlers.notify import Notifier
@@ -114,6 +115,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
         report_pass_failure(kube, ns, name, error, cache=cache)
 
     memo.workers = PipelineWorkers(fenced_pass, executor, report=fenced_report, gate=gate)
+    _connect_clusters(memo, cache, asyncio.get_running_loop())
     # Notifications have their own tasks and threads: a slow receiver never delays a pass.
     memo.notifier = Notifier(kube, Sender(memo.notify_allowed_hosts), cache, gate=gate)
     elector: Elector | NoElection = memo.elector
@@ -138,6 +140,26 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     log.info("conveyor %s is alive", __version__)
 
 
+def _connect_clusters(memo: kopf.Memo, cache: cache_mod.Cache, loop: asyncio.AbstractEventLoop) -> None:
+    """Other clusters' watches feed the same cache and wake the same workers as kopf's (their
+    callbacks come from their threads: handed over to the event loop)."""
+    clusters: Clusters = memo.clusters
+    workers: PipelineWorkers = memo.workers
+    cache.remote = clusters
+
+    def wake(key: tuple[str, str]) -> None:
+        loop.call_soon_threadsafe(workers.wake, key)
+
+    def wake_deployment(cluster: str, namespace: str, name: str) -> None:
+        loop.call_soon_threadsafe(workers.wake_deployment, cluster, namespace, name)
+
+    def gone(kind: str, namespace: str, name: str, uid: str, cluster: str) -> None:
+        cache.overlay.gone(kind, namespace, name, uid, cluster=cluster)  # thread-safe: it has a lock
+
+    clusters.wake, clusters.wake_deployment, clusters.gone = wake, wake_deployment, gone
+    clusters.start()
+
+
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     """Let a notification in flight record its answer, stop writing and free the lease (the
@@ -148,6 +170,7 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     memo.elector_task.cancel()
     await memo.workers.stop()
     await memo.notifier.stop()
+    memo.clusters.stop()
     memo.executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -160,6 +183,7 @@ async def pipeline_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Mem
     key = (body.metadata.namespace or "", body.metadata.name or "")
     if event["type"] == "DELETED":
         memo.workers.forget(key)
+        memo.clusters.declare(key, set())  # its watches in other clusters stop when no one else uses them
         return
     memo.workers.ensure(key, _targets(body))
 
@@ -371,6 +395,8 @@ def run_operator(
     identity: str | None = None,
     timings: Timings | None = None,
     notify_allowed_hosts: list[str] | None = None,
+    cluster_secret_namespace: str | None = None,
+    allow_insecure_clusters: bool = False,
 ) -> None:
     """Run the operator in the foreground until interrupted: campaigning for the lease (or, with
     `leader_election=False`, leading alone) and serving /metrics, /healthz and /readyz."""
@@ -401,8 +427,19 @@ def run_operator(
         lease_duration=timings.lease_duration,
     )
     serve_metrics(metrics_port, {"/healthz": health.live, "/readyz": health.ready})
+    # Stages in other clusters: their Secrets live beside the Lease unless told otherwise.
+    clusters = Clusters(
+        kube,
+        cluster_secret_namespace or lease_namespace or default_namespace(),
+        allow_insecure=allow_insecure_clusters,
+    )
+    kube.clusters = clusters
     memo = kopf.Memo(
-        kube=kube, elector=elector, health=health, notify_allowed_hosts=list(notify_allowed_hosts or [])
+        kube=kube,
+        elector=elector,
+        health=health,
+        clusters=clusters,
+        notify_allowed_hosts=list(notify_allowed_hosts or []),
     )
     asyncio.run(
         kopf.operator(

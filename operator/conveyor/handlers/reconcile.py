@@ -32,7 +32,7 @@ from conveyor.api.pipeline import Pipeline
 from conveyor.api.release import TERMINAL_PHASES, Release
 from conveyor.api.rollback import ROLLBACK_TERMINAL, Rollback
 from conveyor.core.announcements import Recorded, recent, unannounced
-from conveyor.core.clusters import CONTROL_CLUSTER, stage_cluster
+from conveyor.core.clusters import CONNECTING, CONTROL_CLUSTER, NOT_FOUND, ClusterProblem, stage_cluster
 from conveyor.core.conditions import unreadable_conditions, validation_summary
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.core.parity import referenced_secrets
@@ -59,10 +59,12 @@ from conveyor.core.rollback import unknown_pipeline_rollback
 from conveyor.core.secrets import SecretInfo, owner_of
 from conveyor.core.world import DeploymentView, JobView, StageWorld, World
 from conveyor.handlers.cache import Cache, Overlay
+from conveyor.handlers.clusters import ClusterUnavailable
 from conveyor.handlers.metrics import record_pass
 from conveyor.kube import faults
 from conveyor.kube.client import FORBIDDEN, Kube
 from conveyor.kube.record import announce
+from conveyor.kube.remote import problem_of
 
 log = logging.getLogger("conveyor.reconcile")
 Clock = Callable[[], datetime]
@@ -139,11 +141,14 @@ def answer_unreadable(
 
 
 def kube_in(kube: Kube, cluster: str) -> Kube:
-    """The connection to `cluster` (core/clusters.py). Only the control cluster exists so far, and
-    `kube` is the connection to it; any other name is a bug, refused before a request is made."""
-    if cluster != CONTROL_CLUSTER:
-        raise ValueError(f"no connection to cluster {cluster!r}")
-    return kube
+    """The connection to `cluster` (core/clusters.py): `kube` itself for the control cluster, else
+    the one its cluster Secret configured (ClusterUnavailable when there is none)."""
+    if cluster == CONTROL_CLUSTER:
+        return kube
+    if kube.clusters is None:
+        raise ClusterUnavailable(f"no connection to cluster {cluster}: this operator has no cluster registry")
+    conn: Kube = kube.clusters.kube(cluster)
+    return conn
 
 
 class Reads(Protocol):
@@ -286,43 +291,85 @@ SECRETS = SecretLookups()
 
 
 def observe(kube: Kube, pipeline: Pipeline, reads: Reads | None = None) -> World:
-    """Each stage's target Deployments, Secrets (for parity) and this pipeline's Jobs."""
+    """Each stage's target Deployments, Secrets (for parity) and this pipeline's Jobs. A stage in a
+    cluster that cannot be seen now is observed as that problem alone (StageWorld.problem): the
+    core decides nothing there, and the other stages go on."""
     reads = reads or LiveReads(kube)
     world = World()
+    key = (pipeline.metadata.namespace, pipeline.metadata.name)
+    remote = {(stage_cluster(s), s.namespace) for s in pipeline.spec.stages if stage_cluster(s)}
+    if kube.clusters is not None:
+        kube.clusters.declare(key, remote)
     for stage in pipeline.spec.stages:
         cluster = stage_cluster(stage)
-        sw = StageWorld(namespace=stage.namespace, cluster=cluster, fresh=reads.fresh)
-        for target in pipeline.spec.targets:
-            if target.deployment not in sw.deployments:
-                obj = reads.deployment(cluster, stage.namespace, target.deployment)
-                sw.deployments[target.deployment] = DeploymentView.from_object(obj) if obj else None
-        if any(v is None for v in sw.deployments.values()):
-            sw.namespace_exists = reads.namespace_exists(cluster, stage.namespace)
+        problem = _unseen(kube, pipeline, stage.namespace, cluster)
+        if problem is None:
+            try:
+                sw = _observe_stage(kube, pipeline, stage.namespace, cluster, reads)
+            except Exception as e:
+                if cluster == CONTROL_CLUSTER:
+                    raise  # the control cluster failing fails the pass (and is retried), as always
+                problem = unreachable(kube, cluster, e)
+        if problem is not None:
+            log.info("%s/%s: stage %s not seen: %s", *key, stage.name, problem)
+            sw = StageWorld(namespace=stage.namespace, cluster=cluster, fresh=reads.fresh, problem=problem)
         world.stages[stage.name] = sw
-    if pipeline.spec.parity.policy != "off":
-        for stage in pipeline.spec.stages:
-            sw_ = world.stages[stage.name]
-            names = set().union(*(referenced_secrets(v.pod_spec) for v in sw_.deployments.values() if v))
-            for secret in sorted(names):
-                sw_.secrets[secret] = SECRETS(kube, sw_.cluster, stage.namespace, secret)
-    for stage in pipeline.spec.stages:
-        sw = world.stages[stage.name]
-        if not sw.namespace_exists:
-            continue
-        for obj in reads.jobs(sw.cluster, stage.namespace, pipeline):
-            sw.jobs[(obj.get("metadata") or {}).get("name", "")] = JobView.from_object(obj)
     return world
+
+
+def _unseen(kube: Kube, pipeline: Pipeline, namespace: str, cluster: str) -> ClusterProblem | None:
+    """Why `namespace` of `cluster` cannot be seen now (None: it can)."""
+    if cluster == CONTROL_CLUSTER:
+        return None
+    if kube.clusters is None:
+        return ClusterProblem(NOT_FOUND, "this operator runs without other clusters (no cluster registry)")
+    problem: ClusterProblem | None = kube.clusters.problem(pipeline.metadata.namespace, cluster, namespace)
+    return problem
+
+
+def unreachable(kube: Kube, cluster: str, error: BaseException) -> ClusterProblem:
+    """A request to `cluster` failed: what that says of the cluster (its watches look again)."""
+    if isinstance(error, ClusterUnavailable):
+        return ClusterProblem(CONNECTING, str(error))
+    if kube.clusters is not None:
+        kube.clusters.report(cluster)
+    return problem_of(error, cluster)
+
+
+def _observe_stage(kube: Kube, pipeline: Pipeline, namespace: str, cluster: str, reads: Reads) -> StageWorld:
+    sw = StageWorld(namespace=namespace, cluster=cluster, fresh=reads.fresh)
+    for target in pipeline.spec.targets:
+        if target.deployment not in sw.deployments:
+            obj = reads.deployment(cluster, namespace, target.deployment)
+            sw.deployments[target.deployment] = DeploymentView.from_object(obj) if obj else None
+    if any(v is None for v in sw.deployments.values()):
+        sw.namespace_exists = reads.namespace_exists(cluster, namespace)
+    if pipeline.spec.parity.policy != "off":
+        names = set().union(*(referenced_secrets(v.pod_spec) for v in sw.deployments.values() if v))
+        for secret in sorted(names):
+            sw.secrets[secret] = SECRETS(kube, cluster, namespace, secret)
+    if sw.namespace_exists:
+        for obj in reads.jobs(cluster, namespace, pipeline):
+            sw.jobs[(obj.get("metadata") or {}).get("name", "")] = JobView.from_object(obj)
+    return sw
 
 
 def started_jobs(kube: Kube, world: World, namespaces: set[tuple[str, str]]) -> None:
     """Fill StageWorld.started_jobs for the stages in `namespaces`, (cluster, namespace) pairs: the
     Jobs the Job controller created a Pod for (SuccessfulCreate Events; one LIST per namespace)."""
     for cluster, ns in sorted(namespaces):
-        events = kube_in(kube, cluster).list_events(ns, "involvedObject.kind=Job,reason=SuccessfulCreate")
+        stages = [sw for sw in world.stages.values() if (sw.cluster, sw.namespace) == (cluster, ns)]
+        try:
+            events = kube_in(kube, cluster).list_events(ns, "involvedObject.kind=Job,reason=SuccessfulCreate")
+        except Exception as e:
+            if cluster == CONTROL_CLUSTER:
+                raise
+            for sw in stages:  # not known: nothing is created on a guess; the stage waits
+                sw.problem = unreachable(kube, cluster, e)
+            continue
         names = {(e.get("involvedObject") or {}).get("name", "") for e in events}
-        for sw in world.stages.values():
-            if (sw.cluster, sw.namespace) == (cluster, ns):
-                sw.started_jobs = names
+        for sw in stages:
+            sw.started_jobs = names
 
 
 def _set_image_patch(action: SetImage) -> dict[str, Any]:

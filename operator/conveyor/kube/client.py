@@ -106,6 +106,9 @@ class Kube:
         self.api = api_client
         # Asked before every write (raises NotLeader): only the leader writes (kube/fence.py).
         self.fence = fence or Unfenced()
+        # The connections to the other clusters stages live in (handlers/clusters.py); None: the
+        # control cluster is the only one.
+        self.clusters: Any = None
 
     def request(
         self,

@@ -1,0 +1,262 @@
+"""Stages in other clusters, in the pure core: how a cluster Secret is judged (Argo CD's format),
+which Secret a stage may use, and that a stage Conveyor cannot see decides nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from conveyor.api.release import Phase
+from conveyor.core import clusters as c
+from conveyor.core.jobs import JobKind, job_name
+from conveyor.core.plan import BLOCKED_RETRY_SECONDS, CreateJob, SetImage
+from conveyor.core.promotion import reconcile
+from support.builders import (
+    REPO,
+    approval,
+    deployment_view,
+    digest_of,
+    later,
+    pipeline,
+    release,
+    rollback,
+    verified_in,
+    world,
+)
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2Vu.sig"  # never to appear in a message
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def secret_data(config: dict[str, Any] | None = None, **fields: str) -> dict[str, str]:
+    """A cluster Secret's data as the API server returns it (base64 values), in Argo CD's format."""
+    values = {"name": "prod-b", "server": "https://10.0.0.1:6443", **fields}
+    values["config"] = json.dumps(
+        config if config is not None else {"bearerToken": TOKEN, "tlsClientConfig": {"caData": b64(CA)}}
+    )
+    return {k: b64(v) for k, v in values.items()}
+
+
+ALLOWED = {c.ALLOWED_ANNOTATION: "apps"}
+
+
+def parse(data: dict[str, str], annotations: dict[str, str] | None = None, **kw: Any) -> Any:
+    return c.parse_cluster_secret(
+        "cluster-prod-b", ALLOWED if annotations is None else annotations, data, **kw
+    )
+
+
+def test_an_argo_cd_cluster_secret_is_read_as_it_is():
+    config = parse(secret_data(namespaces="shop-prod,payments"))
+    assert isinstance(config, c.ClusterConfig)
+    assert (config.name, config.server, config.token, config.ca_data) == (
+        "prod-b",
+        "https://10.0.0.1:6443",
+        TOKEN,
+        CA,
+    )
+    assert config.namespaces == {"shop-prod", "payments"}
+    assert config.allowed == {"apps"}
+    # Argo CD's default: no name means the server is the name (a trailing slash trimmed).
+    unnamed = {k: v for k, v in secret_data(server="https://10.0.0.1:6443/").items() if k != "name"}
+    assert parse(unnamed).name == "https://10.0.0.1:6443"
+
+
+@pytest.mark.parametrize(
+    ("config", "reason", "says"),
+    [
+        (
+            {"execProviderConfig": {"command": "/bin/sh"}, "bearerToken": TOKEN},
+            c.UNSUPPORTED,
+            "execProviderConfig",
+        ),
+        ({"awsAuthConfig": {"clusterName": "x"}}, c.UNSUPPORTED, "awsAuthConfig"),
+        ({"username": "admin", "password": "p"}, c.UNSUPPORTED, "basic authentication"),
+        ({"bearerToken": TOKEN, "proxyUrl": "http://proxy"}, c.UNSUPPORTED, "proxyUrl"),
+        ({"bearerToken": TOKEN, "tlsClientConfig": {"insecure": True}}, c.UNSUPPORTED, "insecure"),
+        (
+            {"bearerToken": TOKEN, "tlsClientConfig": {"certData": "eA==", "keyData": "eA=="}},
+            c.UNSUPPORTED,
+            "client",
+        ),
+        ({"tlsClientConfig": {"caData": b64(CA)}}, c.INVALID, "bearerToken"),
+        ({"bearerToken": TOKEN, "tlsClientConfig": {"caData": "not base64!"}}, c.INVALID, "caData"),
+        ({"bearerToken": TOKEN, "tlsClientConfig": {"caData": b64("hello")}}, c.INVALID, "caData"),
+        ({"bearerToken": TOKEN, "tlsClientConfig": "x"}, c.INVALID, "tlsClientConfig"),
+    ],
+)
+def test_a_secret_conveyor_will_not_use_says_why_without_the_token(config, reason, says):
+    name, problem = parse(secret_data(config))
+    assert name == "prod-b"
+    assert problem.reason == reason
+    assert says in problem.message
+    assert "cluster-prod-b" in problem.message  # which Secret to fix
+    assert TOKEN not in problem.message
+    assert "c2VjcmV0" not in problem.message
+
+
+def test_a_server_must_be_https_and_the_config_json():
+    assert parse(secret_data(server="http://10.0.0.1"))[1].reason == c.INVALID
+    data = secret_data()
+    data["config"] = b64("{not json")
+    assert "not JSON" in parse(data)[1].message
+    del data["config"]
+    assert parse(data)[1].reason == c.INVALID
+    assert parse({})[1].reason == c.INVALID
+    assert isinstance(
+        parse(
+            secret_data(config={"bearerToken": TOKEN, "tlsClientConfig": {"insecure": True}}),
+            allow_insecure=True,
+        ),
+        c.ClusterConfig,
+    )
+
+
+def test_which_secret_a_stage_may_use():
+    ok = parse(secret_data(namespaces="shop-prod"))
+    clusters = c.index([ok, parse(secret_data(name="other"))])
+    assert c.resolve(clusters, "prod-b", "apps", "shop-prod", "conveyor") == ok
+    missing = c.resolve(clusters, "prod-x", "apps", "shop-prod", "conveyor")
+    assert missing.reason == c.NOT_FOUND
+    assert "conveyor.dev/cluster-secret=true" in missing.message
+    # The Pipeline's namespace must be listed in the annotation (no annotation: nobody may).
+    assert c.resolve(clusters, "prod-b", "team-b", "shop-prod", "conveyor").reason == c.NOT_ALLOWED
+    closed = c.index([parse(secret_data(), annotations={})])
+    assert c.resolve(closed, "prod-b", "apps", "shop-prod", "conveyor").reason == c.NOT_ALLOWED
+    everyone = c.index([parse(secret_data(), annotations={c.ALLOWED_ANNOTATION: "*"})])
+    assert isinstance(c.resolve(everyone, "prod-b", "team-b", "x", "conveyor"), c.ClusterConfig)
+    # data.namespaces (Argo CD's meaning): only those stage namespaces.
+    denied = c.resolve(clusters, "prod-b", "apps", "kube-system", "conveyor")
+    assert denied.reason == c.NOT_ALLOWED
+    assert "kube-system" in denied.message
+    # Two Secrets claiming one name: neither is used.
+    twice = c.index([ok, c.parse_cluster_secret("another", ALLOWED, secret_data())])
+    assert c.resolve(twice, "prod-b", "apps", "shop-prod", "conveyor").reason == c.AMBIGUOUS
+
+
+def test_a_stage_names_its_cluster_in_the_model_and_in_the_raw_pipeline():
+    p = pipeline(stages=STAGES)
+    assert [c.stage_cluster(s) for s in p.spec.stages] == ["", "prod-b"]
+    assert [c.stage_cluster(s) for s in STAGES] == ["", "prod-b"]
+    assert c.placement([("staging", "", None), ("prod", "prod-b", c.ClusterProblem(c.UNREACHABLE, "x"))]) == (
+        "staging=control prod=prod-b(ClusterUnreachable)"
+    )
+
+
+# --- the core decides nothing on a stage it cannot see ---------------------------------------
+
+STAGES = [
+    {"name": "staging", "namespace": "shop"},
+    {"name": "prod", "namespace": "shop", "cluster": "prod-b", "requiresApproval": True},
+]
+DOWN = c.ClusterProblem(c.UNREACHABLE, "cluster prod-b cannot be reached: connection refused")
+SMOKE = {"image": "busybox", "command": ["true"]}
+
+
+def image(label: str) -> str:
+    return f"{REPO}@{digest_of(label)}"
+
+
+def unseen_world(**kw: Any):
+    w = world(**kw)
+    w.stages["staging"].namespace = "shop"
+    w.stages["prod"].namespace, w.stages["prod"].cluster = "shop", "prod-b"
+    w.stages["prod"].problem = DOWN
+    w.stages["prod"].deployments = {}
+    return w
+
+
+def in_prod_smoke_test() -> Any:
+    """r1: verified in staging, rolled out in prod, its prod smoke test recorded and running."""
+    status = verified_in("staging")
+    status.update(phase="Progressing", currentStage="prod")
+    smoke = job_name("r1", "uid-r1", "prod", JobKind.SMOKE_TEST)
+    status["stages"].append(
+        {
+            "name": "prod",
+            "phase": "SmokeTesting",
+            "startedAt": later(10).isoformat(),
+            "deployedAt": later(11).isoformat(),
+            "rolledOutAt": later(12).isoformat(),
+            "smokeTestJob": smoke,
+            "smokeTestStartedAt": later(12).isoformat(),
+        }
+    )
+    return release("r1", status=status), smoke
+
+
+def test_a_release_in_a_stage_that_cannot_be_seen_keeps_its_record_and_creates_nothing():
+    p = pipeline(stages=STAGES, smoke_test=SMOKE)
+    r1, _smoke = in_prod_smoke_test()
+    # Long past the smoke test's deadline: still no verdict on what was not seen.
+    plan = reconcile(p, [r1], [], unseen_world(staging=_rolled(image("r1"))), later(3600))
+    assert not [a for a in plan.actions if isinstance(a, (CreateJob, SetImage))]
+    status = plan.releases["r1"]
+    assert status.phase == Phase.PROGRESSING
+    assert status.message
+    assert "cannot see cluster prod-b" in status.message
+    assert next(x for x in status.conditions if x.type == "Progressing").reason == c.UNREACHABLE
+    assert status.stages[-1].model_dump() == r1.status.stages[-1].model_dump()  # nothing judged
+    assert plan.requeue_after == BLOCKED_RETRY_SECONDS  # and woken when its cluster is seen again
+    prod = next(s for s in plan.pipeline.stages if s.name == "prod")
+    assert prod.cluster == "prod-b"
+    assert prod.cluster_problem
+    assert prod.cluster_problem.startswith(c.UNREACHABLE)
+    assert plan.pipeline.placement == "staging=control prod=prod-b(ClusterUnreachable)"
+    reachable = next(x for x in plan.pipeline.conditions if x.type == "ClustersReachable")
+    assert (reachable.status, reachable.reason) == ("False", c.UNREACHABLE)
+    # Ready judges only what was seen: prod's missing Deployment is not "not found".
+    assert next(x for x in plan.pipeline.conditions if x.type == "Ready").status == "True"
+    # Seen again, with the Job gone: the known rules apply (here: the recorded smoke test is missing).
+    seen = reconcile(p, [r1], [], world(staging=_rolled(image("r1")), prod=_rolled(image("r1"))), later(60))
+    assert seen.releases["r1"].conditions != status.conditions
+
+
+def test_an_approved_release_never_enters_a_stage_it_cannot_see():
+    p = pipeline(stages=STAGES)
+    r1 = release("r1", status=verified_in("staging") | {"phase": "AwaitingApproval", "currentStage": "prod"})
+    ok = approval("r1-prod", "r1", "prod", seen=later(2))
+    plan = reconcile(p, [r1], [ok], unseen_world(staging=_rolled(image("r1"))), later(30))
+    status = plan.releases["r1"]
+    assert status.phase == Phase.WAITING
+    assert next(x for x in status.conditions if x.type == "Ready").reason == c.UNREACHABLE
+    assert not [a for a in plan.actions if isinstance(a, (CreateJob, SetImage))]
+    prod = next(s for s in status.stages if s.name == "prod")
+    assert prod.started_at is None
+    assert prod.approvals == []
+
+
+def test_a_rollback_of_a_stage_that_cannot_be_seen_is_not_planned_on_what_was_not_read():
+    p = pipeline(stages=STAGES)
+    r1 = release("r1", status=verified_in("staging", "prod"))
+    rb = rollback("rb1")
+    plan = reconcile(p, [r1], [], unseen_world(), later(30), rollbacks=[rb])
+    st = plan.rollbacks["rb1"]
+    assert st.plan is None
+    assert st.phase == "Pending"
+    assert next(x for x in st.conditions if x.type == "Progressing").reason == c.UNREACHABLE
+    assert not plan.actions
+    assert not plan.again
+
+
+def test_nothing_is_deleted_while_a_stage_cannot_be_seen():
+    p = pipeline(stages=STAGES)
+    p.spec.retention.keep_releases = 1
+    old = [
+        release(f"r{i}", created=later(i), status=verified_in("staging", at=i) | {"phase": "Superseded"})
+        for i in range(3)
+    ]
+    plan = reconcile(p, old, [], unseen_world(), later(600))
+    assert not [a for a in plan.actions if type(a).__name__ in ("DeleteRelease", "DeleteJob")]
+    assert plan.pipeline.retired == []
+
+
+def _rolled(img: str) -> Any:
+    return deployment_view(img)
