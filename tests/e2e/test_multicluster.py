@@ -56,6 +56,7 @@ UNREACHABLE_WITHIN_SECONDS = 15.0
 # After an outage B's own controllers lag (support/outages.py, tests/e2e/test_outages.py).
 CLUSTER_CATCH_UP_SECONDS = 180.0
 HOLD_GATE = "conveyor.dev/held-by-test"
+READS = ("get", "list", "watch")  # B's audit log has every request; audit_writes_by counts all verbs
 
 # The stories' worlds, created before the one operator starts (it is told every namespace it
 # serves): role -> namespace in A; "prod" is the namespace name in B (and, empty or not, in A).
@@ -86,11 +87,11 @@ class World:
     secret_ns: str
     slots: dict[str, dict[str, str]]
     token: str
-    rights: str  # "chart" or "fallback" (support/multicluster.install_target_rbac)
     audit_a: Path | None
     audit_b: Path | None
     operator: OperatorProcess | None = None
     stories: dict[str, Story] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)  # B's audit log before this is another run's
 
     def secret(self, cluster: str, slots: list[str], **kwargs: Any) -> dict[str, Any]:
         """The cluster Secret for B named `cluster`, allowed to the pipelines of `slots`, for the prod
@@ -197,7 +198,7 @@ def world(
     secret_ns = make_namespace(core_a, "mc-secrets")
     created_a.append(secret_ns)
     b_namespaces = [slots[s]["prod"] for s in IN_B]
-    rights = mc.install_target_rbac(b, b_namespaces)
+    mc.install_target_rbac(b, b_namespaces)
     w = World(
         a=cluster,
         b=b,
@@ -211,7 +212,6 @@ def world(
         secret_ns=secret_ns,
         slots=slots,
         token=mc.create_token(b),
-        rights=rights,
         audit_a=audit_log(cluster) if cluster.local else None,
         audit_b=mc.audit_log_b(b),
     )
@@ -247,7 +247,12 @@ def operator(world: World, request: pytest.FixtureRequest) -> Iterator[OperatorP
     for s in world.stories.values():
         s.operator = op
     yield op
-    failed = any(getattr(item, "rep_call", None) and item.rep_call.failed for item in request.session.items)
+    failed = any(
+        getattr(item, "module", None) is request.module
+        and getattr(item, "rep_call", None)
+        and item.rep_call.failed
+        for item in request.session.items
+    )
     if failed:
         print("\n--- multi-cluster operator output (last 120 lines) ---\n" + "\n".join(op.lines[-120:]))
 
@@ -342,7 +347,6 @@ def test_the_second_cluster_gives_the_token_only_the_target_rights(world: World,
     cfg = mc.secret_config(secret)
     assert cfg["bearerToken"] == world.token
     assert mc.server_of(world.b).startswith("https://127.0.0.1:") or not world.b.local
-    print(f"\nB's rights from: {world.rights}")
 
 
 # --- the stories -----------------------------------------------------------------------------------
@@ -376,7 +380,7 @@ def test_a_release_goes_from_staging_in_a_to_prod_in_b(world: World, operator: O
     if world.audit_b is not None:
         assert b_creates(world, prod) == dict.fromkeys(expected, 1)
         writes = audit_writes_by(world.audit_b, mc.TARGET_USER, [prod])
-        patches = {k: n for k, n in writes.items() if k[1] == "deployments"}
+        patches = {k: n for k, n in writes.items() if k[1] == "deployments" and k[0] not in READS}
         assert patches == {("patch", "deployments", f"{prod}/shop"): 1}, writes
     # ... and staging's in A, while A's namespace of the same name as prod's saw nothing
     assert story.jobs("staging") == sorted(
@@ -388,10 +392,10 @@ def test_a_release_goes_from_staging_in_a_to_prod_in_b(world: World, operator: O
     assert_nothing_of_prod_in_a(world, "promo")
     # And `kubectl get pipelines` says where each stage runs
     pipeline = story.get("pipelines", "shop")
-    assert status(pipeline).get("placement"), status(pipeline)
+    assert status(pipeline)["placement"] == f"staging=control prod={CLUSTER}", status(pipeline)
     header, row = story.kubectl("get", "pipelines").splitlines()[:2]
-    assert "PLACEMENT" in header.split(), header
-    assert CLUSTER in row, row
+    assert "CLUSTERS" in header.split(), header
+    assert f"staging=control prod={CLUSTER}" in row, row
 
 
 def test_a_rollback_of_prod_runs_its_down_migration_in_b(world: World, operator: OperatorProcess):
@@ -545,6 +549,7 @@ def test_b_down_for_20s_mid_smoke_test_is_said_and_survived(world: World, operat
         label_selector=f"job-name={smoke}",
         timeout=30,
     )
+    assert "ClusterUnreachable" not in reasons(story.get("releases", "shop-o"))  # what follows is news
     try:
         # When B's kube-apiserver is killed, and stays down for 20 s
         with outage(world.b, "kube-apiserver") as timings:
@@ -585,8 +590,11 @@ def test_b_down_for_20s_mid_smoke_test_is_said_and_survived(world: World, operat
     assert_nothing_of_prod_in_a(world, "outage")
     if world.audit_b is not None:
         assert b_creates(world, prod) == dict.fromkeys(expected, 1)
-        # And B never refused the target ServiceAccount anything (reads and watches included)
-        assert mc.refused_requests(world.audit_b, mc.TARGET_USER) == {}
+        # And B never refused the target ServiceAccount anything (reads and watches included), but
+        # while it restarted: it serves before its authorizer has read RBAC (403, no reason given)
+        restart = (timings["down_at"], timings["back_at"])
+        refused = mc.refused_requests(world.audit_b, mc.TARGET_USER, since=world.started, excluding=[restart])
+        assert refused == {}, refused
     operator.wait_healthy(timeout=10)
 
 

@@ -17,7 +17,8 @@ they are skipped, saying so. An external B has no audit log here: the audit chec
 a warning.
 
 In B, Conveyor acts only as the ServiceAccount `conveyor-target` (namespace `conveyor-target`),
-whose rights the chart renders with `mode: target` (install_target_rbac); a TokenRequest token of it
+whose rights the chart renders with `mode: target` (install_target_rbac: `helm template` applied
+with kubectl, as a platform team without Helm in the target would); a TokenRequest token of it
 (create_token) goes into A as an Argo CD-style cluster Secret (cluster_secret / apply_secret).
 """
 
@@ -32,6 +33,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -175,10 +177,9 @@ def server_version(b: Cluster) -> str:
     return str(version).lstrip("v")
 
 
-def render_target_rbac(namespaces: Iterable[str], kube_version: str) -> str | None:
+def render_target_rbac(namespaces: Iterable[str], kube_version: str) -> str:
     """`helm template conveyor-target charts/conveyor --namespace conveyor-target --set mode=target
-    --set target.namespaces={...}` (for B's `kube_version`), or None when this chart has no `mode:
-    target` yet (its values schema refuses the key, or it renders no ServiceAccount conveyor-target)."""
+    --set target.namespaces={...}`, for B's `kube_version` (the chart checks its kubeVersion)."""
     out = subprocess.run(
         [
             helm_binary(),
@@ -198,104 +199,18 @@ def render_target_rbac(namespaces: Iterable[str], kube_version: str) -> str | No
         text=True,
         check=False,
     )
-    if out.returncode != 0:
-        return None
-    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
-    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    if ("ServiceAccount", TARGET_RELEASE) not in kinds or any(d["kind"] == "Deployment" for d in docs):
-        return None
+    assert out.returncode == 0, f"helm template of the chart's mode target: {out.stderr}"
     return out.stdout
 
 
-def fallback_target_rbac(namespaces: Iterable[str]) -> str:
-    """TEMPORARY, until the chart's `mode: target` (branch mc-chart) is merged: the same rights by
-    hand, as issue #16 specifies them. Delete this once render_target_rbac() renders."""
-    sa = {"kind": "ServiceAccount", "name": TARGET_RELEASE, "namespace": TARGET_NAMESPACE}
-    docs: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": TARGET_RELEASE, "namespace": TARGET_NAMESPACE},
-        }
-    ]
-    names = list(namespaces)
-    for ns in names:
-        meta = {"name": TARGET_RELEASE, "namespace": ns}
-        docs.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "Role",
-                "metadata": meta,
-                "rules": [
-                    {
-                        "apiGroups": ["apps"],
-                        "resources": ["deployments"],
-                        "verbs": ["get", "list", "watch", "patch"],
-                    },
-                    {
-                        "apiGroups": ["batch"],
-                        "resources": ["jobs"],
-                        "verbs": ["create", "get", "list", "watch", "delete"],
-                    },
-                    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
-                ],
-            }
-        )
-        docs.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": meta,
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": TARGET_RELEASE},
-                "subjects": [sa],
-            }
-        )
-    docs.append(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": TARGET_RELEASE},
-            "rules": [
-                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"], "resourceNames": names}
-            ],
-        }
-    )
-    docs.append(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": TARGET_RELEASE},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": TARGET_RELEASE,
-            },
-            "subjects": [sa],
-        }
-    )
-    return "---\n".join(yaml.safe_dump(d) for d in docs)
-
-
-def install_target_rbac(b: Cluster, namespaces: Iterable[str]) -> str:
-    """Create the namespaces (and conveyor-target) in B and apply Conveyor's target rights there:
-    the chart's `mode: target` rendering ("chart"), or, until the chart has it, the temporary
-    equivalent ("fallback", with a warning). Returns which."""
+def install_target_rbac(b: Cluster, namespaces: Iterable[str]) -> None:
+    """Create the namespaces (and conveyor-target) in B and apply Conveyor's rights there, as the
+    chart's `mode: target` renders them."""
     names = list(namespaces)
     for ns in (TARGET_NAMESPACE, *names):
-        kubectl(b, "create", "namespace", ns, "--dry-run=client", "-o", "yaml")  # a valid name
         if not kubectl(b, "get", "namespace", ns, "--ignore-not-found", "-o", "name"):
             kubectl(b, "create", "namespace", ns)
-    rendered = render_target_rbac(names, server_version(b))
-    used = "chart"
-    if rendered is None:
-        warnings.warn(
-            "the chart has no `mode: target` yet (branch mc-chart): B's rights applied from "
-            "support/multicluster.fallback_target_rbac, a temporary copy of issue #16's rules",
-            stacklevel=2,
-        )
-        rendered, used = fallback_target_rbac(names), "fallback"
-    kubectl(b, "apply", "-f", "-", input_=rendered)
-    return used
+    kubectl(b, "apply", "-f", "-", input_=render_target_rbac(names, server_version(b)))
 
 
 def create_token(b: Cluster, duration: str = "2h") -> str:
@@ -438,16 +353,33 @@ def requests_by(log: Path, username: str, namespaces: Iterable[str] | None = Non
     return out
 
 
-def refused_requests(log: Path, username: str) -> Counter[str]:
-    """B's 401/403 answers to `username`, per "verb resource namespace/name code"."""
+def _received(ev: dict[str, Any]) -> float:
+    """When the API server received the request (wall clock, seconds)."""
+    return datetime.fromisoformat(str(ev.get("requestReceivedTimestamp"))).timestamp()
+
+
+def refused_requests(
+    log: Path,
+    username: str,
+    *,
+    since: float = 0.0,
+    excluding: Iterable[tuple[float, float]] = (),
+) -> Counter[str]:
+    """B's 401/403 answers to `username` received after `since` (time.time()), outside the
+    `excluding` windows, per "verb resource namespace/name code". A restarted API server serves
+    before its authorizer has read RBAC (a 403 with no reason, before /readyz): pass the restart
+    as a window, from the kill to `hack/cluster start`'s return."""
+    windows = list(excluding)
     out: Counter[str] = Counter()
     for ev in audit_log_events(log, f'"{username}"'):
         code = int((ev.get("responseStatus") or {}).get("code") or 0)
-        if (ev.get("user") or {}).get("username") == username and code in (401, 403):
-            ref = ev.get("objectRef") or {}
-            out[
-                f"{ev.get('verb')} {ref.get('resource')} {ref.get('namespace')}/{ref.get('name')} {code}"
-            ] += 1
+        if (ev.get("user") or {}).get("username") != username or code not in (401, 403):
+            continue
+        at = _received(ev)
+        if at < since or any(start <= at <= end for start, end in windows):
+            continue
+        ref = ev.get("objectRef") or {}
+        out[f"{ev.get('verb')} {ref.get('resource')} {ref.get('namespace')}/{ref.get('name')} {code}"] += 1
     return out
 
 

@@ -25,7 +25,8 @@ OUTAGE_SECONDS = scaled(20.0, 70.0)
 def outage(cluster: Cluster, component: str, seconds: float | None = None) -> Iterator[dict[str, float]]:
     """Kill `component` of `cluster` on entry; on exit, hold it down until `seconds` (default
     OUTAGE_SECONDS) have passed, start it again and wait until it serves. Yields timings: `down`
-    and `back` (time.monotonic())."""
+    and `back` (time.monotonic()), and the same as wall-clock times, `down_at` and `back_at`
+    (time.time(), to compare with the audit log's timestamps)."""
     if not cluster.local or cluster.cluster_dir is None:
         pytest.skip("stopping control-plane components needs the local control plane")
     env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(cluster.cluster_dir)}
@@ -36,7 +37,7 @@ def outage(cluster: Cluster, component: str, seconds: float | None = None) -> It
         subprocess.run([REPO / "hack" / "cluster", cmd, component], env=env, check=True)
 
     run("stop")
-    timings["down"] = time.monotonic()
+    timings["down"], timings["down_at"] = time.monotonic(), time.time()
     try:
         yield timings
         held = time.monotonic() - timings["down"]
@@ -44,4 +45,4 @@ def outage(cluster: Cluster, component: str, seconds: float | None = None) -> It
         time.sleep(max(0.0, hold - held))
     finally:
         run("start")  # waits until etcd /health or kube-apiserver /readyz answers
-        timings["back"] = time.monotonic()
+        timings["back"], timings["back_at"] = time.monotonic(), time.time()
