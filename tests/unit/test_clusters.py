@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -260,3 +261,23 @@ def test_nothing_is_deleted_while_a_stage_cannot_be_seen():
 
 def _rolled(img: str) -> Any:
     return deployment_view(img)
+
+
+def test_the_example_pipeline_and_cluster_secret_are_what_conveyor_reads():
+    import yaml
+
+    from conveyor.api.pipeline import Pipeline
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "multi-cluster" / "pipeline.yaml"
+    pipeline_obj, secret = yaml.safe_load_all(path.read_text())
+    p = Pipeline.model_validate(pipeline_obj)
+    assert [c.stage_cluster(s) for s in p.spec.stages] == ["", "prod-eu"]
+    data = {k: b64(v) for k, v in secret["stringData"].items()}
+    config = c.parse_cluster_secret("cluster-prod-eu", secret["metadata"]["annotations"], data)
+    assert isinstance(config, c.ClusterConfig) is False  # placeholders: no CA certificate yet
+    assert config[1].reason == c.INVALID
+    data["config"] = b64(json.dumps({"bearerToken": "t", "tlsClientConfig": {"caData": b64(CA)}}))
+    config = c.parse_cluster_secret("cluster-prod-eu", secret["metadata"]["annotations"], data)
+    assert isinstance(config, c.ClusterConfig)
+    assert c.resolve({"prod-eu": config}, "prod-eu", "default", "shop", "conveyor-system") == config
+    assert secret["metadata"]["labels"] == {c.SECRET_LABEL: "true"}

@@ -319,9 +319,9 @@ class Stage(KubeModel):
         description="The Kubernetes cluster the namespace is in: the `name` of a cluster Secret in "
         "Conveyor's own namespace (labelled conveyor.dev/cluster-secret=true and annotated "
         "conveyor.dev/pipeline-namespaces with this Pipeline's namespace; docs/multi-cluster.md). "
-        "Unset: the cluster Conveyor runs in.",
-        max_length=253,
-        pattern=DNS_SUBDOMAIN,
+        "Unset: the cluster Conveyor runs in (a DNS label, at most 63 characters).",
+        max_length=63,
+        pattern=DNS_LABEL,
     )
     variables: dict[str, VariableValue] = Field(
         default_factory=dict,
@@ -432,15 +432,21 @@ class PipelineSpec(KubeModel):
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],
             "x-kubernetes-validations": [
+                # Unique (cluster, namespace), said as two rules: joining the two strings in CEL is
+                # estimated far over the API server's cost budget (mapped to strings first, as a
+                # check on whole stage objects is too).
                 cel(
-                    # (mapped to strings first: the same check on whole stage objects is estimated
-                    # over the API server's CEL cost budget)
-                    "self.map(s, (has(s.cluster) ? s.cluster : '') + '/' + s.namespace)"
-                    ".all(n, self.map(t, (has(t.cluster) ? t.cluster : '') + '/' + t.namespace)"
-                    ".exists_one(m, m == n))",
+                    "self.filter(s, !has(s.cluster)).map(s, s.namespace)"
+                    ".all(n, self.filter(t, !has(t.cluster)).map(t, t.namespace).exists_one(m, m == n))",
+                    "each stage needs a namespace of its own: two stages in one namespace would share "
+                    "its Deployments",
+                ),
+                cel(
+                    "self.filter(s, has(s.cluster)).all(s, self.filter(t, has(t.cluster) && "
+                    "t.cluster == s.cluster).map(t, t.namespace).exists_one(n, n == s.namespace))",
                     "each stage needs a namespace of its own: two stages in one namespace of one cluster "
                     "would share its Deployments",
-                )
+                ),
             ],
         },
     )

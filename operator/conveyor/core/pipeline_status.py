@@ -167,7 +167,7 @@ def set_reachable(
         return
     gen = pipeline.metadata.generation
     if unseen:
-        msg = "; ".join(f"{name}: cluster {display(cluster)}: {p}" for name, cluster, p in unseen)
+        msg = "; ".join(f"{name} ({display(cluster)}): {p.message}" for name, cluster, p in unseen)
         status.conditions = set_condition(
             status.conditions, "ClustersReachable", "False", unseen[0][2].reason, msg, generation=gen, now=now
         )

@@ -29,6 +29,7 @@ from urllib.parse import quote
 from conveyor.core import clusters as c
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.handlers.cache import strip
+from conveyor.handlers.metrics import CLUSTER_SEEN
 from conveyor.kube.client import Kube
 from conveyor.kube.reflector import Reflector
 from conveyor.kube.remote import RemoteKube, connect, problem_of
@@ -93,7 +94,10 @@ class Clusters:
     # --- lifecycle
 
     def start(self) -> None:
-        """Start following the cluster Secrets."""
+        """Start following the cluster Secrets — once, when a stage first names another cluster (an
+        operator whose pipelines all live in its own cluster reads no Secret, and needs no right to)."""
+        if self._secrets is not None:
+            return
         path = f"/api/v1/namespaces/{quote(self.secret_namespace)}/secrets"
         self._secrets = self._reflector(
             self.control,
@@ -103,7 +107,8 @@ class Clusters:
             strip=_secret_view,
             on_event=lambda *_: self._secrets_changed(),
             on_state=self._secrets_changed,
-        ).start()
+        )
+        self._secrets.start()  # after the assignment: its first callback reads self._secrets
 
     def stop(self) -> None:
         """Stop every Reflector (operator shutdown)."""
@@ -136,6 +141,7 @@ class Clusters:
         """Why a stage of a Pipeline in `pipeline_namespace`, in `namespace` of `cluster`, cannot be
         seen now; None: it can (its Deployments and Jobs are listed and watched)."""
         with self._lock:
+            self.start()
             if self._secrets is None or not self._secrets.listed:
                 error = self._secrets.error if self._secrets is not None else None
                 why = f": {problem_of(error, 'control').message}" if error is not None else ""
@@ -144,16 +150,17 @@ class Clusters:
                 )
             found = c.resolve(self._configs, cluster, pipeline_namespace, namespace, self.secret_namespace)
             if isinstance(found, c.ClusterProblem):
+                if found.reason not in (c.NOT_FOUND, c.NOT_ALLOWED):  # a metric per real cluster only
+                    CLUSTER_SEEN.labels(cluster).set(0)
                 return found
             watches = self._watch((cluster, namespace), found)
-        for r in watches:
-            if r.error is not None:
-                return problem_of(r.error, cluster)
-        if not all(r.listed for r in watches):
-            return c.ClusterProblem(
+        problem = next((problem_of(r.error, cluster) for r in watches if r.error is not None), None)
+        if problem is None and not all(r.listed for r in watches):
+            problem = c.ClusterProblem(
                 c.CONNECTING, f"listing {namespace}'s Deployments and Jobs in cluster {cluster}"
             )
-        return None
+        CLUSTER_SEEN.labels(cluster).set(0 if problem else 1)
+        return problem
 
     def kube(self, cluster: str) -> RemoteKube:
         """The connection to `cluster`; ClusterUnavailable when there is none (not configured)."""
@@ -198,7 +205,9 @@ class Clusters:
         ns = quote(namespace)
 
         def on_state() -> None:
-            for key in list(self._users.get(pair, ())):
+            with self._lock:
+                keys = list(self._users.get(pair, ()))
+            for key in keys:
                 self.wake(key)
 
         def on_deployment(kind: str, obj: dict[str, Any]) -> None:

@@ -64,6 +64,12 @@ NOTIFICATION_BACKLOG = Gauge(
     "conveyor_notification_backlog", "Messages due and not yet delivered, per channel.", ["channel"]
 )
 ACTIVE_WORKERS = Gauge("controller_runtime_active_workers", "Reconciliations running now.", ["controller"])
+CLUSTER_SEEN = Gauge(
+    "conveyor_cluster_seen",
+    "1 while the stages in this other cluster can be seen (its Secret is usable, its watches listed), "
+    "else 0; alert on 0 for long (docs/multi-cluster.md).",
+    ["cluster"],
+)
 LEADER = Gauge("conveyor_leader", "1 while this replica holds the Lease and acts, else 0 (standby).")
 LEADER_TRANSITIONS = Counter(
     "conveyor_leader_transitions_total",

@@ -157,7 +157,6 @@ def _connect_clusters(memo: kopf.Memo, cache: cache_mod.Cache, loop: asyncio.Abs
         cache.overlay.gone(kind, namespace, name, uid, cluster=cluster)  # thread-safe: it has a lock
 
     clusters.wake, clusters.wake_deployment, clusters.gone = wake, wake_deployment, gone
-    clusters.start()
 
 
 @kopf.on.cleanup()

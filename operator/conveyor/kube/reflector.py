@@ -124,9 +124,9 @@ class Reflector:
                 failures += 1
                 first = self.error is None or type(self.error) is not type(e)
                 self.error = e
-                if first:
+                if first:  # a new state: said once, and the pipelines concerned look again
                     log.warning("%s: %s", self.name, _describe(e))
-                self._changed()
+                    self._changed()
                 delay = min(BACKOFF_CAP_SECONDS, 0.5 * 2**failures) * random.uniform(0.8, 1.0)  # noqa: S311
                 self._stop.wait(delay)
 
@@ -142,7 +142,8 @@ class Reflector:
             old, self._store = self._store, fresh
         was = (self.listed, self.error)
         self.listed, self.error = True, None
-        if was != (True, None):
+        changed = was != (True, None)
+        if changed:
             log.info("%s: listed (%d objects)", self.name, len(fresh))
         # What the LIST replaced: objects gone while the watch was down are reported DELETED, the
         # rest as they are now (a pass may be waiting for any of them).
@@ -151,7 +152,8 @@ class Reflector:
                 self._emit("DELETED", obj)
         for obj in fresh.values():
             self._emit("MODIFIED", obj)
-        self._changed()
+        if changed:
+            self._changed()
         return str((result.get("metadata") or {}).get("resourceVersion") or "")
 
     def _watch(self, version: str) -> None:
