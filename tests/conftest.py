@@ -154,6 +154,14 @@ def story(
         core.delete_namespace(ns)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The multi-cluster stories run last (in their order), so the second cluster the session
+    starts for them (`second_cluster`) runs only while they do: it stops with the session."""
+    last = [item for item in items if item.get_closest_marker("multicluster")]
+    if last:
+        items[:] = [item for item in items if not item.get_closest_marker("multicluster")] + last
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     """Keep each phase's report on the item, so fixtures can show operator logs on failure; a

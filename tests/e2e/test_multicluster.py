@@ -41,7 +41,7 @@ from support import multicluster as mc
 from support.cluster import Cluster, audit_log
 from support.invariants import audit_job_creates, audit_log_events, audit_writes_by
 from support.operator import OperatorProcess
-from support.outages import outage
+from support.outages import outage, restart_controllers
 from support.story import OLD_IMAGE, Story, image_of, stage_record, status
 from support.wait import has_condition, wait_for_list, wait_for_object
 
@@ -52,11 +52,12 @@ SMOKE = {"command": ["/app/smoke"]}
 DOWN = {"command": ["/app/migrate", "down"]}
 CLUSTER = "prod-b"  # the name stages use for B (the cluster Secret's `name`)
 CREDS_CLUSTER = "prod-b-creds"  # B again, under a second Secret that starts with a wrong token
-# Issue #16: a release says ClusterUnreachable within about 10 s of B's API server going away; the
-# wait allows 15 s on this shared 2-CPU machine and the story prints what it measured.
-UNREACHABLE_WITHIN_SECONDS = 15.0
-# After an outage B's own controllers lag (support/outages.py, tests/e2e/test_outages.py).
-CLUSTER_CATCH_UP_SECONDS = 180.0
+# Issue #16: a release says ClusterUnreachable within about 10 s of B's API server going away (the
+# story prints what it measured: 0.0-0.1 s here, a refused connection is seen at once).
+UNREACHABLE_WITHIN_SECONDS = 10.0
+# After an outage B's own controllers lag (support/outages.py, tests/e2e/test_outages.py); the story
+# restarts them, and gives the release this long.
+CLUSTER_CATCH_UP_SECONDS = 120.0
 HOLD_GATE = "conveyor.dev/held-by-test"
 READS = ("get", "list", "watch")  # B's audit log has every request; audit_writes_by counts all verbs
 
@@ -543,6 +544,8 @@ def release_smoke_tests(world: World, ns: str) -> None:
 
 
 def test_b_down_for_20s_mid_smoke_test_is_said_and_survived(world: World, operator: OperatorProcess):
+    if not world.b.local:
+        pytest.skip("stopping B's kube-apiserver needs a local second cluster (hack/cluster)")
     story, aonly = world.story("outage"), world.story("aonly")
     prod = story.stage_ns["prod"]
     # Given a pipeline whose prod is in B in a namespace of the very name of its staging's in A, one
@@ -597,14 +600,18 @@ def test_b_down_for_20s_mid_smoke_test_is_said_and_survived(world: World, operat
             # And a pipeline that lives in A alone promotes meanwhile, B still down
             aonly.promote("aonly-v1", label="aonly-v1")
             promoted = time.monotonic() - timings["down"]
-        # And once B is back (its smoke test let go), the release succeeds by itself
+        # And once B is back (its smoke test let go), the release succeeds by itself (B's own
+        # controllers restarted: their watches would back off for up to a minute)
+        restart_controllers(world.b)
         release_smoke_tests(world, prod)
         rel = story.then_release_phase("shop-o", "Succeeded", timeout=CLUSTER_CATCH_UP_SECONDS)
+        caught_up = time.monotonic() - timings["back"]
     finally:
         release_smoke_tests(world, prod)
     print(
         f"\nB down {timings['back'] - timings['down']:.1f}s; ClusterUnreachable said after {said:.1f}s; "
-        f"the A-only release Ready {promoted:.1f}s into the outage"
+        f"the A-only release Ready {promoted:.1f}s into the outage; shop-o Succeeded {caught_up:.1f}s "
+        "after B was back"
     )
     story.then_condition("pipelines", "shop", "ClustersReachable", status="True", timeout=60)
     assert stage_record(rel, "prod")["phase"] == "Verified"
