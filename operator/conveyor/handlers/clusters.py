@@ -40,6 +40,11 @@ Key = tuple[str, str]  # (pipeline namespace, pipeline name)
 Pair = tuple[str, str]  # (cluster, stage namespace)
 
 
+# How long a pass waits for a just-started watch's first listing (a cluster that does not answer
+# costs the pass this once; after that its state is known at once).
+SETTLE_SECONDS = 3.0
+
+
 class ClusterUnavailable(Exception):
     """A request for a cluster that cannot be used now (the pass's action fails and is retried)."""
 
@@ -142,6 +147,10 @@ class Clusters:
         seen now; None: it can (its Deployments and Jobs are listed and watched)."""
         with self._lock:
             self.start()
+            secrets = self._secrets
+        if secrets is not None:
+            secrets.settle(SETTLE_SECONDS)
+        with self._lock:
             if self._secrets is None or not self._secrets.listed:
                 error = self._secrets.error if self._secrets is not None else None
                 why = f": {problem_of(error, 'control').message}" if error is not None else ""
@@ -154,6 +163,10 @@ class Clusters:
                     CLUSTER_SEEN.labels(cluster).set(0)
                 return found
             watches = self._watch((cluster, namespace), found)
+        for r in watches:
+            # Started a moment ago (first use, a restart, a rotated Secret): the first listing is a
+            # few milliseconds away — waited for, rather than the stage said to be connecting.
+            r.settle(SETTLE_SECONDS)
         problem = next((problem_of(r.error, cluster) for r in watches if r.error is not None), None)
         if problem is None and not all(r.listed for r in watches):
             problem = c.ClusterProblem(

@@ -73,6 +73,7 @@ class Reflector:
         self._response: Any = None
         self.listed = False
         self.error: BaseException | None = None
+        self._settled = threading.Event()  # set once the first LIST succeeded or failed
         self._thread = threading.Thread(target=self._run, name=f"reflector {name}", daemon=True)
 
     def start(self) -> Reflector:
@@ -91,6 +92,10 @@ class Reflector:
         if response is not None:
             with contextlib.suppress(Exception):
                 response.shutdown()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait (at most `timeout` seconds) until the first LIST has succeeded or failed."""
+        return self._settled.wait(timeout)
 
     @property
     def stopped(self) -> bool:
@@ -127,6 +132,7 @@ class Reflector:
                 if first:  # a new state: said once, and the pipelines concerned look again
                     log.warning("%s: %s", self.name, _describe(e))
                     self._changed()
+                self._settled.set()
                 delay = min(BACKOFF_CAP_SECONDS, 0.5 * 2**failures) * random.uniform(0.8, 1.0)  # noqa: S311
                 self._stop.wait(delay)
 
@@ -154,6 +160,7 @@ class Reflector:
             self._emit("MODIFIED", obj)
         if changed:
             self._changed()
+        self._settled.set()
         return str((result.get("metadata") or {}).get("resourceVersion") or "")
 
     def _watch(self, version: str) -> None:
