@@ -19,7 +19,17 @@ from results import REPO, describe_machine, load, results_path
 
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 # The table's order; a section of another name follows them, alphabetically.
-ORDER = ("verdict", "promotion", "rollback", "scale", "failover", "dashboard", "notifications")
+ORDER = (
+    "verdict",
+    "promotion",
+    "rollback",
+    "scale",
+    "scale-2clusters",  # bench/scale.py --clusters 2 (issue #16)
+    "scale-2clusters-outage",  # ... --outage
+    "failover",
+    "dashboard",
+    "notifications",
+)
 
 
 def verdict_mark(met: bool | None) -> str:

@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/scale.py [--teams 20] [--apps 10] [--releases 2] [--replicas 2]
                                        [--approvals] [--lone-runs 3] [--deadline 900] [--out PATH]
-                                       [--results PATH]
+                                       [--results PATH] [--clusters 1|2 [--outage]]
 
 TEAMS x APPS pipelines (200 by default). Each team has a namespace for its Pipelines and Releases and
 shares one staging and one prod namespace among its APPS applications (one Deployment of REPLICAS
@@ -29,6 +29,21 @@ resource, from the operator's conveyor_api_requests_total and from the audit log
 numbers and one row per goal of issue #11 (all correct, p99 <= 3x lone, <= 15 requests per stage
 promotion, RSS < 150 MB) replace the "scale" section of the benchmarks' one results file (--results;
 bench/results.py). `make bench` runs it at the issue's shape: --teams 20 --apps 10 --releases 5.
+
+--clusters 2 (issue #16, stages in other clusters): a second local control plane (hack/cluster in
+<the bench cluster's folder>-b, --second-cluster-dir; started with the audit log unless it runs, and
+then left running) holds every team's prod namespace and Deployments; each Pipeline's prod stage names
+it (`cluster: prod-b`). It gets the chart's target role (`mode=target` for the prod namespaces) and
+the operator a TokenRequest token of its ServiceAccount, in a cluster Secret (Argo CD's format) in the
+operator's own namespace (the chart's `clusters.enabled`, `--cluster-secret-namespace`). Besides the
+numbers above it reports API requests per stage promotion per cluster (each cluster's audit log, the
+operator's identity there: the chart's ServiceAccount here, the target ServiceAccount there), and
+writes the 'scale-2clusters' section (details: <cluster folder>/results/scale-2clusters.json, with
+the operator's log beside it). --outage stops the second cluster's kube-apiserver for
+--outage-seconds (20) once half the pipelines have a release in prod, starts it again, and reports
+the releases that ended wrongly (must be 0), when the operator worked there again, and the extra
+delay against the last 'scale-2clusters' run of the same shape in the results file; its section is
+'scale-2clusters-outage'. The one-cluster run (--clusters 1, the default) is unchanged.
 """
 
 from __future__ import annotations
@@ -41,6 +56,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -48,10 +64,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import watch
+from kubernetes import client, config, watch
 
 from harness import REPO, Bench, create_all, deployment, median
-from results import record, section
+from results import load, record, results_path, section
 from scalestats import (
     SEGMENTS,
     AuditRecord,
@@ -60,19 +76,29 @@ from scalestats import (
     audit_files,
     audit_records,
     audit_requests,
+    cluster_secret,
+    extra_delay,
+    first_after,
+    first_request_after,
     operator_requests,
+    outage_due,
     per_promotion_table,
     percentile,
     proc_cpu_seconds,
     proc_memory_kb,
+    requests_by_cluster,
     scale_goals,
+    stage_promotions_by_stage,
     time_breakdown,
+    two_cluster_goals,
     wrong_end_states,
 )
+from support import cluster as cluster_mod
 from support.builders import REPO as IMAGE_REPO
 from support.builders import approval_dict, pipeline_dict, release_dict
 from support.cluster import kubectl_binary
 from support.operator import OperatorProcess
+from support.wait import wait_for_object
 
 GROUP, VERSION = "conveyor.dev", "v1alpha1"
 LABEL = "conveyor.dev/bench-scale"
@@ -195,6 +221,160 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+class ClusterB:
+    """The second local control plane of --clusters 2 (issue #16): every team's prod namespace and
+    Deployments live here, and the operator (in the first cluster) reaches it as the chart's target
+    identity (`mode=target`, a TokenRequest token) through a cluster Secret in its own namespace.
+    Started with the audit log unless it already runs (then reused, and left running)."""
+
+    NAME = "prod-b"  # stages[].cluster
+    TARGET_RELEASE = "conveyor-target"  # the Helm release, and its ServiceAccount's name
+
+    def __init__(self, folder: Path) -> None:
+        self.cluster_dir, self.kubeconfig = cluster_mod.local_paths(folder)
+        self.env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(self.cluster_dir)}
+        self.env.setdefault("CONVEYOR_AUDIT_LOG", "1")
+        running = self._cluster("status", check=False).returncode == 0
+        if not running:
+            self._cluster("up", capture=False)
+        self.started_here = not running
+        self.api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.audit_log: Path | None = None
+        state = self.state()
+        if state.get("audit_log"):
+            self.audit_log = Path(state["audit_log"])
+        self.namespaces: list[str] = []
+        self.target_ns = ""
+        self.identity = ""
+        self.installed = False
+        self._audit: list[AuditRecord] | None = None
+
+    def _cluster(
+        self, *argv: str, check: bool = True, capture: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(REPO / "hack" / "cluster"), *argv],
+            env=self.env,
+            check=check,
+            capture_output=capture,
+            text=True,
+        )
+
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.cluster_dir / "state.json").read_text())
+
+    def apiserver_pid(self) -> int | None:
+        return self.state().get("pids", {}).get("kube-apiserver")
+
+    def namespace(self, name: str) -> str:
+        """Create namespace `name` here (with its default ServiceAccount, which pods need)."""
+        self.core.create_namespace({"metadata": {"name": name, "labels": {"conveyor.dev/bench": "true"}}})
+        self.namespaces.append(name)
+        wait_for_object(
+            self.core.list_namespaced_service_account,
+            "default",
+            lambda sa: sa is not None,
+            namespace=name,
+            what=f"default ServiceAccount in {name} (cluster {self.NAME})",
+        )
+        return name
+
+    def install_target(self, namespaces: list[str]) -> str:
+        """The chart's target role for `namespaces` (Roles there, a ServiceAccount in a namespace of
+        its own); a token of that ServiceAccount."""
+        self.target_ns = self.namespace(f"scale-target-{uuid.uuid4().hex[:6]}")
+        kube = ["--kubeconfig", str(self.kubeconfig)]
+        subprocess.run(
+            [
+                helm_binary(),
+                "install",
+                self.TARGET_RELEASE,
+                str(REPO / "charts" / "conveyor"),
+                "-n",
+                self.target_ns,
+                "--set",
+                "mode=target",
+                "--set",
+                f"target.namespaces={{{','.join(namespaces)}}}",
+                *kube,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        self.installed = True
+        self.identity = f"system:serviceaccount:{self.target_ns}:{self.TARGET_RELEASE}"
+        return subprocess.run(
+            [
+                kubectl_binary(),
+                "create",
+                "token",
+                self.TARGET_RELEASE,
+                "-n",
+                self.target_ns,
+                "--duration",
+                "4h",
+                *kube,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    def secret(self, token: str, pipeline_namespaces: list[str]) -> dict[str, Any]:
+        """The cluster Secret for the operator's cluster (Argo CD's format)."""
+        admin = json.loads(self.kubeconfig.read_text())
+        return cluster_secret(
+            self.NAME,
+            secret_name=f"cluster-{self.NAME}",
+            server=admin["clusters"][0]["cluster"]["server"],
+            token=token,
+            ca_pem=(self.cluster_dir / "pki" / "ca.crt").read_bytes(),
+            pipeline_namespaces=pipeline_namespaces,
+        )
+
+    def stop_apiserver(self) -> None:
+        self._cluster("stop", "kube-apiserver")
+
+    def start_apiserver(self) -> None:
+        """Start it again; returns once it serves (/readyz and every CRD)."""
+        self._cluster("start", "kube-apiserver")
+
+    def audit(self, start: datetime, end: datetime, by_agent: bool = False) -> dict[str, Counter[Key]]:
+        return audit_requests(self.records(), start, end, by_agent=by_agent) if self.audit_log else {}
+
+    def records(self) -> list[AuditRecord]:
+        if not self.audit_log:
+            return []
+        if self._audit is None:  # read once, at report time: the log holds every request of the run
+            self._audit = audit_records(audit_events(audit_files(self.audit_log)))
+        return self._audit
+
+    def close(self) -> None:
+        """The target role's cluster-wide part, the namespaces; the cluster if this run started it."""
+        if self.installed:
+            subprocess.run(
+                [
+                    helm_binary(),
+                    "uninstall",
+                    self.TARGET_RELEASE,
+                    "-n",
+                    self.target_ns,
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                ],
+                capture_output=True,
+                check=False,
+            )
+        for ns in self.namespaces:
+            with contextlib.suppress(Exception):
+                self.core.delete_namespace(ns)
+        if self.started_here:
+            self._cluster("down", check=False, capture=False)
+
+
 class Scale:
     """The teams, their Deployments and Pipelines, and one operator serving them (the chart's RBAC).
 
@@ -207,8 +387,10 @@ class Scale:
         args: argparse.Namespace,
         deadline: Deadline,
         extra_namespaces: Sequence[str] = (),
+        remote: ClusterB | None = None,
     ) -> None:
         self.b, self.args, self.deadline = b, args, deadline
+        self.remote = remote  # --clusters 2: every prod namespace and Deployment lives there
         self.extra_namespaces = list(extra_namespaces)
         self.teams: list[dict[str, str]] = []
         self.op: OperatorProcess | None = None
@@ -236,27 +418,47 @@ class Scale:
                 {
                     "home": b.namespace(f"scale-{tag}"),
                     "staging": b.namespace(f"scale-{tag}-stg"),
-                    "prod": b.namespace(f"scale-{tag}-prod"),
+                    "prod": (
+                        self.remote.namespace(f"scale-{tag}-prod-{uuid.uuid4().hex[:6]}")
+                        if self.remote
+                        else b.namespace(f"scale-{tag}-prod")
+                    ),
                     "apps": "1" if i == a.teams else str(a.apps),
                 }
             )
         self.deployments = Tracker(b.apps.list_deployment_for_all_namespaces, label_selector=f"{LABEL}=true")
-        jobs = []
+        if self.remote:
+            self.remote_deployments = Tracker(
+                self.remote.apps.list_deployment_for_all_namespaces, label_selector=f"{LABEL}=true"
+            )
+        jobs: list[tuple[str, dict[str, Any]]] = []
+        remote_jobs: list[tuple[str, dict[str, Any]]] = []
         for team in self.teams:
             for j in range(int(team["apps"])):
                 for stage in ("staging", "prod"):
                     body = deployment(f"app-{j:02d}", "web", replicas=a.replicas)
                     body["metadata"]["labels"] = {LABEL: "true"}
-                    jobs.append((team[stage], body))
+                    (remote_jobs if self.remote and stage == "prod" else jobs).append((team[stage], body))
         create_all(b, "deployments", jobs)
-        n = len(jobs)
+        if self.remote:
+            apps = self.remote.apps
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda job: apps.create_namespaced_deployment(*job), remote_jobs))
+        n = len(jobs) + len(remote_jobs)
         self.deployments.wait(
-            lambda objs: sum(rolled_out(d) for d in objs.values()) >= n,
-            f"{n} Deployments rolled out",
+            lambda objs: sum(rolled_out(d) for d in objs.values()) >= len(jobs),
+            f"{len(jobs)} Deployments rolled out",
             self.deadline.left(600),
         )
+        if self.remote:
+            self.remote_deployments.wait(
+                lambda objs: sum(rolled_out(d) for d in objs.values()) >= len(remote_jobs),
+                f"{len(remote_jobs)} Deployments rolled out in cluster {self.remote.NAME}",
+                self.deadline.left(600),
+            )
+        where = f" (prod's {len(remote_jobs)} in cluster {self.remote.NAME})" if self.remote else ""
         print(
-            f"setup: {len(self.teams) * 3} namespaces, {n} Deployments rolled out "
+            f"setup: {len(self.teams) * 3} namespaces, {n} Deployments rolled out{where} "
             f"in {time.monotonic() - t0:.0f}s",
             flush=True,
         )
@@ -274,6 +476,8 @@ class Scale:
                 if a.approvals:
                     # the bench approves as the admin that releases: no four eyes here
                     stages[1] |= {"requiresApproval": True, "approval": {"fourEyes": False}}
+                if self.remote:
+                    stages[1]["cluster"] = self.remote.NAME
                 body = pipeline_dict(
                     f"app-{j:02d}",
                     team["home"],
@@ -304,7 +508,9 @@ class Scale:
         b = self.b
         self.helm_ns = b.namespace("scale-op")
         self.helm_release = "conveyor-scale"
-        served = [team[k] for team in self.teams for k in ("home", "staging", "prod")]
+        # With --clusters 2 the prod namespaces are in the other cluster: not served here.
+        stages_here = ("home", "staging") if self.remote else ("home", "staging", "prod")
+        served = [team[k] for team in self.teams for k in stages_here]
         served += self.extra_namespaces
         helm = helm_binary()
         kube = ["--kubeconfig", str(b.cluster.kubeconfig)]
@@ -323,6 +529,8 @@ class Scale:
                 "admissionPolicies.install=false",
                 "--set",
                 "metrics.service.enabled=false",
+                # --clusters 2: the Role on the cluster Secrets of its own namespace
+                *(["--set", "clusters.enabled=true"] if self.remote else []),
                 *kube,
             ],
             check=True,
@@ -358,6 +566,12 @@ class Scale:
         self.identity = f"system:serviceaccount:{self.helm_ns}:{self.helm_release}"
         self.operator_started = now_utc()
         served_args = [x for ns in served for x in ("-n", ns)] if self.args.namespaced else []
+        if self.remote:
+            token_b = self.remote.install_target([team["prod"] for team in self.teams])
+            b.core.create_namespaced_secret(
+                self.helm_ns, self.remote.secret(token_b, [team["home"] for team in self.teams])
+            )
+            served_args += ["--cluster-secret-namespace", self.helm_ns]
         # The chart's Role allows the Lease it names, in the chart's namespace, and no other.
         self.op = OperatorProcess(
             path, *served_args, lease_name=f"{self.helm_release}-leader", lease_namespace=self.helm_ns
@@ -380,6 +594,11 @@ class Scale:
         }
         if self.apiserver_pid:
             snap["apiserver_cpu"] = proc_cpu_seconds(self.apiserver_pid)
+        if self.remote:
+            remote_pid = self.remote.apiserver_pid()
+            snap["remote_apiserver_pid"] = remote_pid
+            with contextlib.suppress(OSError):  # stopped by the outage drill right now
+                snap["remote_apiserver_cpu"] = proc_cpu_seconds(remote_pid) if remote_pid else None
         return snap
 
     def create_release(self, home: str, pipeline: str, name: str) -> float:
@@ -479,23 +698,73 @@ class Scale:
             )
         burst = self.burst_plan()
         print(f"burst: creating {len(burst)} releases on {a.teams * a.apps} pipelines", flush=True)
+        outage: dict[str, Any] = {}
+        drill = None
+        if getattr(a, "outage", False) and self.remote:
+            drill = threading.Thread(target=self.outage, args=(burst, outage), daemon=True)
+            drill.start()
         res = self.phase("burst", burst, a.parallel)
-        return {"idle": idle, "lone": lone_runs, "burst": res}
+        if drill:
+            drill.join(self.deadline.left(120))
+        return {"idle": idle, "lone": lone_runs, "burst": res, "outage": outage}
+
+    def outage(self, burst: list[tuple[str, str, str]], out: dict[str, Any]) -> None:
+        """The outage drill (--outage): once half the burst's pipelines have a release in prod (the
+        other cluster's stage), stop that cluster's kube-apiserver for --outage-seconds, then start
+        it again. Notes when (wall clock) in `out`; nothing when the burst ended first."""
+        assert self.remote
+        keys = {(home, name) for home, _, name in burst}
+        pipelines = len({(home, pipeline) for home, pipeline, _ in burst})
+
+        def due_or_over(objs: dict[tuple[str, str], Any]) -> bool:
+            mine = [objs[k] for k in keys if k in objs]
+            if len(mine) == len(keys) and all(phase_of(r) in TERMINAL for r in mine):
+                return True
+            return outage_due(mine, "prod", pipelines)
+
+        try:
+            self.releases.wait(due_or_over, "the middle of the burst", self.deadline.left())
+        except TimeoutError:
+            return
+        with self.releases.cond:
+            mine = [self.releases.objects[k] for k in keys if k in self.releases.objects]
+        if all(phase_of(r) in TERMINAL for r in mine) and len(mine) == len(keys):
+            print("outage: the burst ended before its middle was seen; no outage", flush=True)
+            return
+        out["ended_before"] = sum(phase_of(r) in TERMINAL for r in mine)
+        out["stopped_at"] = now_utc()
+        try:
+            self.remote.stop_apiserver()
+            print(f"outage: cluster {self.remote.NAME}'s kube-apiserver stopped", flush=True)
+            time.sleep(self.args.outage_seconds)  # the outage itself: a fixed length, nothing to wait on
+        finally:  # whatever happened, the cluster gets its API server back
+            out["start_at"] = now_utc()
+            self.remote.start_apiserver()
+            out["back_at"] = now_utc()
+        print(
+            f"outage: back after {(out['back_at'] - out['stopped_at']).total_seconds():.1f}s "
+            f"(restart took {(out['back_at'] - out['start_at']).total_seconds():.1f}s)",
+            flush=True,
+        )
 
     # --- results --------------------------------------------------------------------------------
 
     def prod_images(self) -> dict[tuple[str, str], str]:
         out = {}
         team_of = {team["prod"]: team["home"] for team in self.teams}
-        with self.deployments.cond:
-            for (ns, name), d in self.deployments.objects.items():
+        tracker = self.remote_deployments if self.remote else self.deployments
+        with tracker.cond:
+            for (ns, name), d in tracker.objects.items():
                 if ns in team_of:
                     out[team_of[ns], name] = d.spec.template.spec.containers[0].image
         return out
 
     def deployment_summary(self, namespace: str, name: str) -> str:
-        with self.deployments.cond:
-            d = self.deployments.objects.get((namespace, name))
+        tracker = self.deployments
+        if self.remote and any(team["prod"] == namespace for team in self.teams):
+            tracker = self.remote_deployments
+        with tracker.cond:
+            d = tracker.objects.get((namespace, name))
         if d is None:
             return "(not seen)"
         st = d.status
@@ -594,7 +863,7 @@ class Scale:
         def table(c: Counter[Key]) -> list[dict[str, Any]]:
             return [{"verb": v, "resource": r, "count": n} for (v, r), n in c.most_common()]
 
-        return {
+        result: dict[str, Any] = {
             "when": now_utc().isoformat(timespec="seconds"),
             "parameters": {
                 "teams": a.teams,
@@ -657,9 +926,115 @@ class Scale:
                 else None,
             },
         }
+        if self.remote:
+            self.report_remote(result, measured, lone_promotions)
+        return result
 
-    def close(self) -> None:
-        for t in ("releases", "pipelines", "deployments"):
+    def report_remote(self, res: dict[str, Any], measured: dict[str, Any], lone_promotions: int) -> None:
+        """--clusters 2: what the operator asked of the other cluster (its audit log, the target
+        identity), requests per stage promotion per cluster, and the outage drill's timeline."""
+        remote = self.remote
+        assert remote
+        a, lone, burst = self.args, res["lone"], res["burst"]
+        here = "control"  # the operator's own cluster
+        lone_remote: Counter[Key] = Counter()
+        for run in measured["lone"]:
+            lone_remote += remote.audit(run["before"]["wall"], run["after"]["wall"]).get(
+                remote.identity, Counter()
+            )
+        m = measured["burst"]
+        burst_remote = remote.audit(m["before"]["wall"], m["after"]["wall"]).get(remote.identity, Counter())
+        lone["audit_requests_remote"] = [
+            {"verb": v, "resource": r, "count": n} for (v, r), n in lone_remote.most_common()
+        ]
+        burst["audit_requests_remote"] = [
+            {"verb": v, "resource": r, "count": n} for (v, r), n in burst_remote.most_common()
+        ]
+        by_stage = stage_promotions_by_stage(m["final"].values())
+        lone_by_stage = stage_promotions_by_stage(
+            r for run in measured["lone"] for r in run["final"].values()
+        )
+
+        def by_cluster(
+            rows_here: list[dict[str, Any]], there: Counter[Key], promotions: int, stages: Any
+        ) -> Any:
+            if not self.audit_log or not remote.audit_log:
+                return {}
+            return requests_by_cluster(
+                {here: sum(r["count"] for r in rows_here), remote.NAME: sum(there.values())},
+                promotions,
+                {here: stages.get("staging", 0), remote.NAME: stages.get("prod", 0)},
+            )
+
+        before, after = m["before"], m["after"]
+        same_pid = before.get("remote_apiserver_pid") == after.get("remote_apiserver_pid")
+        cpu_b = (
+            after["remote_apiserver_cpu"] - before["remote_apiserver_cpu"]
+            if same_pid
+            and after.get("remote_apiserver_cpu") is not None
+            and before.get("remote_apiserver_cpu")
+            else None
+        )
+        res["operator"]["remote_apiserver_cpu_s_burst"] = cpu_b
+        res["parameters"] |= {
+            "clusters": 2,
+            "remote_cluster": remote.NAME,
+            "remote_cluster_dir": str(remote.cluster_dir),
+            "remote_identity": remote.identity,
+            "remote_audit_log": str(remote.audit_log) if remote.audit_log else None,
+            "namespaces_served": 2 * len(self.teams),
+            "remote_namespaces": len(self.teams),
+            "outage_s": a.outage_seconds if a.outage else None,
+        }
+        outage = None
+        drill = measured.get("outage")
+        if a.outage:
+            outage = {"down_s": a.outage_seconds}
+            if drill and drill.get("back_at"):
+                back = drill["back_at"]
+                finals = [r for r in m["final"].values() if r]
+                first_req = first_request_after(remote.records(), remote.identity, back)
+                first_work = first_after(finals, "prod", back)
+                first_rollout = first_after(finals, "prod", back, keys=("rolledOutAt",))
+                outage |= {
+                    "stopped_at": drill["stopped_at"].isoformat(),
+                    "back_at": back.isoformat(),
+                    "down_s": (back - drill["stopped_at"]).total_seconds(),
+                    "restart_s": (back - drill["start_at"]).total_seconds(),
+                    "releases_ended_before": drill["ended_before"],
+                    "first_request_after_s": (first_req - back).total_seconds() if first_req else None,
+                    "resumed_after_s": (first_work - back).total_seconds() if first_work else None,
+                    # when the operator first saw a rollout there done: the cluster's own recovery
+                    # (its controller-manager, kwok) is in this, not only Conveyor's
+                    "first_rollout_done_after_s": (first_rollout - back).total_seconds()
+                    if first_rollout
+                    else None,
+                }
+        # Its Reflectors there since it started: a list and a watch per kind and stage namespace,
+        # and again after each failure (the outage drill).
+        lifetime = remote.audit(self.operator_started, m["after"]["wall"]).get(remote.identity, Counter())
+        res["clusters"] = {
+            "control": here,
+            "remote": remote.NAME,
+            "remote_lists_and_watches_since_start": {
+                f"{v} {r}": n for (v, r), n in sorted(lifetime.items()) if v in ("list", "watch")
+            },
+            "lone_stage_promotions_by_stage": dict(lone_by_stage),
+            "burst_stage_promotions_by_stage": dict(by_stage),
+            "lone_requests_by_cluster": by_cluster(
+                lone["audit_requests"], lone_remote, lone_promotions, lone_by_stage
+            ),
+            "burst_requests_by_cluster": by_cluster(
+                burst["audit_requests"], burst_remote, burst["stage_promotions"], by_stage
+            ),
+            "outage": outage,
+        }
+
+    def close(self, operator_log: Path | None = None) -> None:
+        if operator_log and self.op:  # --clusters 2: what it said of the other cluster
+            operator_log.parent.mkdir(parents=True, exist_ok=True)
+            operator_log.write_text("\n".join(self.op.lines) + "\n")
+        for t in ("releases", "pipelines", "deployments", "remote_deployments"):
             if hasattr(self, t):
                 getattr(self, t).close()
         if self.op:
@@ -709,7 +1084,7 @@ def summary(res: dict[str, Any], details: Path) -> dict[str, Any]:
     def per(rows: list[dict[str, Any]], promotions: int) -> float | None:
         return total(rows) / promotions if rows and promotions else None
 
-    return {
+    out: dict[str, Any] = {
         "details": str(details),
         "lone": {
             "end_to_end_s": lone["end_to_end_s"],
@@ -741,6 +1116,18 @@ def summary(res: dict[str, Any], details: Path) -> dict[str, Any]:
         },
         "operator": res["operator"],
     }
+    if "clusters" in res:  # --clusters 2
+        mc = res["clusters"]
+        out["clusters"] = {
+            "remote": mc["remote"],
+            "requests_per_promotion_by_cluster": {
+                "lone": mc["lone_requests_by_cluster"],
+                "burst": mc["burst_requests_by_cluster"],
+            },
+            "burst_stage_promotions_by_stage": mc["burst_stage_promotions_by_stage"],
+            "outage": mc["outage"],
+        }
+    return out
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -783,8 +1170,57 @@ def markdown(res: dict[str, Any]) -> str:
         f"{op['rss_end_mb']:.0f} MB |",
         f"| operator CPU: setup+idle / burst | {op['cpu_s_setup']:.1f} s / {op['cpu_s_burst']:.1f} s |",
         f"| kube-apiserver CPU during the burst | {s(op['apiserver_cpu_s_burst'])} |",
-        "",
     ]
+    mc = res.get("clusters")
+    if mc:  # --clusters 2
+        lines.insert(0, f"Two clusters: every prod stage in cluster {mc['remote']}.")
+        lines.insert(1, "")
+        cpu_b = op["remote_apiserver_cpu_s_burst"]
+        lines.append(f"| {mc['remote']}'s kube-apiserver CPU during the burst | {s(cpu_b)} |")
+        for label, by in (
+            ("burst", mc["burst_requests_by_cluster"]),
+            ("lone", mc["lone_requests_by_cluster"]),
+        ):
+            for name, v in by.items():
+                lines.append(
+                    f"| {label}: API requests to {name} per stage promotion / "
+                    "per promotion of a stage there | "
+                    f"{s(v['per_promotion'], '')} / {s(v['per_promotion_here'], '')} "
+                    f"({v['requests']} requests, {v['stage_promotions_here']} promotions there) |"
+                )
+        o = mc.get("outage")
+        if o is not None and o.get("stopped_at"):
+            lines += [
+                f"| outage: {mc['remote']}'s kube-apiserver down "
+                f"(incl. its restart, {o['restart_s']:.1f} s) | "
+                f"{o['down_s']:.1f} s, {o['releases_ended_before']} releases had ended before |",
+                "| outage, after it was back: the operator's first request there / first stage progress "
+                "there / first rollout there seen done | "
+                f"{s(o['first_request_after_s'])} / {s(o['resumed_after_s'])} / "
+                f"{s(o.get('first_rollout_done_after_s'))} |",
+            ]
+            extra = o.get("extra_delay")
+            if extra:
+                lines.append(
+                    f"| outage: extra delay vs the run without it ({extra['baseline_when']}): "
+                    "burst wall time / "
+                    f"newest p50 / p99 | {s(extra['duration_s'])} / {s(extra['newest_p50_s'])} / "
+                    f"{s(extra['newest_p99_s'])} |"
+                )
+            else:
+                lines.append(
+                    "| outage: extra delay | - (no two-cluster run of this shape without it recorded) |"
+                )
+        elif o is not None:
+            lines.append("| outage | never started: the burst ended before its middle was seen |")
+        lw = mc.get("remote_lists_and_watches_since_start") or {}
+        lines.append(
+            f"| the operator's lists and watches in {mc['remote']} since it started "
+            f"({p['remote_namespaces']} stage namespaces there) | "
+            + (", ".join(f"{k} {n}" for k, n in lw.items()) or "-")
+            + " |"
+        )
+    lines.append("")
     breakdown = burst.get("time_breakdown_newest") or {}
     if breakdown:
         lone_bd = res.get("lone_time_breakdown") or {}
@@ -822,16 +1258,20 @@ def markdown(res: dict[str, Any]) -> str:
             "operator metrics": counter(part["operator_requests"]),
             "audit log": counter(part["audit_requests"]),
         }
+        if mc:  # the operator's own count holds both clusters' requests (it has no cluster label)
+            sources[f"audit log, {mc['remote']}"] = counter(part["audit_requests_remote"])
         total = {k: sum(c.values()) for k, c in sources.items()}
         lines += [
             f"API requests per stage promotion, {label} ({n} promotions; operator's own count "
-            f"{total['operator metrics'] / max(n, 1):.1f}, audit log {total['audit log'] / max(n, 1):.1f}):",
+            f"{total['operator metrics'] / max(n, 1):.1f}, audit log {total['audit log'] / max(n, 1):.1f}"
+            + "".join(f", {k} {v / max(n, 1):.1f}" for k, v in list(total.items())[2:])
+            + "):",
             "",
-            "| verb | resource | operator metrics | audit log |",
-            "|---|---|---|---|",
+            "| verb | resource | " + " | ".join(sources) + " |",
+            "|---|---|" + "---|" * len(sources),
         ]
         for verb, resource, values in per_promotion_table(sources, n):
-            lines.append(f"| {verb} | {resource} | {values[0]:.2f} | {values[1]:.2f} |")
+            lines.append(f"| {verb} | {resource} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
         lines.append("")
     if burst["operator_watches_opened_since_start"]:
         w = burst["operator_watches_opened_since_start"]
@@ -872,14 +1312,49 @@ def main() -> None:
         "--results",
         type=Path,
         help="the benchmarks' one results file, whose 'scale' section this run replaces "
+        "('scale-2clusters' with --clusters 2, 'scale-2clusters-outage' with --outage) "
         "(default: CONVEYOR_BENCH_RESULTS, else bench/results/bench.json)",
     )
+    parser.add_argument(
+        "--clusters",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: every prod stage in a second local control plane (stages[].cluster, issue #16), "
+        "recorded as the 'scale-2clusters' section",
+    )
+    parser.add_argument(
+        "--second-cluster-dir",
+        type=Path,
+        help="--clusters 2: the second cluster's folder (default: <the bench cluster's folder>-b)",
+    )
+    parser.add_argument(
+        "--outage",
+        action="store_true",
+        help="--clusters 2: stop the second cluster's kube-apiserver in the middle of the burst "
+        "(recorded as 'scale-2clusters-outage')",
+    )
+    parser.add_argument("--outage-seconds", type=float, default=20, help="how long --outage lasts")
     args = parser.parse_args()
+    if args.outage and args.clusters != 2:
+        parser.error("--outage needs --clusters 2")
+    key = {1: "scale", 2: "scale-2clusters"}[args.clusters] + ("-outage" if args.outage else "")
     # Before the harness acquires the cluster: a cluster this run starts gets the audit log.
     os.environ.setdefault("CONVEYOR_AUDIT_LOG", "1")
     deadline = Deadline(args.deadline)
     b = Bench()
-    sc = Scale(b, args, deadline)
+    remote = None
+    if args.clusters == 2:
+        if not b.cluster.cluster_dir:
+            b.close()
+            raise SystemExit("--clusters 2 needs the local control plane (not CONVEYOR_TEST_KUBECONFIG)")
+        try:
+            remote = ClusterB(args.second_cluster_dir or Path(f"{b.cluster.cluster_dir}-b"))
+        except BaseException:
+            b.close()
+            raise
+        print(f"second cluster {remote.NAME}: {remote.cluster_dir}", flush=True)
+    sc = Scale(b, args, deadline, remote=remote)
     if not sc.audit_log:
         print(
             "note: the cluster runs without the audit log (hack/cluster down; CONVEYOR_AUDIT_LOG=1 "
@@ -891,22 +1366,29 @@ def main() -> None:
         measured = sc.run()
         results = sc.report(measured)
     finally:
-        sc.close()
+        out = args.out or (b.cluster.cluster_dir or REPO / ".cluster" / "bench") / "results" / f"{key}.json"
+        sc.close(out.with_suffix(".operator.log") if remote else None)
+        if remote:
+            remote.close()
         b.close()
-    out = args.out or (b.cluster.cluster_dir or REPO / ".cluster" / "bench") / "results" / "scale.json"
+    body = section(
+        script=__file__,
+        parameters=results["parameters"],
+        results=summary(results, out),
+        goals=[],
+    )
+    outage = (results.get("clusters") or {}).get("outage")
+    if outage is not None and outage.get("stopped_at"):
+        # What the outage cost: against the two-cluster run of the same shape without it, if recorded.
+        outage["extra_delay"] = extra_delay(body, load(results_path(args.results)).get("scale-2clusters"))
+    body["goals"] = scale_goals(results) + (two_cluster_goals(results) if "clusters" in results else [])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print()
     print(markdown(results))
     print()
     print(f"results: {out}")
-    body = section(
-        script=__file__,
-        parameters=results["parameters"],
-        results=summary(results, out),
-        goals=scale_goals(results),
-    )
-    print(f"results file: {record('scale', body, args.results)}")
+    print(f"results file: {record(key, body, args.results)}")
 
 
 if __name__ == "__main__":

@@ -257,12 +257,20 @@ def scale_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
     source = "audit log" if burst["audit_requests"] else "operator's own count"
     rows_of = burst["audit_requests"] or burst["operator_requests"]
     total = sum(r["count"] for r in rows_of)
+    split = ""
+    by = (res.get("clusters") or {}).get("burst_requests_by_cluster")
+    if by:  # --clusters 2: both audit logs, the operator's identity in each
+        source = "both clusters' audit logs"
+        total = sum(v["requests"] for v in by.values())
+        split = "; " + ", ".join(
+            f"{name} {v['per_promotion']:.1f}" for name, v in by.items() if v["per_promotion"] is not None
+        )
     per = total / promotions if promotions else None
     rows.append(
         {
             "what": f"scale {shape}: API requests per stage promotion, writes and Events included ({source})",
             "goal": "<= 15",
-            "measured": f"{per:.0f} ({total} requests / {promotions} promotions)"
+            "measured": f"{per:.0f} ({total} requests / {promotions} promotions{split})"
             if per is not None
             else f"no promotion ({total} requests)",
             "met": per is not None and per <= 15,
@@ -316,3 +324,179 @@ def time_breakdown(releases: Iterable[dict[str, Any]]) -> dict[str, dict[str, li
                     )
             ready = times["verifiedAt"]
     return out
+
+
+# --- the two-cluster variant (--clusters 2, issue #16) -------------------------------------------
+
+CLUSTER_SECRET_LABEL = "conveyor.dev/cluster-secret"  # noqa: S105 - a label, not a password
+PIPELINE_NAMESPACES_ANNOTATION = "conveyor.dev/pipeline-namespaces"
+
+
+def cluster_secret(
+    name: str,
+    *,
+    secret_name: str,
+    server: str,
+    token: str,
+    ca_pem: bytes,
+    pipeline_namespaces: Iterable[str],
+) -> dict[str, Any]:
+    """The cluster Secret (Argo CD's format) through which the operator reaches cluster `name`: its
+    API server, a bearer token, its CA (PEM), for Pipelines in `pipeline_namespaces` only."""
+    import base64
+
+    config = {"bearerToken": token, "tlsClientConfig": {"caData": base64.b64encode(ca_pem).decode()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_name,
+            "labels": {CLUSTER_SECRET_LABEL: "true"},
+            "annotations": {PIPELINE_NAMESPACES_ANNOTATION: ",".join(pipeline_namespaces)},
+        },
+        "type": "Opaque",
+        "stringData": {"name": name, "server": server, "config": json.dumps(config)},
+    }
+
+
+def stage_started(release: dict[str, Any], stage: str) -> bool:
+    """Whether the release has entered `stage` (its status.stages record has startedAt)."""
+    return any(
+        rec.get("name") == stage and rec.get("startedAt")
+        for rec in (release.get("status") or {}).get("stages") or []
+    )
+
+
+def outage_due(releases: Iterable[dict[str, Any]], stage: str, pipelines: int, fraction: float = 0.5) -> bool:
+    """The middle of the burst, for the outage drill: at least `fraction` of the `pipelines` have a
+    release that entered `stage` (the one in the other cluster), so the rest are on their way there."""
+    started = {
+        (r["metadata"]["namespace"], r["spec"]["pipeline"]) for r in releases if r and stage_started(r, stage)
+    }
+    return pipelines > 0 and len(started) >= fraction * pipelines
+
+
+def stage_promotions_by_stage(releases: Iterable[dict[str, Any]]) -> Counter[str]:
+    """Stage promotions (records Verified) per stage name across these releases."""
+    out: Counter[str] = Counter()
+    for r in releases:
+        for rec in ((r or {}).get("status") or {}).get("stages") or []:
+            if rec.get("phase") == "Verified":
+                out[rec.get("name", "?")] += 1
+    return out
+
+
+def requests_by_cluster(
+    requests: dict[str, int], promotions: int, promotions_in: dict[str, int]
+) -> dict[str, dict[str, Any]]:
+    """Per cluster: its API requests (from its audit log, the operator's identity there), per stage
+    promotion of any stage, and per promotion of a stage living in that cluster."""
+    out: dict[str, dict[str, Any]] = {}
+    for cluster, n in requests.items():
+        here = promotions_in.get(cluster, 0)
+        out[cluster] = {
+            "requests": n,
+            "per_promotion": n / promotions if promotions else None,
+            "stage_promotions_here": here,
+            "per_promotion_here": n / here if here else None,
+        }
+    return out
+
+
+PROGRESS = ("deployedAt", "rolledOutAt", "smokeTestStartedAt", "verifiedAt", "finishedAt")
+
+
+def first_after(
+    releases: Iterable[dict[str, Any]], stage: str, after: datetime, keys: tuple[str, ...] = PROGRESS
+) -> datetime | None:
+    """The first moment after `after` that a release's `stage` record shows progress (one of `keys`;
+    by default any: the operator working there again)."""
+    found = [
+        t
+        for r in releases
+        if r
+        for rec in (r.get("status") or {}).get("stages") or []
+        if rec.get("name") == stage
+        for k in keys
+        if rec.get(k)
+        for t in [parse_time(rec[k])]
+        if t > after
+    ]
+    return min(found) if found else None
+
+
+def first_request_after(records: Iterable[AuditRecord], user: str, after: datetime) -> datetime | None:
+    """When `user`'s first request after `after` reached the API server (its audit log)."""
+    times = [r.received for r in records if r.user == user and r.received > after]
+    return min(times) if times else None
+
+
+SAME_SHAPE = ("teams", "apps", "releases_per_pipeline", "replicas", "approvals", "namespaces_served")
+
+
+def extra_delay(outage: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the outage cost, against a two-cluster run of the same shape without it (the results
+    file's section, or None): burst wall time and newest-release p50/p99 differences, in seconds."""
+    if not baseline:
+        return None
+    params, base_params = outage.get("parameters") or {}, baseline.get("parameters") or {}
+    if any(params.get(k) != base_params.get(k) for k in SAME_SHAPE):
+        return None
+    ob, bb = outage["results"]["burst"], baseline["results"]["burst"]
+
+    def diff(a: float | None, b: float | None) -> float | None:
+        return a - b if a is not None and b is not None else None
+
+    return {
+        "baseline_when": baseline.get("when"),
+        "baseline_commit": baseline.get("commit"),
+        "duration_s": diff(ob["duration_s"], bb["duration_s"]),
+        "newest_p50_s": diff(ob["end_to_end_s_newest"]["p50"], bb["end_to_end_s_newest"]["p50"]),
+        "newest_p99_s": diff(ob["end_to_end_s_newest"]["p99"], bb["end_to_end_s_newest"]["p99"]),
+    }
+
+
+def two_cluster_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for the two-cluster variant beside scale_goals' (whose request row then counts both
+    clusters): with the outage drill, every release correct, and what the outage cost."""
+    p, burst, mc = res["parameters"], res["burst"], res["clusters"]
+    shape = f"{p['pipelines']} pipelines x {p['releases_per_pipeline']} releases, prod in {mc['remote']}"
+    rows: list[dict[str, Any]] = []
+    outage = mc.get("outage")
+    if outage is not None:
+        wrong = len(burst["wrong_end_states"])
+        if not outage.get("stopped_at"):
+            rows.append(
+                {
+                    "what": f"scale {shape}: {mc['remote']}'s API server down mid-burst",
+                    "goal": "0 wrong",
+                    "measured": "the outage never started (the burst ended first)",
+                    "met": None,
+                }
+            )
+        else:
+            extra = outage.get("extra_delay") or {}
+            cost = (
+                f"; burst {extra['duration_s']:+.1f} s, newest p99 {extra['newest_p99_s']:+.1f} s "
+                "vs the run without it"
+                if extra.get("duration_s") is not None and extra.get("newest_p99_s") is not None
+                else ""
+            )
+            resumed = outage.get("resumed_after_s")
+            rows.append(
+                {
+                    "what": f"scale {shape}: {mc['remote']}'s API server down {outage['down_s']:.0f} s "
+                    "mid-burst: every release ends correctly",
+                    "goal": "0 wrong",
+                    "measured": f"{wrong} wrong"
+                    + (
+                        f"; work in {mc['remote']} resumed {resumed:.1f} s after it was back"
+                        if resumed
+                        else ""
+                    )
+                    + cost
+                    + ("; DEADLINE HIT" if burst["timed_out"] else ""),
+                    "met": wrong == 0 and not burst["timed_out"],
+                }
+            )
+    return rows

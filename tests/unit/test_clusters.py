@@ -20,6 +20,7 @@ from support.builders import (
     approval,
     deployment_view,
     digest_of,
+    job,
     later,
     pipeline,
     release,
@@ -281,3 +282,64 @@ def test_the_example_pipeline_and_cluster_secret_are_what_conveyor_reads():
     assert isinstance(config, c.ClusterConfig)
     assert c.resolve({"prod-eu": config}, "prod-eu", "default", "shop", "conveyor-system") == config
     assert secret["metadata"]["labels"] == {c.SECRET_LABEL: "true"}
+
+
+def test_a_cluster_config_never_shows_its_token_and_a_server_carries_no_credentials():
+    config = parse(secret_data())
+    assert TOKEN not in repr(config)
+    assert TOKEN not in str(config)
+    _name, problem = parse(secret_data(server="https://admin:hunter2@10.0.0.1:6443"))
+    assert problem.reason == c.INVALID
+    assert "hunter2" not in problem.message
+
+
+def test_a_single_cluster_pipeline_has_no_placement_and_no_clusters_condition():
+    plan = reconcile(pipeline(), [], [], world(), later(0))
+    assert plan.pipeline.placement is None
+    assert not [x for x in plan.pipeline.conditions if x.type == "ClustersReachable"]
+    assert all(s.cluster is None and s.cluster_problem is None for s in plan.pipeline.stages)
+
+
+def test_deadlines_that_ran_out_while_a_cluster_could_not_be_seen_get_time_after_its_return():
+    """B's API server was away past the smoke test's deadline: its own controllers were cut off too.
+    The verdict waits for the Job controller there (the grace), then is given as usual."""
+    p = pipeline(stages=STAGES, smoke_test=SMOKE)
+    r1, smoke = in_prod_smoke_test()  # smoke test started at T0+12 s; deadline 300 s (+30 s grace)
+
+    def seen(now_s: float, seen_again: float | None) -> Any:
+        w = world(staging=_rolled(image("r1")), prod=_rolled(image("r1")), jobs={smoke: job(smoke)})
+        w.stages["prod"].cluster = "prod-b"
+        w.stages["prod"].seen_again_at = later(seen_again) if seen_again is not None else None
+        return reconcile(p, [r1], [], w, later(now_s)).releases["r1"]
+
+    assert seen(1010, None).phase == Phase.FAILED  # no outage known: past the deadline, timed out
+    waiting = seen(1010, 1000)  # back 10 s ago: the Job controller there gets its grace first
+    assert waiting.phase == Phase.PROGRESSING
+    assert waiting.stages[-1].smoke_test_result is None
+    assert seen(1031, 1000).phase == Phase.FAILED  # the grace is over: judged as always
+
+
+def test_a_rollout_cut_off_by_its_clusters_outage_gets_a_whole_deadline_after_the_return():
+    p = pipeline(stages=STAGES)
+    status = verified_in("staging")
+    status.update(phase="Progressing", currentStage="prod")
+    status["stages"].append(
+        {
+            "name": "prod",
+            "phase": "RollingOut",
+            "startedAt": later(10).isoformat(),
+            "deployedAt": later(11).isoformat(),
+        }
+    )
+    r1 = release("r1", status=status)
+    stuck = deployment_view(image("r1"), release_name="r1", rolled_out=False)
+
+    def judged(now_s: float, seen_again: float | None) -> Any:
+        w = world(staging=_rolled(image("r1")), prod=stuck)
+        w.stages["prod"].cluster = "prod-b"
+        w.stages["prod"].seen_again_at = later(seen_again) if seen_again is not None else None
+        return reconcile(p, [r1], [], w, later(now_s)).releases["r1"]
+
+    assert judged(500, None).phase == Phase.FAILED  # 120 s deadline long past
+    assert judged(500, 450).phase == Phase.PROGRESSING  # back 50 s ago: 70 s left
+    assert judged(571, 450).phase == Phase.FAILED

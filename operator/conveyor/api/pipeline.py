@@ -319,9 +319,15 @@ class Stage(KubeModel):
         description="The Kubernetes cluster the namespace is in: the `name` of a cluster Secret in "
         "Conveyor's own namespace (labelled conveyor.dev/cluster-secret=true and annotated "
         "conveyor.dev/pipeline-namespaces with this Pipeline's namespace; docs/multi-cluster.md). "
-        "Unset: the cluster Conveyor runs in (a DNS label, at most 63 characters).",
+        "Unset: the cluster Conveyor runs in (a DNS label, at most 63 characters; not `control`, "
+        "which is how status names that one).",
         max_length=63,
         pattern=DNS_LABEL,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self != 'control'", "`control` names the cluster Conveyor runs in: leave cluster unset")
+            ]
+        },
     )
     variables: dict[str, VariableValue] = Field(
         default_factory=dict,

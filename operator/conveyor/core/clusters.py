@@ -27,7 +27,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -69,7 +69,7 @@ class ClusterConfig:
 
     name: str
     server: str
-    token: str = ""
+    token: str = field(default="", repr=False)  # never in a repr, a log line or a message
     ca_data: str = ""  # PEM
     server_name: str = ""  # TLS server name, when the certificate names another host than `server`
     insecure: bool = False
@@ -146,6 +146,10 @@ def parse_cluster_secret(
     parts = urlsplit(server)
     if parts.scheme != "https" or not parts.hostname:
         return bad(INVALID, "data.server must be an https:// URL")
+    if parts.username or parts.password:
+        return bad(
+            INVALID, "data.server must not carry credentials (user:password@): put a bearerToken in config"
+        )
     raw = _decoded(data, "config")
     if raw is None:
         return bad(INVALID, "data.config is missing (JSON with bearerToken and tlsClientConfig.caData)")
@@ -209,13 +213,17 @@ def index(parsed: Iterable[Parsed]) -> dict[str, ClusterConfig | ClusterProblem]
         if not name:
             continue
         secrets.setdefault(name, []).append(
-            value.secret if isinstance(value, ClusterConfig) else value.message.split(":")[0]
+            value.secret
+            if isinstance(value, ClusterConfig)
+            else value.message.split(":")[0].removeprefix("Secret ")
         )
         out[name] = value
     for name, names in secrets.items():
         if len(names) > 1:
             out[name] = ClusterProblem(
-                AMBIGUOUS, f"{len(names)} cluster Secrets are named {name} ({', '.join(sorted(names))})"
+                AMBIGUOUS,
+                f"{len(names)} cluster Secrets have data.name {name} (Secrets {', '.join(sorted(names))}): "
+                "neither is used",
             )
     return out
 

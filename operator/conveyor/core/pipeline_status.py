@@ -112,10 +112,15 @@ def pipeline_status(
     status.summary = " ".join(_summary(s) for s in states)
     status.production_commit = states[-1].short_commit if states else None
     unseen = [(s.name, sw.cluster, sw.problem) for s, sw in _observed(pipeline, ctx) if sw.problem]
-    status.placement = placement(
-        (s.name, stage_cluster(s), sw.problem if sw else None)
-        for s in pipeline.spec.stages
-        for sw in [ctx.world.stages.get(s.name)]
+    # Only where some stage lives elsewhere: a single-cluster pipeline's column stays empty.
+    status.placement = (
+        placement(
+            (s.name, stage_cluster(s), sw.problem if sw else None)
+            for s in pipeline.spec.stages
+            for sw in [ctx.world.stages.get(s.name)]
+        )
+        if any(s.cluster for s in pipeline.spec.stages)
+        else None
     )
     status.vetoed = sorted(ctx.vetoed.values(), key=lambda v: v.at)[-VETO_LIMIT:]
     set_parity(status, pipeline, ctx, now)

@@ -509,6 +509,7 @@ class ReleaseStep:
         if check.state is RolloutState.BLOCKED:
             # The targets vanished after the release entered: that counts against the deadline.
             since = rec.deployed_at or rec.migrated_at or rec.started_at or ctx.now
+            since = max(since, sw.seen_again_at or since)  # a cluster that was away: counted from its return
             deadline = since + timedelta(seconds=stage.rollout_deadline_seconds)
             if ctx.now >= deadline and not sw.fresh:
                 # A cache may not show targets created a moment ago: judged only on live reads.

@@ -90,6 +90,10 @@ def check_job(
         return JobCheck(state, adopt=adopt, detail=detail)
     if deadline_seconds is not None and started_at is not None:
         limit = started_at + timedelta(seconds=deadline_seconds + JOB_GRACE_SECONDS)
+        if sw.seen_again_at is not None:
+            # Its cluster could not be seen for a while: the Job controller there ends the Job at
+            # its own deadline (activeDeadlineSeconds); the grace lets its verdict arrive first.
+            limit = max(limit, sw.seen_again_at + timedelta(seconds=JOB_GRACE_SECONDS))
         if now >= limit and not sw.fresh:
             return JobCheck(JobState.RUNNING, adopt=adopt, stale=True)
         if now >= limit:
@@ -196,6 +200,10 @@ def check_rollout(
             f"ProgressDeadlineExceeded ({v.progressing_message or 'no progress'})",
         )
     start = patched_at or now
+    if sw.seen_again_at is not None and sw.seen_again_at > start:
+        # The stage's cluster could not be seen (its API server away: its controllers stalled too):
+        # the rollout gets a whole deadline from when it was seen again, not what was left.
+        start = sw.seen_again_at
     deadline = start + timedelta(seconds=deadline_seconds)
     if now >= deadline and not sw.fresh:
         # Past the deadline everything is judged on fresh reads: a cache may hold the answer to

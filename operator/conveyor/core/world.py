@@ -7,6 +7,7 @@ The shell reads Deployments, Jobs and Namespaces as plain dicts and builds these
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from conveyor.core.clusters import CONTROL_CLUSTER, ClusterProblem
@@ -163,6 +164,9 @@ class StageWorld:
     # shell read nothing there, so nothing is decided that needs this stage — no Job, no image, no
     # verdict. It waits, and goes on from where it stood when the cluster can be seen again.
     problem: ClusterProblem | None = None
+    # When the stage's cluster was seen again after it could not be (None: no outage known): its own
+    # controllers were cut off too, so deadlines that ran out meanwhile get time from here.
+    seen_again_at: datetime | None = None
 
 
 @dataclass

@@ -334,6 +334,10 @@ class Dashboard:
                 if away:
                     jobs[job] = {UNREADABLE: AWAY}
                     continue
+                if stage.cluster:
+                    # Not in this cluster: a Job of the same name here would be another one.
+                    jobs[job] = {UNREADABLE: f"it runs in cluster {stage.cluster} (kubectl --context there)"}
+                    continue
                 try:
                     jobs[job] = self.kube.request(
                         "GET",

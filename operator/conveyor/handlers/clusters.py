@@ -1,6 +1,7 @@
 """The clusters stages live in: their Secrets, connections and watches, and whether each can be seen.
 
-One `Clusters` per operator process (both replicas run it: a standby stays warm).
+One `Clusters` per operator process. Its watches start when a pass first needs them (a standby,
+which runs no pass, starts them when it leads; the first pass waits a moment for their listing).
 
 - **Secrets.** A Reflector follows the Secrets labelled `conveyor.dev/cluster-secret=true` in
   Conveyor's cluster-secret namespace (never a Pipeline's namespace: a Pipeline author names a
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +41,12 @@ log = logging.getLogger("conveyor.clusters")
 
 Key = tuple[str, str]  # (pipeline namespace, pipeline name)
 Pair = tuple[str, str]  # (cluster, stage namespace)
+
+
+# How long a pass waits for a just-started watch's first listing (a cluster that does not answer
+# costs the pass this once; after that its state is known at once).
+SETTLE_SECONDS = 3.0
+REPORT_SECONDS = 5.0  # a pass's failed request makes the cluster's watches list again this often at most
 
 
 class ClusterUnavailable(Exception):
@@ -86,6 +95,9 @@ class Clusters:
         self._users: dict[Pair, set[Key]] = {}
         self._declared: dict[Key, set[Pair]] = {}
         self._secrets: Reflector | None = None
+        self._configured = False  # the Secrets' first listing has been judged (_secrets_changed)
+        self._stopped = False
+        self._reported: dict[str, float] = {}  # cluster -> when a pass last reported it failing
         # Set by the operator (called from Reflector threads; they hand over to the event loop).
         self.wake: Callable[[Key], None] = _nothing
         self.wake_deployment: Callable[[str, str, str], None] = _nothing
@@ -96,7 +108,7 @@ class Clusters:
     def start(self) -> None:
         """Start following the cluster Secrets — once, when a stage first names another cluster (an
         operator whose pipelines all live in its own cluster reads no Secret, and needs no right to)."""
-        if self._secrets is not None:
+        if self._secrets is not None or self._stopped:
             return
         path = f"/api/v1/namespaces/{quote(self.secret_namespace)}/secrets"
         self._secrets = self._reflector(
@@ -113,6 +125,7 @@ class Clusters:
     def stop(self) -> None:
         """Stop every Reflector (operator shutdown)."""
         with self._lock:
+            self._stopped = True  # a pass still running starts nothing now
             reflectors = [r for pair in self._watches.values() for r in pair]
             self._watches.clear()
             if self._secrets is not None:
@@ -142,7 +155,13 @@ class Clusters:
         seen now; None: it can (its Deployments and Jobs are listed and watched)."""
         with self._lock:
             self.start()
-            if self._secrets is None or not self._secrets.listed:
+            secrets = self._secrets
+        if secrets is not None:
+            secrets.settle(SETTLE_SECONDS)
+        with self._lock:
+            if self._stopped:
+                return c.ClusterProblem(c.CONNECTING, "the operator is stopping")
+            if self._secrets is None or not self._configured:
                 error = self._secrets.error if self._secrets is not None else None
                 why = f": {problem_of(error, 'control').message}" if error is not None else ""
                 return c.ClusterProblem(
@@ -154,6 +173,10 @@ class Clusters:
                     CLUSTER_SEEN.labels(cluster).set(0)
                 return found
             watches = self._watch((cluster, namespace), found)
+        for r in watches:
+            # Started a moment ago (first use, a restart, a rotated Secret): the first listing is a
+            # few milliseconds away — waited for, rather than the stage said to be connecting.
+            r.settle(SETTLE_SECONDS)
         problem = next((problem_of(r.error, cluster) for r in watches if r.error is not None), None)
         if problem is None and not all(r.listed for r in watches):
             problem = c.ClusterProblem(
@@ -171,24 +194,41 @@ class Clusters:
         return conn
 
     def deployment(self, cluster: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Deployment as the watch last saw it (None: not there, or not watched)."""
-        with self._lock:
-            watches = self._watches.get((cluster, namespace))
-        return watches[0].get(name) if watches is not None else None
+        """The Deployment as the watch last saw it (None: not there). ClusterUnavailable when the
+        namespace is not watched and listed right now (a Secret rotated since the pass looked):
+        an empty store must never read as "no Deployment"."""
+        return self._seen(cluster, namespace)[0].get(name)
 
     def jobs(self, cluster: str, namespace: str) -> list[dict[str, Any]]:
-        """Conveyor's Jobs in `namespace` of `cluster` as the watch last saw them."""
+        """Conveyor's Jobs in `namespace` of `cluster` as the watch last saw them (ClusterUnavailable
+        as for `deployment`)."""
+        return self._seen(cluster, namespace)[1].items()
+
+    def seen_again_at(self, cluster: str, namespace: str) -> datetime | None:
+        """When the stage's watches last listed after failing (None: they never failed)."""
         with self._lock:
-            watches = self._watches.get((cluster, namespace))
-        return watches[1].items() if watches is not None else []
+            watches = self._watches.get((cluster, namespace), ())
+        times = [r.seen_again_at for r in watches if r.seen_again_at is not None]
+        return max(times) if times else None
 
     def report(self, cluster: str) -> None:
-        """A pass's request to `cluster` failed: its watches list again at once, and so confirm the
-        failure (the stage is then unseen) or clear it."""
+        """A pass could not reach `cluster`: its watches list again at once (at most every
+        REPORT_SECONDS), and so confirm the failure (the stage is then unseen) or clear it."""
+        now = time.monotonic()
         with self._lock:
+            if now - self._reported.get(cluster, -REPORT_SECONDS) < REPORT_SECONDS:
+                return
+            self._reported[cluster] = now
             watches = [r for (name, _), pair in self._watches.items() if name == cluster for r in pair]
         for r in watches:
             r.interrupt()
+
+    def _seen(self, cluster: str, namespace: str) -> tuple[Reflector, Reflector]:
+        with self._lock:
+            watches = self._watches.get((cluster, namespace))
+        if watches is None or any(r.stopped or not r.listed or r.error is not None for r in watches):
+            raise ClusterUnavailable(f"cluster {cluster}: {namespace} is not watched right now")
+        return watches
 
     # --- inside
 
@@ -252,7 +292,7 @@ class Clusters:
 
     def _secrets_changed(self) -> None:
         """Judge every cluster Secret again; a cluster whose connection changed starts afresh."""
-        if self._secrets is None:
+        if self._secrets is None or not self._secrets.listed:
             return
         parsed = []
         for obj in self._secrets.items():
@@ -291,7 +331,8 @@ class Clusters:
                 for pair, users in self._users.items():
                     if pair[0] == name:
                         woken |= users
-            if not before:  # the first listing: every stage waiting on it looks again
+            if not self._configured:  # the first listing: every stage waiting on it looks again
                 woken |= {k for users in self._users.values() for k in users}
+            self._configured = True
         for key in woken:
             self.wake(key)

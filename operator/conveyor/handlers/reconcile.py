@@ -62,7 +62,7 @@ from conveyor.handlers.cache import Cache, Overlay
 from conveyor.handlers.clusters import ClusterUnavailable
 from conveyor.handlers.metrics import record_pass
 from conveyor.kube import faults
-from conveyor.kube.client import FORBIDDEN, Kube
+from conveyor.kube.client import FORBIDDEN, Kube, api_unavailable
 from conveyor.kube.record import announce
 from conveyor.kube.remote import problem_of
 
@@ -313,6 +313,8 @@ def observe(kube: Kube, pipeline: Pipeline, reads: Reads | None = None) -> World
         if problem is not None:
             log.info("%s/%s: stage %s not seen: %s", *key, stage.name, problem)
             sw = StageWorld(namespace=stage.namespace, cluster=cluster, fresh=reads.fresh, problem=problem)
+        elif cluster != CONTROL_CLUSTER:
+            sw.seen_again_at = kube.clusters.seen_again_at(cluster, stage.namespace)
         world.stages[stage.name] = sw
     return world
 
@@ -328,10 +330,14 @@ def _unseen(kube: Kube, pipeline: Pipeline, namespace: str, cluster: str) -> Clu
 
 
 def unreachable(kube: Kube, cluster: str, error: BaseException) -> ClusterProblem:
-    """A request to `cluster` failed: what that says of the cluster (its watches look again)."""
+    """A request to `cluster` failed: what that says of the cluster. A failure to connect (or a
+    refused token) makes its watches look again; anything but an API or connection error is a bug,
+    raised as such rather than reported as an outage."""
     if isinstance(error, ClusterUnavailable):
         return ClusterProblem(CONNECTING, str(error))
-    if kube.clusters is not None:
+    if not isinstance(error, (ApiException, urllib3.exceptions.HTTPError, OSError)):
+        raise error
+    if kube.clusters is not None and (api_unavailable(error) or getattr(error, "status", None) == 401):
         kube.clusters.report(cluster)
     return problem_of(error, cluster)
 
@@ -836,6 +842,8 @@ def _pass(
     if live and cache is not None:
         hide_gone(cache, "pipelines", namespace, [cache.pipeline(namespace, name)], [obj])
     if obj is None:
+        if kube.clusters is not None:  # its watches in other clusters stop unless others use them
+            kube.clusters.declare((namespace, name), set())
         return False, None, False
     try:
         pipeline = Pipeline.model_validate(obj)

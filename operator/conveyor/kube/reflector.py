@@ -6,10 +6,12 @@ cluster Secrets themselves — are followed here. A Reflector keeps a store of t
 object, stripped like the cache's) and says whether it can be trusted:
 
 - `listed` only after a LIST succeeded, and the store is *replaced* by every LIST (after a "410 Gone"
-  or a reconnect), so an object deleted while the watch was down is never kept as a ghost;
-- `error` is the last failure (connection refused, a timeout, 401, 403, a TLS failure) until a LIST
-  succeeds again. Retries back off 1, 2, 4 s (capped), so a cluster that comes back is seen within
-  a few seconds and a dead one costs one connection attempt per few seconds.
+  or a broken watch), so an object deleted while the watch was down is never kept as a ghost;
+- `error` is the last failed LIST (connection refused, a timeout, 401, 403, a TLS failure) until a
+  LIST succeeds again. A watch the server ends is resumed from the last version seen; one that
+  breaks is followed by a LIST, which alone judges whether the cluster can be seen. Retries back off
+  1, 2, 4 s (capped), so a cluster that comes back is seen within a few seconds and a dead one costs
+  one connection attempt per few seconds.
 
 Threads, not kopf's event loop: the official client blocks, and a remote cluster's outage must not
 hold anything but its own reflectors.
@@ -22,7 +24,9 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,6 +38,7 @@ from conveyor.kube.client import Kube
 log = logging.getLogger("conveyor.reflector")
 
 WATCH_SECONDS = 120  # the API server ends each watch after about this long; the Reflector resumes it
+STEADY_SECONDS = 30.0  # a watch that lasted this long was no failure: the backoff starts over
 BACKOFF_CAP_SECONDS = 4.0
 CONNECT_SECONDS = 3.0
 
@@ -73,6 +78,10 @@ class Reflector:
         self._response: Any = None
         self.listed = False
         self.error: BaseException | None = None
+        # When a LIST last succeeded after a failed one (None: none failed): the cluster's own
+        # controllers were cut off too, and deadlines are counted again from here (core/steps.py).
+        self.seen_again_at: datetime | None = None
+        self._settled = threading.Event()  # set once the first LIST succeeded or failed
         self._thread = threading.Thread(target=self._run, name=f"reflector {name}", daemon=True)
 
     def start(self) -> Reflector:
@@ -87,10 +96,15 @@ class Reflector:
 
     def interrupt(self) -> None:
         """End the current watch now: the loop lists again (someone saw the cluster fail)."""
-        response = self._response
+        with self._lock:
+            response = self._response
         if response is not None:
             with contextlib.suppress(Exception):
                 response.shutdown()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait (at most `timeout` seconds) until the first LIST has succeeded or failed."""
+        return self._settled.wait(timeout)
 
     @property
     def stopped(self) -> bool:
@@ -110,24 +124,40 @@ class Reflector:
     # --- the loop
 
     def _run(self) -> None:
-        failures = 0
+        failures = 0  # in a row; reset once a watch has lasted STEADY_SECONDS
+        version = ""  # "": list (again) before watching
         while not self._stop.is_set():
+            listing = not version
             try:
-                version = self._list()
-                failures = 0
-                self._watch(version)
-            except Gone:
+                if listing:
+                    version = self._list()
+                    if self._stop.is_set():
+                        return
+                started = time.monotonic()
+                version = self._watch(version)  # ended by the server: resumed from where it was
+                if time.monotonic() - started >= STEADY_SECONDS:
+                    failures = 0
                 continue
+            except Gone:
+                version = ""  # too old: list again (what changed meanwhile is found by comparing)
             except Exception as e:  # every failure is a state, never the end of the loop
                 if self._stop.is_set():
                     return
-                failures += 1
-                first = self.error is None or type(self.error) is not type(e)
-                self.error = e
-                if first:  # a new state: said once, and the pipelines concerned look again
-                    log.warning("%s: %s", self.name, _describe(e))
-                    self._changed()
-                delay = min(BACKOFF_CAP_SECONDS, 0.5 * 2**failures) * random.uniform(0.8, 1.0)  # noqa: S311
+                version = ""
+                if listing:
+                    # Only a failed LIST says the cluster cannot be seen: a watch that broke (an
+                    # idle proxy, a restarted server) lists again first, and only that LIST judges.
+                    first = self.error is None or type(self.error) is not type(e)
+                    self.error = e
+                    if first:  # a new state: said once, and the pipelines concerned look again
+                        log.warning("%s: %s", self.name, _describe(e))
+                        self._changed()
+                    self._settled.set()
+                elif failures == 0:
+                    log.info("%s: watch ended (%s); listing again", self.name, _describe(e))
+            failures += 1
+            if failures > 1:
+                delay = min(BACKOFF_CAP_SECONDS, 0.5 * 2 ** (failures - 1)) * random.uniform(0.8, 1.0)  # noqa: S311
                 self._stop.wait(delay)
 
     def _list(self) -> str:
@@ -141,26 +171,32 @@ class Reflector:
         with self._lock:
             old, self._store = self._store, fresh
         was = (self.listed, self.error)
+        if was[1] is not None:
+            self.seen_again_at = datetime.now(UTC)
         self.listed, self.error = True, None
         changed = was != (True, None)
         if changed:
             log.info("%s: listed (%d objects)", self.name, len(fresh))
-        # What the LIST replaced: objects gone while the watch was down are reported DELETED, the
-        # rest as they are now (a pass may be waiting for any of them).
+        # What the LIST replaced: objects gone meanwhile are reported DELETED, and those that
+        # changed (or are new) as MODIFIED — not the rest: a relisting wakes only whom it concerns.
         for name, obj in old.items():
             if name not in fresh:
                 self._emit("DELETED", obj)
-        for obj in fresh.values():
-            self._emit("MODIFIED", obj)
+        for name, obj in fresh.items():
+            if _version(old.get(name)) != _version(obj) or name not in old:
+                self._emit("MODIFIED", obj)
         if changed:
             self._changed()
+        self._settled.set()
         return str((result.get("metadata") or {}).get("resourceVersion") or "")
 
-    def _watch(self, version: str) -> None:
+    def _watch(self, version: str) -> str:
+        """Watch from `version` until the server ends the watch; the last version seen."""
         for kind, obj in self._events(version):
-            name = (obj.get("metadata") or {}).get("name", "")
+            version = _version(obj) or version
             if kind == "BOOKMARK":
                 continue
+            name = (obj.get("metadata") or {}).get("name", "")
             stripped = self._strip(obj)
             with self._lock:
                 if kind == "DELETED":
@@ -168,6 +204,7 @@ class Reflector:
                 else:
                     self._store[name] = stripped
             self._emit(kind, stripped)
+        return version
 
     def _events(self, version: str) -> Iterator[tuple[str, Obj]]:
         query = {
@@ -189,8 +226,11 @@ class Reflector:
             timeout=urllib3.Timeout(connect=CONNECT_SECONDS, read=WATCH_SECONDS + 15),
             retries=False,
         )
-        self._response = response
+        with self._lock:
+            self._response = response
         try:
+            if self._stop.is_set():
+                return
             if response.status >= 400:
                 body = response.read().decode(errors="replace")
                 if response.status == 410:
@@ -213,9 +253,12 @@ class Reflector:
                         raise ApiException(status=status.get("code") or 500, reason=status.get("message"))
                     yield str(event.get("type") or ""), event.get("object") or {}
         finally:
-            self._response = None
+            with self._lock:
+                self._response = None
+            # Closed, not returned to the pool: a shutdown() from interrupt() may race with the
+            # end of the stream, and must never reach a connection a pass has since taken.
             with contextlib.suppress(Exception):
-                response.release_conn()
+                response.close()
 
     def _emit(self, kind: str, obj: Obj) -> None:
         if self._on_event is None:
@@ -232,6 +275,10 @@ class Reflector:
             self._on_state()
         except Exception:
             log.warning("%s: handling a state change failed", self.name, exc_info=True)
+
+
+def _version(obj: Mapping[str, Any] | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _describe(error: BaseException) -> str:
