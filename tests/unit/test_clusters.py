@@ -343,3 +343,32 @@ def test_a_rollout_cut_off_by_its_clusters_outage_gets_a_whole_deadline_after_th
     assert judged(500, None).phase == Phase.FAILED  # 120 s deadline long past
     assert judged(500, 450).phase == Phase.PROGRESSING  # back 50 s ago: 70 s left
     assert judged(571, 450).phase == Phase.FAILED
+
+
+@pytest.mark.parametrize(
+    "bad", [TOKEN[:16] + "\n" + TOKEN[16:], TOKEN[:9] + "\r\n" + TOKEN[9:], "a b", "tok\x00en"]
+)
+def test_a_token_no_header_can_carry_is_refused_without_being_repeated(bad):
+    _name, problem = parse(secret_data({"bearerToken": bad, "tlsClientConfig": {"caData": b64(CA)}}))
+    assert problem.reason == c.INVALID
+    assert "line break" in problem.message
+    for part in bad.split():
+        assert len(part) < 8 or part not in problem.message
+
+
+def test_errors_from_a_remote_cluster_never_carry_what_follows_bearer():
+    from kubernetes.client.exceptions import ApiException
+
+    from conveyor.kube.remote import problem_of
+
+    header = ValueError(f"Invalid header value b'Bearer {TOKEN}'")
+    assert TOKEN not in problem_of(header, "prod-b").message  # not a network error: its type alone
+    api = ApiException(status=403, reason=f'{{"message": "denied for Bearer {TOKEN}"}}')
+    assert TOKEN not in problem_of(api, "prod-b").message
+    assert problem_of(api, "prod-b").reason == c.FORBIDDEN
+    assert problem_of(ApiException(status=401), "prod-b").reason == c.CREDENTIALS
+
+
+def test_a_token_pasted_with_a_trailing_line_break_is_used_without_it():
+    config = parse(secret_data({"bearerToken": TOKEN + "\n", "tlsClientConfig": {"caData": b64(CA)}}))
+    assert config.token == TOKEN

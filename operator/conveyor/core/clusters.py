@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,6 +180,10 @@ def parse_cluster_secret(
     token = config.get("bearerToken")
     if not isinstance(token, str) or not token.strip():
         return bad(INVALID, "config.bearerToken is missing")
+    if not TOKEN_CHARACTERS.fullmatch(token.strip()):
+        # A line break (a wrapped paste), a space or a control character: no HTTP header can carry
+        # it, and the client's error would print the header — the token — in the message.
+        return bad(INVALID, "config.bearerToken has characters a token never has (a line break, a space?)")
     ca = ""
     if tls.get("caData"):
         try:
@@ -200,6 +205,8 @@ def parse_cluster_secret(
         secret=secret,
     )
 
+
+TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a bearer token is made of
 
 Parsed = ClusterConfig | tuple[str, ClusterProblem]
 

@@ -21,6 +21,7 @@ which runs no pass, starts them when it leads; the first pass waits a moment for
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -33,7 +34,7 @@ from conveyor.core import clusters as c
 from conveyor.core.jobs import MANAGED_BY, PIPELINE_LABEL, PIPELINE_NAMESPACE_ANNOTATION
 from conveyor.handlers.cache import strip
 from conveyor.handlers.metrics import CLUSTER_SEEN
-from conveyor.kube.client import Kube
+from conveyor.kube.client import Kube, api_unavailable
 from conveyor.kube.reflector import Reflector
 from conveyor.kube.remote import RemoteKube, connect, problem_of
 
@@ -46,6 +47,7 @@ Pair = tuple[str, str]  # (cluster, stage namespace)
 # How long a pass waits for a just-started watch's first listing (a cluster that does not answer
 # costs the pass this once; after that its state is known at once).
 SETTLE_SECONDS = 3.0
+REFUSED_SECONDS = 30.0  # a stage whose write was refused (403/401) is unseen this long, then tried again
 REPORT_SECONDS = 5.0  # a pass's failed request makes the cluster's watches list again this often at most
 
 
@@ -98,6 +100,8 @@ class Clusters:
         self._configured = False  # the Secrets' first listing has been judged (_secrets_changed)
         self._stopped = False
         self._reported: dict[str, float] = {}  # cluster -> when a pass last reported it failing
+        self._refused: dict[Pair, tuple[float, c.ClusterProblem]] = {}  # a write refused there
+        self._metered: set[str] = set()  # clusters with a conveyor_cluster_seen series
         # Set by the operator (called from Reflector threads; they hand over to the event loop).
         self.wake: Callable[[Key], None] = _nothing
         self.wake_deployment: Callable[[str, str, str], None] = _nothing
@@ -149,6 +153,12 @@ class Clusters:
                 self._declared[key] = set(pairs)
             for pair in pairs:
                 self._users.setdefault(pair, set()).add(key)
+            used = {cluster for cluster, _ in self._users}
+            for cluster in list(self._metered - used):
+                # No stage names it any more: its series goes (an alert on 0 must be able to clear).
+                with contextlib.suppress(KeyError):
+                    CLUSTER_SEEN.remove(cluster)
+            self._metered &= used
 
     def problem(self, pipeline_namespace: str, cluster: str, namespace: str) -> c.ClusterProblem | None:
         """Why a stage of a Pipeline in `pipeline_namespace`, in `namespace` of `cluster`, cannot be
@@ -170,8 +180,13 @@ class Clusters:
             found = c.resolve(self._configs, cluster, pipeline_namespace, namespace, self.secret_namespace)
             if isinstance(found, c.ClusterProblem):
                 if found.reason not in (c.NOT_FOUND, c.NOT_ALLOWED):  # a metric per real cluster only
-                    CLUSTER_SEEN.labels(cluster).set(0)
+                    self._meter(cluster, 0)
                 return found
+            refused = self._refused.get((cluster, namespace))
+            if refused is not None and time.monotonic() - refused[0] < REFUSED_SECONDS:
+                self._meter(cluster, 0)
+                return refused[1]
+            self._refused.pop((cluster, namespace), None)
             watches = self._watch((cluster, namespace), found)
         for r in watches:
             # Started a moment ago (first use, a restart, a rotated Secret): the first listing is a
@@ -182,7 +197,7 @@ class Clusters:
             problem = c.ClusterProblem(
                 c.CONNECTING, f"listing {namespace}'s Deployments and Jobs in cluster {cluster}"
             )
-        CLUSTER_SEEN.labels(cluster).set(0 if problem else 1)
+        self._meter(cluster, 0 if problem else 1)
         return problem
 
     def kube(self, cluster: str) -> RemoteKube:
@@ -222,6 +237,23 @@ class Clusters:
             watches = [r for (name, _), pair in self._watches.items() if name == cluster for r in pair]
         for r in watches:
             r.interrupt()
+
+    def refused(self, cluster: str, namespace: str, error: BaseException) -> None:
+        """A write to `namespace` of `cluster` was refused (403, 401): the stage is unseen, with that
+        reason, for REFUSED_SECONDS; then the pass that follows tries again."""
+        status = getattr(error, "status", None)
+        if status not in (401, 403):
+            if status is None or api_unavailable(error):
+                self.report(cluster)
+            return
+        with self._lock:
+            self._refused[(cluster, namespace)] = (time.monotonic(), problem_of(error, cluster))
+        log.warning("cluster %s refused a write in %s: %s", cluster, namespace, problem_of(error, cluster))
+
+    def _meter(self, cluster: str, value: int) -> None:
+        with self._lock:
+            self._metered.add(cluster)
+        CLUSTER_SEEN.labels(cluster).set(value)
 
     def _seen(self, cluster: str, namespace: str) -> tuple[Reflector, Reflector]:
         with self._lock:

@@ -311,7 +311,7 @@ def observe(kube: Kube, pipeline: Pipeline, reads: Reads | None = None) -> World
                     raise  # the control cluster failing fails the pass (and is retried), as always
                 problem = unreachable(kube, cluster, e)
         if problem is not None:
-            log.info("%s/%s: stage %s not seen: %s", *key, stage.name, problem)
+            log.debug("%s/%s: stage %s not seen: %s", *key, stage.name, problem)  # status says it
             sw = StageWorld(namespace=stage.namespace, cluster=cluster, fresh=reads.fresh, problem=problem)
         elif cluster != CONTROL_CLUSTER:
             sw.seen_again_at = kube.clusters.seen_again_at(cluster, stage.namespace)
@@ -515,10 +515,15 @@ def apply_plan(
         try:
             _perform(kube, ns, action, overlay, versions)
             return True
-        except Exception:
+        except Exception as e:
             log.warning(
                 "%s/%s: %s failed; will retry", ns, action.owner, type(action).__name__, exc_info=True
             )
+            remote = getattr(action, "cluster", CONTROL_CLUSTER)
+            if remote != CONTROL_CLUSTER and kube.clusters is not None:
+                # A write another cluster refused (403: the target role lacks it; 401) makes that
+                # stage unseen for a while, saying why, rather than retried every pass in silence.
+                kube.clusters.refused(remote, getattr(action, "namespace", ""), e)
             return False
 
     for action in sorted(plan.actions, key=lambda a: order[type(a)]):

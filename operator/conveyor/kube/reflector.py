@@ -34,6 +34,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from conveyor.kube.client import Kube
+from conveyor.kube.remote import redact
 
 log = logging.getLogger("conveyor.reflector")
 
@@ -282,6 +283,9 @@ def _version(obj: Mapping[str, Any] | None) -> str:
 
 
 def _describe(error: BaseException) -> str:
+    """The error for a log line: never what follows "Bearer", never the text of an unknown error."""
     if isinstance(error, ApiException):
-        return f"HTTP {error.status}: {str(error.reason)[:300]}"
-    return f"{type(error).__name__}: {str(error)[:300]}"
+        return f"HTTP {error.status}: {redact(str(error.reason))[:300]}"
+    if isinstance(error, (urllib3.exceptions.HTTPError, OSError)):
+        return f"{type(error).__name__}: {redact(str(error))[:300]}"
+    return type(error).__name__

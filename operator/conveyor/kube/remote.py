@@ -8,6 +8,7 @@ few seconds, never the shared reconcile threads for half a minute.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 
 import urllib3
@@ -80,17 +81,30 @@ def problem_of(error: BaseException, cluster: str) -> c.ClusterProblem:
     return c.ClusterProblem(c.UNREACHABLE, f"cluster {cluster} cannot be reached: {_short(reason)}")
 
 
+# Whatever follows "Bearer" in a message is a credential: an error that quotes a header (urllib3's
+# "Invalid header value b'Bearer …'") never carries it on.
+_BEARER = re.compile(r"(?i)(bearer)[\s:=]+\S+")
+
+
+def redact(text: str) -> str:
+    """`text` without anything that follows "Bearer"."""
+    return _BEARER.sub(r"\1 <redacted>", text)
+
+
 def _short(error: BaseException) -> str:
-    text = str(error)
+    if not isinstance(error, (urllib3.exceptions.HTTPError, OSError)):
+        return type(error).__name__  # not a network error: its text is not known to be safe
+    text = redact(str(error))
     # urllib3 wraps the cause in the pool's repr; the last part says what happened.
     if "Failed to establish a new connection:" in text:
         text = text.split("Failed to establish a new connection:", 1)[1]
-    return f"{type(error).__name__}: {text.strip(' )')[:200]}"
+    text = text.strip()
+    return f"{type(error).__name__}: {text if len(text) <= 200 else text[:199] + '…'}"
 
 
 def _api_message(error: ApiException) -> str:
     text = error.body if isinstance(error.body, str) and error.body else str(error.reason or "")
     try:
-        return str(json.loads(text).get("message") or text)[:300]
+        return redact(str(json.loads(text).get("message") or text))[:300]
     except (ValueError, AttributeError):
-        return text[:300]
+        return redact(text)[:300]
