@@ -105,6 +105,16 @@ LABEL = "conveyor.dev/bench-scale"
 TERMINAL = {"Succeeded", "Failed", "Superseded", "RolledBack", "Cancelled", "Vetoed"}
 
 
+def service_account_token(name: str, namespace: str, kube: list[str]) -> str:
+    """A TokenRequest token (4 h) of ServiceAccount `namespace/name`, as `kubectl create token` makes it."""
+    return subprocess.run(
+        [kubectl_binary(), "create", "token", name, "-n", namespace, "--duration", "4h", *kube],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
 class Deadline:
     """The run's global deadline: every wait gets at most what is left of it."""
 
@@ -306,22 +316,7 @@ class ClusterB:
         )
         self.installed = True
         self.identity = f"system:serviceaccount:{self.target_ns}:{self.TARGET_RELEASE}"
-        return subprocess.run(
-            [
-                kubectl_binary(),
-                "create",
-                "token",
-                self.TARGET_RELEASE,
-                "-n",
-                self.target_ns,
-                "--duration",
-                "4h",
-                *kube,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        return service_account_token(self.TARGET_RELEASE, self.target_ns, kube)
 
     def secret(self, token: str, pipeline_namespaces: list[str]) -> dict[str, Any]:
         """The cluster Secret for the operator's cluster (Argo CD's format)."""
@@ -537,22 +532,7 @@ class Scale:
             capture_output=True,
             text=True,
         )
-        token = subprocess.run(
-            [
-                kubectl_binary(),
-                "create",
-                "token",
-                self.helm_release,
-                "-n",
-                self.helm_ns,
-                "--duration",
-                "4h",
-                *kube,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        token = service_account_token(self.helm_release, self.helm_ns, kube)
         admin = json.loads(b.cluster.kubeconfig.read_text())
         sa_config = dict(
             admin,

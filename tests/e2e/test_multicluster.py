@@ -42,7 +42,7 @@ from support.cluster import Cluster, audit_log
 from support.invariants import audit_job_creates, audit_log_events, audit_writes_by
 from support.operator import OperatorProcess
 from support.outages import outage, restart_controllers
-from support.story import OLD_IMAGE, Story, image_of, stage_record, status
+from support.story import OLD_IMAGE, Story, deployment_manifest, image_of, stage_record, status
 from support.wait import has_condition, wait_for_list, wait_for_object
 
 pytestmark = [pytest.mark.cluster, pytest.mark.multicluster]
@@ -142,23 +142,7 @@ class World:
 
     def b_deployment(self, ns: str, name: str = "shop", replicas: int = 2) -> None:
         """The application's Deployment in B's `ns` on the initial image, Available."""
-        self.apps_b.create_namespaced_deployment(
-            ns,
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": name},
-                "spec": {
-                    "replicas": replicas,
-                    "progressDeadlineSeconds": 600,
-                    "selector": {"matchLabels": {"app": name}},
-                    "template": {
-                        "metadata": {"labels": {"app": name}},
-                        "spec": {"containers": [{"name": "web", "image": OLD_IMAGE}]},
-                    },
-                },
-            },
-        )
+        self.apps_b.create_namespaced_deployment(ns, deployment_manifest(name, replicas=replicas))
         wait_for_object(
             self.apps_b.list_namespaced_deployment,
             name,

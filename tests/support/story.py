@@ -30,6 +30,26 @@ OLD_IMAGE = f"{REPO}@{digest_of('initial')}"
 LEADS = r"is the leader now"  # the elector's line when a replica takes the Lease
 
 
+def deployment_manifest(
+    name: str, *, replicas: int = 2, containers: tuple[str, ...] = ("web",), progress_deadline: int = 600
+) -> dict[str, Any]:
+    """A Deployment of the application on the initial image (any cluster's)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": progress_deadline,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": c, "image": OLD_IMAGE} for c in containers]},
+            },
+        },
+    }
+
+
 class Story:
     """One test's world: namespaces, objects, the operator, and waits."""
 
@@ -127,20 +147,9 @@ class Story:
         """One Deployment on the initial image."""
         self.apps.create_namespaced_deployment(
             ns,
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": name},
-                "spec": {
-                    "replicas": replicas,
-                    "progressDeadlineSeconds": progress_deadline,
-                    "selector": {"matchLabels": {"app": name}},
-                    "template": {
-                        "metadata": {"labels": {"app": name}},
-                        "spec": {"containers": [{"name": c, "image": OLD_IMAGE} for c in containers]},
-                    },
-                },
-            },
+            deployment_manifest(
+                name, replicas=replicas, containers=containers, progress_deadline=progress_deadline
+            ),
         )
 
     def deployment_with(
