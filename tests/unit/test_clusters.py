@@ -372,3 +372,17 @@ def test_errors_from_a_remote_cluster_never_carry_what_follows_bearer():
 def test_a_token_pasted_with_a_trailing_line_break_is_used_without_it():
     config = parse(secret_data({"bearerToken": TOKEN + "\n", "tlsClientConfig": {"caData": b64(CA)}}))
     assert config.token == TOKEN
+
+
+def test_kubectl_conveyor_status_says_where_each_stage_lives_only_when_one_is_elsewhere():
+    from conveyor.views.text import render_status, status
+
+    p = pipeline(stages=STAGES, smoke_test=SMOKE)
+    r1, _ = in_prod_smoke_test()
+    p.status = reconcile(p, [r1], [], unseen_world(staging=_rolled(image("r1"))), later(60)).pipeline
+    text = render_status(status(p, [r1]))
+    assert "CLUSTER" in text.splitlines()[1]
+    assert "prod-b (ClusterUnreachable)" in text
+    single = pipeline()
+    single.status = reconcile(single, [], [], world(), later(0)).pipeline
+    assert "CLUSTER" not in render_status(status(single, []))

@@ -260,6 +260,8 @@ def status(pipeline: Pipeline, releases: list[Release]) -> dict[str, Any]:
                 "since": stamp(s.since) if s.since else None,
                 "pinnedBy": s.pinned_by,
                 "inFlight": s.in_flight,
+                # Only where a stage lives in another cluster (docs/multi-cluster.md).
+                **({"cluster": _where(s.cluster, s.cluster_problem)} if s.cluster else {}),
             }
             for s in pipeline.status.stages
         ],
@@ -282,11 +284,26 @@ def _current_step(rel: Release) -> str | None:
     return str(rec.phase) if rec is not None and rec.phase else None
 
 
+def _where(cluster: str, problem: str | None) -> str:
+    """`prod-eu`, or `prod-eu (ClusterUnreachable)` while Conveyor cannot see it."""
+    return cluster + (f" ({problem.split(':')[0]})" if problem else "")
+
+
+STAGE_COLUMNS = ("commit", "release", "since", "inFlight")
+
+
+def _cluster_column(data: dict[str, Any]) -> list[str]:
+    """The CLUSTER column, only when some stage lives in another cluster."""
+    return ["cluster"] if any("cluster" in s for s in data["stages"]) else []
+
+
 def render_status(data: dict[str, Any]) -> str:
     """Status as text: a stage table, then releases in flight."""
     out = [
         f"pipeline {data['pipeline']}",
-        render_table(data["stages"], ["stage", "commit", "release", "since", "inFlight"]),
+        render_table(
+            data["stages"], ["stage", *_cluster_column(data), "commit", "release", "since", "inFlight"]
+        ),
     ]
     if data["releases"]:
         out += [
