@@ -66,9 +66,14 @@ def test_an_argo_cd_cluster_secret_is_read_as_it_is():
     )
     assert config.namespaces == {"shop-prod", "payments"}
     assert config.allowed == {"apps"}
-    # Argo CD's default: no name means the server is the name (a trailing slash trimmed).
-    unnamed = {k: v for k, v in secret_data(server="https://10.0.0.1:6443/").items() if k != "name"}
-    assert parse(unnamed).name == "https://10.0.0.1:6443"
+    # Argo CD names a nameless cluster by its server; a stage names a DNS label, and a URL (whose
+    # path could hold anything) never becomes a name in a message: such a Secret is not used.
+    unnamed = {k: v for k, v in secret_data(server=f"https://10.0.0.1:6443/{TOKEN}").items() if k != "name"}
+    name, problem = parse(unnamed)
+    assert name == ""
+    assert problem.reason == c.INVALID
+    assert TOKEN not in problem.message
+    assert parse(secret_data(name="Prod.EU"))[1].reason == c.INVALID
 
 
 @pytest.mark.parametrize(
@@ -386,3 +391,41 @@ def test_kubectl_conveyor_status_says_where_each_stage_lives_only_when_one_is_el
     single = pipeline()
     single.status = reconcile(single, [], [], world(), later(0)).pipeline
     assert "CLUSTER" not in render_status(status(single, []))
+
+
+def test_a_connection_closed_in_the_handshake_is_the_cluster_away_not_a_bad_certificate():
+    import ssl
+
+    import urllib3
+
+    from conveyor.kube.remote import problem_of
+
+    eof = urllib3.exceptions.MaxRetryError(
+        None, "/", urllib3.exceptions.SSLError(ssl.SSLEOFError(8, "[SSL: UNEXPECTED_EOF_WHILE_READING]"))
+    )
+    assert problem_of(eof, "prod-b").reason == c.UNREACHABLE
+    bad_ca = urllib3.exceptions.MaxRetryError(
+        None, "/", urllib3.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    )
+    assert problem_of(bad_ca, "prod-b").reason == c.CERTIFICATE
+
+
+def test_request_paths_never_reach_a_message():
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    from conveyor.kube.reflector import _describe
+    from conveyor.kube.remote import problem_of
+
+    pool = urllib3.HTTPSConnectionPool("127.0.0.1", 45999)
+    refused = urllib3.exceptions.MaxRetryError(
+        pool,
+        f"/{TOKEN}/apis/apps/v1/namespaces/shop/deployments",
+        urllib3.exceptions.NewConnectionError(pool, "Failed to establish a new connection: [Errno 111]"),
+    )
+    assert TOKEN not in problem_of(refused, "prod-b").message
+    assert TOKEN not in _describe(refused)  # the Reflector's log line
+    assert "with url: …" in _describe(refused)
+    forbidden = ApiException(status=403, reason=f'{{"message": "forbidden: cannot get path \\"/{TOKEN}\\""}}')
+    assert TOKEN not in problem_of(forbidden, "prod-b").message
+    assert TOKEN not in _describe(forbidden)

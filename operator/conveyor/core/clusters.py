@@ -136,11 +136,16 @@ def parse_cluster_secret(
     describes, or (the name it claims, why it cannot be used)."""
     name = (_decoded(data, "name") or "").strip()
     server = (_decoded(data, "server") or "").strip().rstrip("/")
-    name = name or server  # Argo CD's default: a cluster is named by its server
     where = f"Secret {secret}"
 
     def bad(reason: str, why: str) -> tuple[str, ClusterProblem]:
         return name, ClusterProblem(reason, f"{where}: {why}")
+
+    if not DNS_LABEL.fullmatch(name):
+        # Argo CD names a nameless cluster by its server URL; a stage names clusters with a DNS
+        # label, and a URL (whose path could hold anything) never becomes a name in a message.
+        name = ""
+        return bad(INVALID, "data.name must be a DNS label (the name stages use, e.g. prod-eu)")
 
     if not server:
         return bad(INVALID, "data.server is missing (the API server's https:// URL)")
@@ -206,6 +211,7 @@ def parse_cluster_secret(
     )
 
 
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a bearer token is made of
 
 Parsed = ClusterConfig | tuple[str, ClusterProblem]

@@ -179,7 +179,7 @@ class Clusters:
                 )
             found = c.resolve(self._configs, cluster, pipeline_namespace, namespace, self.secret_namespace)
             if isinstance(found, c.ClusterProblem):
-                if found.reason not in (c.NOT_FOUND, c.NOT_ALLOWED):  # a metric per real cluster only
+                if found.reason != c.NOT_ALLOWED:  # about this pipeline, not about the cluster
                     self._meter(cluster, 0)
                 return found
             refused = self._refused.get((cluster, namespace))
@@ -337,6 +337,9 @@ class Clusters:
                     allow_insecure=self.allow_insecure,
                 )
             )
+        for item in parsed:
+            if isinstance(item, tuple) and not item[0]:  # no name a stage could use: said here only
+                log.warning("cluster Secret ignored: %s", item[1].message)
         configs = c.index(parsed)
         woken: set[Key] = set()
         with self._lock:

@@ -38,7 +38,11 @@ from conveyor.kube.remote import redact
 
 log = logging.getLogger("conveyor.reflector")
 
-WATCH_SECONDS = 120  # the API server ends each watch after about this long; the Reflector resumes it
+# The API server ends each watch after this long and the Reflector resumes it from its version: an
+# idle watch gets no bytes, so a silent network cut is noticed only when a read times out — kept
+# short (WATCH_SECONDS + READ_SLACK_SECONDS), at one cheap request per kind and namespace per period.
+WATCH_SECONDS = 25
+READ_SLACK_SECONDS = 10
 STEADY_SECONDS = 30.0  # a watch that lasted this long was no failure: the backoff starts over
 BACKOFF_CAP_SECONDS = 4.0
 CONNECT_SECONDS = 3.0
@@ -166,7 +170,7 @@ class Reflector:
             "GET",
             self.path,
             query={"labelSelector": self.label_selector},
-            timeout=(CONNECT_SECONDS, 30.0),
+            timeout=(CONNECT_SECONDS, 15.0),
         )
         fresh = {(o.get("metadata") or {}).get("name", ""): self._strip(o) for o in result.get("items") or []}
         with self._lock:
@@ -224,7 +228,7 @@ class Reflector:
             url,
             headers=headers,
             preload_content=False,
-            timeout=urllib3.Timeout(connect=CONNECT_SECONDS, read=WATCH_SECONDS + 15),
+            timeout=urllib3.Timeout(connect=CONNECT_SECONDS, read=WATCH_SECONDS + READ_SLACK_SECONDS),
             retries=False,
         )
         with self._lock:

@@ -70,9 +70,9 @@ def problem_of(error: BaseException, cluster: str) -> c.ClusterProblem:
     reason = error
     if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
         reason = error.reason
-    if isinstance(reason, (urllib3.exceptions.SSLError, ssl.SSLError)) or "CERTIFICATE_VERIFY_FAILED" in str(
-        reason
-    ):
+    if "CERTIFICATE_VERIFY_FAILED" in str(reason) or isinstance(reason, ssl.SSLCertVerificationError):
+        # Only a failed verification: a connection closed during the handshake (a load balancer with
+        # no backend, a server going down) is an SSLError too, and is the cluster being away.
         return c.ClusterProblem(
             c.CERTIFICATE,
             f"cluster {cluster}'s server certificate is not trusted (check caData and serverName in its "
@@ -84,11 +84,15 @@ def problem_of(error: BaseException, cluster: str) -> c.ClusterProblem:
 # Whatever follows "Bearer" in a message is a credential: an error that quotes a header (urllib3's
 # "Invalid header value b'Bearer …'") never carries it on.
 _BEARER = re.compile(r"(?i)(bearer)[\s:=]+\S+")
+# Request paths (urllib3's "with url: /…", the API server's 'cannot get path "/…"'): a server URL's
+# path is the Secret writer's to choose, and could hold anything — a token included.
+_URL = re.compile(r"(with url: )\S+")
+_PATH = re.compile(r'(path )\\?"[^"\\]*\\?"')  # quoted, or quoted inside JSON
 
 
 def redact(text: str) -> str:
-    """`text` without anything that follows "Bearer"."""
-    return _BEARER.sub(r"\1 <redacted>", text)
+    """`text` without anything that follows "Bearer" and without request paths."""
+    return _PATH.sub(r'\1"…"', _URL.sub(r"\1…", _BEARER.sub(r"\1 <redacted>", text)))
 
 
 def _short(error: BaseException) -> str:
