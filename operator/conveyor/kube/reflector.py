@@ -43,7 +43,8 @@ log = logging.getLogger("conveyor.reflector")
 # short (WATCH_SECONDS + READ_SLACK_SECONDS), at one cheap request per kind and namespace per period.
 WATCH_SECONDS = 25
 READ_SLACK_SECONDS = 10
-STEADY_SECONDS = 30.0  # a watch that lasted this long was no failure: the backoff starts over
+STEADY_SECONDS = 15.0  # a watch that lasted this long was no failure: the backoff starts over
+QUICK_SECONDS = 1.0  # a watch ended by the server sooner than this is treated as a failure
 BACKOFF_CAP_SECONDS = 4.0
 CONNECT_SECONDS = 3.0
 
@@ -140,9 +141,14 @@ class Reflector:
                         return
                 started = time.monotonic()
                 version = self._watch(version)  # ended by the server: resumed from where it was
-                if time.monotonic() - started >= STEADY_SECONDS:
+                lasted = time.monotonic() - started
+                if lasted >= STEADY_SECONDS:
                     failures = 0
-                continue
+                    continue
+                if lasted >= QUICK_SECONDS:
+                    continue
+                # Ended at once without an error (a proxy closing every response): not resumed in a
+                # tight loop — it backs off like a failure.
             except Gone:
                 version = ""  # too old: list again (what changed meanwhile is found by comparing)
             except Exception as e:  # every failure is a state, never the end of the loop
