@@ -25,7 +25,6 @@ with kubectl, as a platform team without Helm in the target would); a TokenReque
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import os
 import subprocess
@@ -44,6 +43,7 @@ from kubernetes.client.exceptions import ApiException
 
 from support.cluster import REPO, Cluster, audit_log, kubectl_binary, local_paths, test_cluster_dir
 from support.invariants import audit_log_events
+from support.sim import apply_merge_patch
 
 CHART = REPO / "charts" / "conveyor"
 TARGET_RELEASE = "conveyor-target"  # helm release name = the ServiceAccount's name
@@ -259,19 +259,6 @@ def can_i(kubeconfig: Path, verb: str, what: str, namespace: str | None = None) 
 # --- the cluster Secret in A -------------------------------------------------------------------
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """`overrides` merged into `base`, recursively; a None value removes the key."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def cluster_secret(  # noqa: PLR0917 (the signature the stories were specified with)
     name: str,
     server: str,
@@ -291,7 +278,7 @@ def cluster_secret(  # noqa: PLR0917 (the signature the stories were specified w
     {"caData"}}); None removes a key: {"bearerToken": "wrong"}, {"tlsClientConfig": {"caData":
     other}}, {"bearerToken": None, "execProviderConfig": {...}}. `data_overrides` does the same to
     the data keys themselves (name, server, config, namespaces)."""
-    config = _merge(
+    config = apply_merge_patch(
         {"bearerToken": token, "tlsClientConfig": {"caData": base64.b64encode(ca_pem.encode()).decode()}},
         config_overrides or {},
     )

@@ -102,14 +102,14 @@ def _not_found(what: str) -> ApiException:
     return ApiException(status=404, reason=f"{what} not found")
 
 
-def _apply_merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+def apply_merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """RFC 7386, as the API server applies a merge patch."""
     out = copy.deepcopy(target)
     for key, value in patch.items():
         if value is None:
             out.pop(key, None)
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _apply_merge_patch(out[key], value)
+            out[key] = apply_merge_patch(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -1164,7 +1164,7 @@ class SimKube:
             self._did(action, "not-found", meant=meant)
             return None  # the client answers None for a 404
         self._check_fresh(plural, name, "the owners")
-        patched = _apply_merge_patch(obj["metadata"], metadata)
+        patched = apply_merge_patch(obj["metadata"], metadata)
         if patched != obj["metadata"]:
             obj["metadata"] = patched
             self.sim._changed(plural, (NAMESPACE, name), obj)
@@ -1217,7 +1217,7 @@ class SimKube:
             self.sim.handler_writes.append(write)
         if target is None:
             return None  # 404: deleted meanwhile (the client answers None)
-        status = _apply_merge_patch(target.get("status") or {}, patch)
+        status = apply_merge_patch(target.get("status") or {}, patch)
         if status != target.get("status"):
             target["status"] = status
             self.sim._changed(plural, (NAMESPACE, name), target)
@@ -1241,7 +1241,7 @@ class SimKube:
             wire: dict[str, Any] = planned.wire()
             return wire
         target = self.sim.pipeline if plural == "pipelines" else self.sim.objects[plural].get(name)
-        return _apply_merge_patch((target or {}).get("status") or {}, patch)
+        return apply_merge_patch((target or {}).get("status") or {}, patch)
 
     def create_event(self, _namespace: str, body: dict[str, Any]) -> None:
         if self.crash_after is not None:

@@ -203,7 +203,7 @@ def test_a_release_in_a_stage_that_cannot_be_seen_keeps_its_record_and_creates_n
     p = pipeline(stages=STAGES, smoke_test=SMOKE)
     r1, _smoke = in_prod_smoke_test()
     # Long past the smoke test's deadline: still no verdict on what was not seen.
-    plan = reconcile(p, [r1], [], unseen_world(staging=_rolled(image("r1"))), later(3600))
+    plan = reconcile(p, [r1], [], unseen_world(staging=deployment_view(image("r1"))), later(3600))
     assert not [a for a in plan.actions if isinstance(a, (CreateJob, SetImage))]
     status = plan.releases["r1"]
     assert status.phase == Phase.PROGRESSING
@@ -222,7 +222,9 @@ def test_a_release_in_a_stage_that_cannot_be_seen_keeps_its_record_and_creates_n
     # Ready judges only what was seen: prod's missing Deployment is not "not found".
     assert next(x for x in plan.pipeline.conditions if x.type == "Ready").status == "True"
     # Seen again, with the Job gone: the known rules apply (here: the recorded smoke test is missing).
-    seen = reconcile(p, [r1], [], world(staging=_rolled(image("r1")), prod=_rolled(image("r1"))), later(60))
+    seen = reconcile(
+        p, [r1], [], world(staging=deployment_view(image("r1")), prod=deployment_view(image("r1"))), later(60)
+    )
     assert seen.releases["r1"].conditions != status.conditions
 
 
@@ -230,7 +232,7 @@ def test_an_approved_release_never_enters_a_stage_it_cannot_see():
     p = pipeline(stages=STAGES)
     r1 = release("r1", status=verified_in("staging") | {"phase": "AwaitingApproval", "currentStage": "prod"})
     ok = approval("r1-prod", "r1", "prod", seen=later(2))
-    plan = reconcile(p, [r1], [ok], unseen_world(staging=_rolled(image("r1"))), later(30))
+    plan = reconcile(p, [r1], [ok], unseen_world(staging=deployment_view(image("r1"))), later(30))
     status = plan.releases["r1"]
     assert status.phase == Phase.WAITING
     assert next(x for x in status.conditions if x.type == "Ready").reason == c.UNREACHABLE
@@ -263,10 +265,6 @@ def test_nothing_is_deleted_while_a_stage_cannot_be_seen():
     plan = reconcile(p, old, [], unseen_world(), later(600))
     assert not [a for a in plan.actions if type(a).__name__ in ("DeleteRelease", "DeleteJob")]
     assert plan.pipeline.retired == []
-
-
-def _rolled(img: str) -> Any:
-    return deployment_view(img)
 
 
 def test_the_example_pipeline_and_cluster_secret_are_what_conveyor_reads():
@@ -312,7 +310,9 @@ def test_deadlines_that_ran_out_while_a_cluster_could_not_be_seen_get_time_after
     r1, smoke = in_prod_smoke_test()  # smoke test started at T0+12 s; deadline 300 s (+30 s grace)
 
     def seen(now_s: float, seen_again: float | None) -> Any:
-        w = world(staging=_rolled(image("r1")), prod=_rolled(image("r1")), jobs={smoke: job(smoke)})
+        w = world(
+            staging=deployment_view(image("r1")), prod=deployment_view(image("r1")), jobs={smoke: job(smoke)}
+        )
         w.stages["prod"].cluster = "prod-b"
         w.stages["prod"].seen_again_at = later(seen_again) if seen_again is not None else None
         return reconcile(p, [r1], [], w, later(now_s)).releases["r1"]
@@ -340,7 +340,7 @@ def test_a_rollout_cut_off_by_its_clusters_outage_gets_a_whole_deadline_after_th
     stuck = deployment_view(image("r1"), release_name="r1", rolled_out=False)
 
     def judged(now_s: float, seen_again: float | None) -> Any:
-        w = world(staging=_rolled(image("r1")), prod=stuck)
+        w = world(staging=deployment_view(image("r1")), prod=stuck)
         w.stages["prod"].cluster = "prod-b"
         w.stages["prod"].seen_again_at = later(seen_again) if seen_again is not None else None
         return reconcile(p, [r1], [], w, later(now_s)).releases["r1"]
@@ -384,7 +384,7 @@ def test_kubectl_conveyor_status_says_where_each_stage_lives_only_when_one_is_el
 
     p = pipeline(stages=STAGES, smoke_test=SMOKE)
     r1, _ = in_prod_smoke_test()
-    p.status = reconcile(p, [r1], [], unseen_world(staging=_rolled(image("r1"))), later(60)).pipeline
+    p.status = reconcile(p, [r1], [], unseen_world(staging=deployment_view(image("r1"))), later(60)).pipeline
     text = render_status(status(p, [r1]))
     assert "CLUSTER" in text.splitlines()[1]
     assert "prod-b (ClusterUnreachable)" in text

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from conveyor.api.common import DNS_LABEL
+
 CONTROL_CLUSTER = ""  # the cluster the operator runs in
 CONTROL_NAME = "control"  # how status and messages call it
 
@@ -50,7 +52,8 @@ CERTIFICATE = "ClusterCertificateInvalid"  # TLS verification failed
 CREDENTIALS = "ClusterCredentialsInvalid"  # 401: the token is wrong or expired
 FORBIDDEN = "ClusterForbidden"  # 403: the target role lacks a right
 
-CONFIGURATION_REASONS = frozenset({NOT_FOUND, AMBIGUOUS, NOT_ALLOWED, INVALID, UNSUPPORTED})
+TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a bearer token is made of
+NAME_MAX = 63  # Stage.cluster's bound: a name longer than that could never be named by a stage
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ def parse_cluster_secret(
     def bad(reason: str, why: str) -> tuple[str, ClusterProblem]:
         return name, ClusterProblem(reason, f"{where}: {why}")
 
-    if not DNS_LABEL.fullmatch(name):
+    if len(name) > NAME_MAX or not re.fullmatch(DNS_LABEL, name):
         # Argo CD names a nameless cluster by its server URL; a stage names clusters with a DNS
         # label, and a URL (whose path could hold anything) never becomes a name in a message.
         name = ""
@@ -210,9 +213,6 @@ def parse_cluster_secret(
         secret=secret,
     )
 
-
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a bearer token is made of
 
 Parsed = ClusterConfig | tuple[str, ClusterProblem]
 

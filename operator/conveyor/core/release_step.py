@@ -335,9 +335,8 @@ class ReleaseStep:
         self.ctx.plan.requeue(BLOCKED_RETRY_SECONDS)
         where = display(stage_cluster(stage))
         message = f"{stage.name}: cannot see cluster {where}: {problem.message}"
-        if phase is Phase.WAITING:
-            return Verdict(phase, problem.reason, message)
-        return Verdict(phase, problem.reason, message, progressing="False")
+        # In the stage it is Progressing, but not progressing now; waiting outside, as any wait.
+        return Verdict(phase, problem.reason, message, "False" if phase is Phase.PROGRESSING else None)
 
     def newer_reaching(self, stage: Stage, index: int) -> str | None:
         """A newer, still-live release that has reached this stage (waiting, in it, or past it)."""
